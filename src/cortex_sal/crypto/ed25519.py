@@ -1,0 +1,81 @@
+"""Ed25519 (RFC 8032) with the signing key in locked memory.
+
+libsodium's secret key is ``seed || public key`` (64 bytes); both halves stay in one
+secure buffer. Verification failures raise :class:`~cortex_sal.errors.InvalidSignatureError`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+from ..errors import CryptoError, InvalidSignatureError
+from ..securemem import SecureBuffer, SecureKeyBuffer
+from ._buffers import Input, Readable, public_bytes, secret
+from ._sodium import sodium
+
+SEED_SIZE = 32
+PUBLIC_KEY_SIZE = 32
+SECRET_KEY_SIZE = 64
+SIGNATURE_SIZE = 64
+
+
+class Ed25519SigningKey:
+    """An Ed25519 signing key in locked memory; ``purge()`` or ``with`` zeroes it."""
+
+    __slots__ = ("_public", "_secret")
+
+    def __init__(self, seed: SecureKeyBuffer) -> None:
+        """Derive the key pair from a 32-byte seed held in locked memory (the seed is not consumed)."""
+        seed = secret(seed, "Ed25519 seed", SEED_SIZE)
+        sk = SecureBuffer(SECRET_KEY_SIZE)
+        public = ctypes.create_string_buffer(PUBLIC_KEY_SIZE)
+        if sodium.crypto_sign_ed25519_seed_keypair(public, sk._address(), seed._address()) != 0:
+            sk.secure_purge()
+            raise CryptoError("Ed25519 key derivation failed")
+        self._secret = sk
+        self._public = public.raw
+
+    @classmethod
+    def generate(cls) -> Ed25519SigningKey:
+        with SecureKeyBuffer() as seed:
+            return cls(seed)
+
+    def public_key(self) -> bytes:
+        self._secret._address()  # refuses after purge
+        return self._public
+
+    def sign(self, message: Readable) -> bytes:
+        """A 64-byte detached signature over ``message``."""
+        msg = Input(message, "message to sign")
+        sig = ctypes.create_string_buffer(SIGNATURE_SIZE)
+        if sodium.crypto_sign_ed25519_detached(sig, None, msg.pointer, msg.length, self._secret._address()) != 0:
+            raise CryptoError("Ed25519 signing failed")
+        return sig.raw
+
+    def purge(self) -> None:
+        self._secret.secure_purge()
+
+    @property
+    def is_purged(self) -> bool:
+        return self._secret.is_purged
+
+    def __enter__(self) -> Ed25519SigningKey:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.purge()
+
+    def __repr__(self) -> str:
+        return f"<Ed25519SigningKey {'purged' if self.is_purged else 'live'}>"
+
+    def __reduce_ex__(self, protocol: object) -> object:
+        return self._secret.__reduce_ex__(protocol)
+
+
+def ed25519_verify(public_key: bytes, message: Readable, signature: bytes) -> None:
+    """Return if ``signature`` is valid for ``message`` under ``public_key``; raise otherwise."""
+    pk = public_bytes(public_key, "Ed25519 public key", PUBLIC_KEY_SIZE)
+    sig = public_bytes(signature, "Ed25519 signature", SIGNATURE_SIZE)
+    msg = Input(message, "signed message")
+    if sodium.crypto_sign_ed25519_verify_detached(sig, msg.pointer, msg.length, pk) != 0:
+        raise InvalidSignatureError("Ed25519 signature does not verify for this public key and message")

@@ -1,0 +1,107 @@
+"""HMAC-SHA256 keyed by a secure buffer; no key, pad or midstate in unlocked memory.
+
+Two libsodium paths, one guarantee:
+
+* a public tag from a 32-byte key over one message (:func:`hmac_sha256`):
+  ``crypto_auth_hmacsha256``, whose state lives in libsodium's own stack frame for the
+  call and is wiped by libsodium (``sodium_memzero`` of the pads in ``_init``, of both
+  SHA-256 states in ``_final``) before it returns - one foreign call, about the speed of
+  ``hmac.digest``;
+* everything else, and always when the output is itself a key (:func:`hmac_sha256_into`,
+  hence all of HKDF): ``_init/_update/_final`` on a per-thread state slot in the arena,
+  zeroed after every use.
+
+The residue tests scan the process for the key, both pads and their encodings after
+both paths.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+
+from ..errors import CryptoError
+from ..securemem import SecureBuffer, SecureKeyBuffer
+from ..securemem._libc import zero
+from ._buffers import Input, Readable, public_bytes, secret
+from ._sodium import sodium
+
+MAC_SIZE = 32
+
+_scratch = threading.local()
+_oneshot = sodium.crypto_auth_hmacsha256
+# the same symbol typed for bytes in, tag out: ctypes converts these fastest
+_oneshot_bytes = sodium.bind(
+    "crypto_auth_hmacsha256", [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulonglong, ctypes.c_void_p], ctypes.c_int
+)
+
+
+def _state() -> SecureBuffer:
+    """This thread's HMAC state slot (allocated once, zeroed after each use)."""
+    state: SecureBuffer | None = getattr(_scratch, "state", None)
+    if state is None or state.is_purged:
+        state = SecureBuffer(sodium.hmac_state_bytes)
+        _scratch.state = state
+    return state
+
+
+def _hmac(key: object, parts: tuple[Readable, ...], out: object, *, locked_state: bool) -> None:
+    """HMAC-SHA256(key, concat(parts)) into the 32 bytes at ``out``."""
+    k = Input(key, "HMAC key")
+    if not locked_state and k.length == SecureKeyBuffer._fixed_size and len(parts) == 1:
+        m = Input(parts[0], "HMAC message")
+        if _oneshot(out, m.pointer, m.length, k.pointer) != 0:
+            raise CryptoError("crypto_auth_hmacsha256 failed")
+        return
+    inputs = [Input(p, "HMAC message part") for p in parts]
+    state = _state()
+    st = state._address()
+    try:
+        if sodium.crypto_auth_hmacsha256_init(st, k.pointer, k.length) != 0:
+            raise CryptoError("crypto_auth_hmacsha256_init failed")
+        for item in inputs:
+            if item.length:
+                sodium.crypto_auth_hmacsha256_update(st, item.pointer, item.length)
+        sodium.crypto_auth_hmacsha256_final(st, out)
+    finally:
+        zero(st, sodium.hmac_state_bytes)
+
+
+def hmac_sha256(key: SecureBuffer, *parts: Readable) -> bytes:
+    """The tag HMAC-SHA256(key, parts...) as ``bytes``: for tags that are public.
+
+    ``parts`` may be bytes-like or secure buffers (read in place).
+    """
+    if type(key) is SecureKeyBuffer and len(parts) == 1 and type(parts[0]) is bytes:
+        # the common case, kept to one foreign call into a per-thread (public) tag buffer
+        message = parts[0]
+        try:
+            tag = _scratch.tag
+        except AttributeError:
+            tag = _scratch.tag = ctypes.create_string_buffer(MAC_SIZE)
+        if _oneshot_bytes(tag, message, len(message), key._address()) != 0:
+            raise CryptoError("crypto_auth_hmacsha256 failed")
+        return tag.raw
+    secret(key, "HMAC key")
+    tag = ctypes.create_string_buffer(MAC_SIZE)
+    _hmac(key, parts, tag, locked_state=False)
+    return tag.raw
+
+
+def hmac_sha256_into(key: SecureBuffer | bytes, out: SecureBuffer, *parts: Readable) -> None:
+    """HMAC-SHA256(key, parts...) written into the 32-byte secure buffer ``out``.
+
+    The key may be public ``bytes`` here (HKDF-Extract keys HMAC with a public salt);
+    the output never leaves locked memory.
+    """
+    out = secret(out, "HMAC output", MAC_SIZE)
+    _hmac(key, parts, out._address(), locked_state=True)
+
+
+def hmac_sha256_verify(key: SecureBuffer, tag: bytes, *parts: Readable) -> bool:
+    """Constant-time check that ``tag`` is HMAC-SHA256(key, parts...)."""
+    expected = public_bytes(tag, "HMAC tag")
+    computed = hmac_sha256(key, *parts)
+    if len(expected) != MAC_SIZE:
+        return False
+    return bool(sodium.sodium_memcmp(computed, expected, MAC_SIZE) == 0)

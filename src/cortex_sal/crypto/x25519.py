@@ -1,0 +1,90 @@
+"""X25519 (RFC 7748) with private keys and shared secrets in locked memory.
+
+Public keys are plain ``bytes``. A peer key that is a low-order point (the shared
+secret would be all zeros) is refused with :class:`~cortex_sal.errors.LowOrderPointError`:
+libsodium reports it, and we never continue with the all-zero result.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+from ..errors import CryptoError, LowOrderPointError
+from ..securemem import SecureKeyBuffer
+from ._buffers import public_bytes, secret
+from ._sodium import sodium
+
+KEY_SIZE = 32
+
+
+def x25519_public_key(private_key: SecureKeyBuffer) -> bytes:
+    """The public key ``X25519(k, 9)`` of a private scalar held in locked memory."""
+    private_key = secret(private_key, "X25519 private key", KEY_SIZE)
+    out = ctypes.create_string_buffer(KEY_SIZE)
+    if sodium.crypto_scalarmult_curve25519_base(out, private_key._address()) != 0:
+        raise CryptoError("X25519 base-point multiplication failed")
+    return out.raw
+
+
+def x25519_shared_secret(private_key: SecureKeyBuffer, peer_public_key: bytes) -> SecureKeyBuffer:
+    """The raw shared secret ``X25519(k, u)``, straight into a new locked buffer.
+
+    Feed it to HKDF, then purge it: it is not a key by itself.
+    """
+    private_key = secret(private_key, "X25519 private key", KEY_SIZE)
+    peer = public_bytes(peer_public_key, "X25519 peer public key", KEY_SIZE)
+    shared = SecureKeyBuffer.allocate()
+    if sodium.crypto_scalarmult_curve25519(shared._address(), private_key._address(), peer) != 0:
+        shared.secure_purge()
+        raise LowOrderPointError("X25519 peer public key is a low-order point (shared secret would be all zeros)")
+    return shared
+
+
+class X25519PrivateKey:
+    """An X25519 private key that lives in a :class:`SecureKeyBuffer`.
+
+    ``generate()`` draws the scalar inside locked memory; ``from_buffer()`` takes
+    ownership of an existing buffer. ``purge()`` (or leaving the ``with`` block) zeroes it.
+    """
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: SecureKeyBuffer) -> None:
+        self._key = secret(key, "X25519 private key", KEY_SIZE)
+
+    @classmethod
+    def generate(cls) -> X25519PrivateKey:
+        return cls(SecureKeyBuffer())
+
+    @classmethod
+    def from_buffer(cls, key: SecureKeyBuffer) -> X25519PrivateKey:
+        return cls(key)
+
+    @property
+    def key_buffer(self) -> SecureKeyBuffer:
+        return self._key
+
+    def public_bytes(self) -> bytes:
+        return x25519_public_key(self._key)
+
+    def exchange(self, peer_public_key: bytes) -> SecureKeyBuffer:
+        return x25519_shared_secret(self._key, peer_public_key)
+
+    def purge(self) -> None:
+        self._key.secure_purge()
+
+    @property
+    def is_purged(self) -> bool:
+        return self._key.is_purged
+
+    def __enter__(self) -> X25519PrivateKey:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.purge()
+
+    def __repr__(self) -> str:
+        return f"<X25519PrivateKey {'purged' if self.is_purged else 'live'}>"
+
+    def __reduce_ex__(self, protocol: object) -> object:
+        return self._key.__reduce_ex__(protocol)

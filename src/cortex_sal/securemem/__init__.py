@@ -1,0 +1,28 @@
+"""securemem: the only code that maps, locks, protects and zeroes memory.
+
+* :class:`SecureKeyBuffer` - a 32-byte key in locked memory (the seed's API);
+* :class:`SecureBuffer` - any-size secret (HMAC states, Ed25519 keys, derived material);
+* :class:`SecureTensorBuffer` - raw samples that numpy views without a copy;
+* :func:`status` - what the kernel really grants the arena; :func:`configure` - the lock
+  policy (``best-effort`` or ``strict``) and backend (``mmap`` or ``memfd_secret``).
+"""
+
+from .arena import BACKEND_MEMFD_SECRET, BACKEND_MMAP, BEST_EFFORT, STRICT, configure
+from .buffer import KEY_SIZE, SecureBuffer, SecureKeyBuffer
+from .status import ArenaStatus, RegionStatus, status
+from .tensor import SecureTensorBuffer
+
+__all__ = [
+    "BACKEND_MEMFD_SECRET",
+    "BACKEND_MMAP",
+    "BEST_EFFORT",
+    "KEY_SIZE",
+    "STRICT",
+    "ArenaStatus",
+    "RegionStatus",
+    "SecureBuffer",
+    "SecureKeyBuffer",
+    "SecureTensorBuffer",
+    "configure",
+    "status",
+]

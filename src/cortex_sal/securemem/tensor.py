@@ -1,0 +1,90 @@
+"""Raw samples in locked memory, viewed by numpy without a copy (the SAL's buffer).
+
+``SecureTensorBuffer`` owns an arena slot and lends numpy an ndarray *onto* that slot:
+``buf.array`` is a view, so ``np.shares_memory`` with the slot holds and nothing of the
+samples is copied to the heap by the buffer itself. Exiting the context (or
+``secure_purge()``) zeroes the samples. If a caller still holds a view at that point the
+slot is zeroed and retired for good (never reused), so a stale view reads zeros and can
+never see another session's samples.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import InvalidArgumentError, WrongTypeError
+from .buffer import SecureBuffer, _memory_view
+
+log = logging.getLogger("cortex_sal.securemem")
+
+
+class SecureTensorBuffer(SecureBuffer):
+    """An n-dimensional numeric array whose storage is an arena slot."""
+
+    __slots__ = ("_shape", "_dtype", "_array")
+
+    def __init__(self, shape: int | tuple[int, ...], dtype: npt.DTypeLike = np.float64) -> None:
+        shape_t = (shape,) if isinstance(shape, int) and not isinstance(shape, bool) else shape
+        if not isinstance(shape_t, tuple) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape_t
+        ):
+            raise InvalidArgumentError(f"shape must be a positive int or a tuple of positive ints, got {shape!r}")
+        try:
+            dt = np.dtype(dtype)
+        except TypeError:
+            raise WrongTypeError(f"dtype {dtype!r} is not a numpy dtype") from None
+        if dt.kind not in "iuf" or dt.hasobject:
+            raise InvalidArgumentError(f"dtype must be a plain integer or float type, got {dt}")
+        self._shape = shape_t
+        self._dtype = dt
+        self._array: np.ndarray[Any, Any] | None = None
+        super().__init__(math.prod(shape_t) * dt.itemsize)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._shape
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return self._dtype
+
+    @property
+    def array(self) -> np.ndarray[Any, Any]:
+        """The numpy view onto the locked samples (no copy). Invalid after purge."""
+        slot = self._live_slot()
+        if self._array is None:
+            self._view_root = _memory_view(slot.address, slot.size)
+            self._array = np.frombuffer(self._view_root, dtype=self._dtype).reshape(self._shape)
+        return self._array
+
+    def fill_from(self, samples: npt.ArrayLike) -> None:
+        """Copy samples of exactly this shape in (converting to this dtype, in place)."""
+        src = np.asarray(samples)
+        if src.shape != self._shape:
+            raise InvalidArgumentError(f"samples have shape {src.shape}, buffer holds {self._shape}")
+        np.copyto(self.array, src, casting="same_kind")
+
+    def _release_views(self) -> bool:
+        self._array = None
+        root, self._view_root = self._view_root, None
+        if root is None:
+            return True
+        # our own reference plus getrefcount's argument; anything more is a caller's view
+        held = sys.getrefcount(root) > 2
+        if held:
+            log.warning("a view of a SecureTensorBuffer outlived it: slot zeroed and retired, the view reads zeros")
+        return not held
+
+    def __enter__(self) -> SecureTensorBuffer:
+        self._live_slot()
+        return self
+
+    def __repr__(self) -> str:
+        state = "purged" if self._slot is None else "live"
+        return f"<SecureTensorBuffer shape={self._shape} dtype={self._dtype} {state}>"
