@@ -1,0 +1,259 @@
+"""The residue harness, parent side: run a scenario in a child, read its memory, count.
+
+The parent knows every secret (it made the inputs and derives the rest with an
+independent library). At each checkpoint of the child it reads ``/proc/<pid>/mem``
+mapping by mapping (``/proc/<pid>/maps``; ``PROT_NONE`` mappings included, since
+``/proc/pid/mem`` reads them as root) and counts, per secret and per region class:
+
+* ``exact`` - whole copies of the secret;
+* ``frag8`` - copies of any of its 8-byte blocks (offsets 0, 8, 16, ...): any leaked run
+  of 15 or more contiguous bytes contains one;
+* ``ipad`` / ``opad`` - the HMAC pads ``key XOR 0x36`` / ``key XOR 0x5c``;
+* ``hex`` / ``b64`` - hex (lower and upper case) and base64 encodings.
+
+Region classes: ``arena`` (the child's secure arena, as it reports it *and* as smaps
+confirms by the ``dd`` flag), ``heap`` (``[heap]``), ``stack``, ``anon`` (other
+anonymous mappings: Python's allocator, thread stacks, ...), ``file`` (writable
+file-backed mappings: ``.data``/``.bss``). Read-only file mappings (program text and
+constants) cannot receive a runtime copy and are skipped; ``[vvar]``/``[vsyscall]`` are
+not memory of the process.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from .scenarios import SCENARIOS, Scenario
+
+KINDS = ("exact", "frag8", "ipad", "opad", "hex", "b64")
+CLASSES = ("arena", "heap", "stack", "anon", "file")
+_SKIPPED_NAMES = ("[vvar]", "[vsyscall]", "[vdso]", "[vvar_vclock]")
+
+
+def patterns(secret: bytes) -> dict[str, list[bytes]]:
+    """The byte strings whose presence betrays ``secret``, by kind."""
+    encoded = base64.b64encode(secret)
+    return {
+        "exact": [secret],
+        "frag8": [secret[i : i + 8] for i in range(0, len(secret) - 7, 8)],
+        "ipad": [bytes(b ^ 0x36 for b in secret)] if len(secret) <= 64 else [],
+        "opad": [bytes(b ^ 0x5C for b in secret)] if len(secret) <= 64 else [],
+        "hex": [secret.hex().encode(), secret.hex().upper().encode()],
+        # the full quanta are stable whatever follows; drop the padded tail
+        "b64": [encoded[: len(secret) // 3 * 4]],
+    }
+
+
+def _count(data: bytes, needle: bytes) -> int:
+    n = 0
+    i = data.find(needle)
+    while i >= 0:
+        n += 1
+        i = data.find(needle, i + 1)
+    return n
+
+
+@dataclass(frozen=True)
+class MapEntry:
+    start: int
+    end: int
+    perms: str
+    inode: int
+    name: str
+    flags: frozenset[str]
+
+
+def read_maps(pid: int) -> list[MapEntry]:
+    """``/proc/<pid>/smaps`` as entries with their VmFlags."""
+    out: list[MapEntry] = []
+    cur: list[str] | None = None
+    with open(f"/proc/{pid}/smaps", encoding="ascii", errors="replace") as fh:
+        for line in fh:
+            parts = line.split()
+            if parts and "-" in parts[0] and not parts[0].endswith(":") and len(parts) >= 5:
+                cur = parts
+            elif parts and parts[0] == "VmFlags:" and cur is not None:
+                lo, hi = cur[0].split("-")
+                name = cur[5] if len(cur) > 5 else ""
+                out.append(MapEntry(int(lo, 16), int(hi, 16), cur[1], int(cur[4]), name, frozenset(parts[1:])))
+                cur = None
+    return out
+
+
+@dataclass
+class ResidueReport:
+    """Counts at one checkpoint: ``counts[secret][class][kind]``."""
+
+    checkpoint: str
+    counts: dict[str, dict[str, dict[str, int]]]
+    bytes_scanned: int
+    unreadable: list[str] = field(default_factory=list)
+
+    def total(self, *, outside_arena: bool = False, secret: str | None = None) -> int:
+        names = [secret] if secret else list(self.counts)
+        return sum(
+            n
+            for name in names
+            for cls, kinds in self.counts[name].items()
+            if not (outside_arena and cls == "arena")
+            for n in kinds.values()
+        )
+
+    def hits(self, *, outside_arena: bool = False) -> list[str]:
+        """Every non-zero count as ``secret/class/kind=n`` (for assertion messages)."""
+        return [
+            f"{name}/{cls}/{kind}={n}"
+            for name, by_class in self.counts.items()
+            for cls, kinds in by_class.items()
+            if not (outside_arena and cls == "arena")
+            for kind, n in kinds.items()
+            if n
+        ]
+
+    def table(self) -> str:
+        head = f"checkpoint {self.checkpoint!r}: {self.bytes_scanned / 2**20:.1f} MiB scanned"
+        lines = [head, "secret".ljust(18) + " " + " ".join(c.split(":")[0][:5].rjust(5) for c in CLASSES)]
+        for name, by_class in self.counts.items():
+            cells = []
+            for cls in CLASSES:
+                total = sum(by_class[cls].values())
+                cells.append(str(total).rjust(5))
+            detail = ", ".join(
+                f"{cls}:{kind}={n}" for cls in CLASSES for kind, n in by_class[cls].items() if n
+            )
+            lines.append(name.ljust(18) + " " + " ".join(cells) + (f"   ({detail})" if detail else ""))
+        if self.unreadable:
+            lines.append("unreadable: " + ", ".join(self.unreadable))
+        return "\n".join(lines)
+
+
+def scan(pid: int, secrets: dict[str, bytes], arena_ranges: list[tuple[int, int]], checkpoint: str) -> ResidueReport:
+    """Read the process's memory and count every pattern of every secret."""
+    pats = {name: patterns(value) for name, value in secrets.items()}
+    counts = {name: {cls: dict.fromkeys(KINDS, 0) for cls in CLASSES} for name in secrets}
+    scanned = 0
+    unreadable: list[str] = []
+    entries = read_maps(pid)
+    with open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
+        for entry in entries:
+            if entry.name in _SKIPPED_NAMES:
+                continue
+            if entry.inode and "w" not in entry.perms:
+                continue  # read-only file mapping: program text and constants
+            cls = _classify(entry, arena_ranges)
+            try:
+                mem.seek(entry.start)
+                data = mem.read(entry.end - entry.start)
+            except OSError as exc:
+                unreadable.append(f"{entry.start:#x}-{entry.end:#x} {entry.perms} {entry.name} ({exc.strerror})")
+                continue
+            scanned += len(data)
+            for name, by_kind in pats.items():
+                for kind, needles in by_kind.items():
+                    found = sum(_count(data, needle) for needle in needles)
+                    counts[name][cls][kind] += found
+    return ResidueReport(checkpoint, counts, scanned, unreadable)
+
+
+def _classify(entry: MapEntry, arena_ranges: list[tuple[int, int]]) -> str:
+    inside = any(lo <= entry.start and entry.end <= hi for lo, hi in arena_ranges)
+    if inside and "dd" in entry.flags:
+        return "arena"
+    if entry.name == "[heap]":
+        return "heap"
+    if entry.name.startswith("[stack"):
+        return "stack"
+    if entry.inode:
+        return "file"
+    return "anon"
+
+
+class Child:
+    """A running scenario child; use :func:`run_child`."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], secrets: dict[str, bytes]) -> None:
+        self.proc = proc
+        self.secrets = secrets
+
+    def next_checkpoint(self) -> tuple[str, list[tuple[int, int]]]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+            self.proc.wait()
+            raise RuntimeError(f"residue child exited ({self.proc.returncode}) before a checkpoint:\n{err}")
+        msg = json.loads(line)
+        return msg["checkpoint"], [(int(lo), int(hi)) for lo, hi in msg["arena"]]
+
+    def resume(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(b"go\n")
+        self.proc.stdin.flush()
+
+
+@contextmanager
+def run_child(scenario: Scenario, extra_env: dict[str, str] | None = None) -> Iterator[Child]:
+    """Start the scenario's child, feed it its inputs, and yield it with the expected secrets."""
+    inputs = scenario.make_inputs()
+    values = [value for _, value in inputs]
+    secrets = scenario.expected_secrets(values)
+    env = dict(os.environ)
+    env.update(extra_env or {})
+    proc = subprocess.Popen(
+        [sys.executable, "-W", "error", "-m", "cortex_sal.testing.child", scenario.name],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        assert proc.stdin is not None
+        for _, value in inputs:
+            proc.stdin.write(value)
+        proc.stdin.flush()
+        yield Child(proc, secrets)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def run_scenario(name: str) -> list[ResidueReport]:
+    """Run a scenario to the end, scanning at every checkpoint; return the reports."""
+    scenario = SCENARIOS[name]
+    reports: list[ResidueReport] = []
+    with run_child(scenario) as child:
+        while True:
+            checkpoint, arena_ranges = child.next_checkpoint()
+            reports.append(scan(child.proc.pid, child.secrets, arena_ranges, checkpoint))
+            child.resume()
+            if checkpoint == "end":
+                break
+        if child.proc.wait(timeout=60) != 0:
+            err = child.proc.stderr.read().decode(errors="replace") if child.proc.stderr else ""
+            raise RuntimeError(f"residue child failed ({child.proc.returncode}):\n{err}")
+    return reports
+
+
+def verdict(scenario: Scenario, reports: list[ResidueReport]) -> list[str]:
+    """The failures: residue outside the arena during a session, or anywhere after it."""
+    failures: list[str] = []
+    for report in reports:
+        if report.checkpoint in scenario.checkpoints_during:
+            bad = report.hits(outside_arena=True)
+        elif report.checkpoint in scenario.checkpoints_after:
+            bad = report.hits()
+        else:
+            bad = [f"unexpected checkpoint {report.checkpoint!r}"]
+        failures += [f"{report.checkpoint}: {hit}" for hit in bad]
+    return failures
