@@ -57,6 +57,16 @@ def map_count() -> int:
         return sum(1 for _ in fh)
 
 
+def maps_within(ranges: list[tuple[int, int]]) -> int:
+    """How many /proc/self/maps lines overlap one of the ``[start, end)`` ranges."""
+    n = 0
+    with open("/proc/self/maps", encoding="ascii", errors="replace") as fh:
+        for line in fh:
+            lo, hi = (int(x, 16) for x in line.split(None, 1)[0].split("-"))
+            n += any(lo < end and hi > start for start, end in ranges)
+    return n
+
+
 def has_cap_ipc_lock() -> bool:
     with open("/proc/self/status", encoding="ascii") as fh:
         for line in fh:
@@ -117,6 +127,7 @@ def child_ours() -> dict[str, object]:
     st = status()
     live_with_keys = st.slots_live
     regions = len(arena().regions())
+    arena_maps = maps_within([(r.base, r.base + r.total) for r in arena().regions()])
     all_locked = st.locked
 
     for k in keys:
@@ -137,7 +148,7 @@ def child_ours() -> dict[str, object]:
     return {
         "lck_before": lck0, "maps_before": maps0,
         "lck_live": lck1, "maps_live": maps1,
-        "slots_live": live_with_keys, "regions": regions, "all_locked": all_locked,
+        "slots_live": live_with_keys, "regions": regions, "arena_maps": arena_maps, "all_locked": all_locked,
         "lck_purged": lck2, "maps_purged": maps2, "slots_after_purge": live_after,
         "lck_realloc": lck3, "maps_realloc": maps3, "slots_final": live_final,
         "failed": 0, "notes": notes,
@@ -269,7 +280,10 @@ def verdict(ok: bool) -> str:
 
 
 def ratio_text(num: float, den: float) -> str:
-    return f"{num / den:.1f}x" if den else ("n/a" if not num else "inf")
+    if not den:
+        return "n/a" if not num else "inf"
+    r = num / den
+    return f"{r:,.0f}x" if r >= 100 else f"{r:.1f}x"
 
 
 def main() -> int:
@@ -290,7 +304,7 @@ def main() -> int:
 
     from cortex_sal.crypto._sodium import sodium
 
-    console = Console(width=None if sys.stdout.isatty() else 110)
+    console = Console(width=None if sys.stdout.isatty() else 120)
     rounds, number = (5, 5_000) if args.quick else (15, 20_000)
 
     console.print(
@@ -343,7 +357,7 @@ def main() -> int:
     )  # fmt: skip
     table.add_row(
         f"{N_KEYS:,} live keys: new mappings\n/proc/self/maps lines",
-        f"{o_maps:,}", f"{s_maps:,}",
+        f"{o_maps:,}\n({ours_mem['arena_maps']} in the arena)", f"{s_maps:,}",
         f"{ratio_text(s_maps, o_maps)}\n(libsodium / ours)",
         f"<= {MAPS_TARGET}",
         verdict(o_maps <= MAPS_TARGET),
@@ -361,8 +375,8 @@ def main() -> int:
         f"(the arena keeps its {ours_mem['regions']} zeroed, locked regions for reuse; it does not unmap them)."
     )
     console.print(
-        f"[bold]ours, {N_KEYS:,} more after the purge:[/] VmLck +{int(ours_mem['lck_realloc']) - int(ours_mem['lck_purged'])} KiB, "  # type: ignore[call-overload]
-        f"maps +{int(ours_mem['maps_realloc']) - int(ours_mem['maps_purged'])} "  # type: ignore[call-overload]
+        f"[bold]ours, {N_KEYS:,} more after the purge:[/] VmLck {int(ours_mem['lck_realloc']) - int(ours_mem['lck_purged']):+,} KiB, "  # type: ignore[call-overload]
+        f"maps {int(ours_mem['maps_realloc']) - int(ours_mem['maps_purged']):+} "  # type: ignore[call-overload]
         f"(freed slots reused); slots live at the end {ours_mem['slots_final']} {slot_ok(ours_mem['slots_final'])}; "
         f"all regions locked per smaps: {ours_mem['all_locked']}."
     )

@@ -79,3 +79,42 @@ class DecryptionError(CryptoError):
 
 class InvalidSignatureError(CryptoError):
     """An Ed25519 signature does not verify for this key and message."""
+
+
+# --- KEROS: sensor certification, channel, seal --------------------------------
+
+
+class SensorNotCertifiedError(CortexError):
+    """A sensor is unknown to the registry, revoked, or below the capability minima."""
+
+
+class SensorBusError(CortexError):
+    """Base of every sensor-channel failure (handshake, frames, session)."""
+
+
+class HandshakeError(SensorBusError):
+    """A handshake message was malformed, out of order, stale, or did not verify."""
+
+
+class ReplayAttackError(SensorBusError):
+    """A frame's sequence number is not greater than the last accepted one."""
+
+
+class FrameAuthError(SensorBusError):
+    """A frame failed authentication (tampered, wrong key, wrong nonce)."""
+
+
+class FrameFormatError(SensorBusError):
+    """A frame is truncated, oversize, or its length field disagrees with its size."""
+
+
+class SessionExpiredError(SensorBusError):
+    """The session is past its lifetime, out of sequence numbers, closed or compromised."""
+
+
+class SealError(CortexError):
+    """A KEROS seal does not verify (hash, signature, freshness or nonce)."""
+
+
+class TPMUnavailableError(SealError):
+    """No attestation key is present: sealing fails closed, there is no software fallback."""

@@ -8,6 +8,8 @@ straight into a secure buffer (:func:`aead_decrypt_into`). A bad tag raises
 from __future__ import annotations
 
 import ctypes
+import functools
+from typing import Any
 
 from ..errors import DecryptionError, WrongLengthError
 from ..securemem import SecureBuffer, SecureKeyBuffer
@@ -35,9 +37,19 @@ def aead_encrypt(key: SecureKeyBuffer, nonce: bytes, plaintext: Readable, aad: b
         return _encrypt_checked(key, nonce, plaintext, aad)
     if len(nonce) != NONCE_SIZE or type(aad) is not bytes:
         return _encrypt_checked(key, nonce, plaintext, aad)
-    out = ctypes.create_string_buffer(len(plaintext) + TAG_SIZE)
+    out = _output(len(plaintext) + TAG_SIZE)
     _encrypt_bytes(out, None, plaintext, len(plaintext), aad, len(aad), None, nonce, key._address())
     return out.raw
+
+
+@functools.lru_cache(maxsize=64)
+def _array_type(size: int) -> Any:
+    return ctypes.c_char * size
+
+
+def _output(size: int) -> Any:
+    """A fresh ciphertext buffer; the array type per size is cached (frames repeat sizes)."""
+    return _array_type(size)()
 
 
 def _encrypt_checked(key: object, nonce: object, plaintext: object, aad: object) -> bytes:
@@ -47,7 +59,7 @@ def _encrypt_checked(key: object, nonce: object, plaintext: object, aad: object)
     pt = Input(plaintext, "AEAD plaintext")
     if pt.length > MAX_MESSAGE:
         raise WrongLengthError(f"AEAD plaintext of {pt.length} bytes exceeds the RFC 8439 limit")
-    out = ctypes.create_string_buffer(pt.length + TAG_SIZE)
+    out = _output(pt.length + TAG_SIZE)
     _encrypt(out, None, pt.pointer, pt.length, aad_b, len(aad_b), None, nonce_b, key._address())
     return out.raw
 

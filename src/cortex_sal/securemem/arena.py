@@ -7,7 +7,7 @@ Guarantees (each read back from the kernel by :func:`cortex_sal.securemem.status
 * data pages are ``mlock``ed (VmFlags ``lo``), excluded from core dumps (``dd``) and, for
   the ``mmap`` backend, wiped in a forked child (``wf``); the ``memfd_secret`` backend's
   pages are not in the kernel's direct map at all, and are not inherited by a child;
-* a slot is ``[data rounded to 16 | 16-byte canary]``; freeing checks the canary, then
+* a slot is ``[data | 16-byte canary | padding to 16]``; freeing checks the canary, then
   zeroes the whole slot whatever the canary said;
 * the arena grows by whole regions; small slots never share a page with anything but
   other slots, and large buffers get a dedicated region that is unmapped when freed.
@@ -88,7 +88,7 @@ class Slot:
 
     @property
     def canary_address(self) -> int:
-        return self.address + self.span - CANARY_SIZE
+        return self.address + self.size  # right after the data: a 1-byte overrun hits it
 
 
 class Arena:
@@ -114,6 +114,8 @@ class Arena:
 
     def configure(self, *, lock_policy: str | None = None, backend: str | None = None) -> None:
         with self._lock:
+            if backend is not None:
+                _check_choice("backend", backend, BACKENDS)  # before anything changes
             if lock_policy is not None:
                 _check_choice("lock_policy", lock_policy, LOCK_POLICIES)
                 if lock_policy == STRICT:
@@ -125,7 +127,6 @@ class Arena:
                         )
                 self.lock_policy = lock_policy
             if backend is not None:
-                _check_choice("backend", backend, BACKENDS)
                 self.backend = backend
 
     # -- regions -------------------------------------------------------------------
@@ -165,7 +166,12 @@ class Arena:
             if not wipeonfork:
                 name = "MADV_WIPEONFORK" if backend == BACKEND_MMAP else "MADV_DONTFORK"
                 problems.append(f"{name} refused ({_libc.strerror(_libc.errno())})")
-            locked = _libc.mlock(data, size) == 0
+            if backend == BACKEND_MEMFD_SECRET:
+                # the kernel maps secret memory VM_LOCKED (charged to RLIMIT_MEMLOCK by the
+                # mmap above); mlock(2) on it always fails with ENOMEM (GUP refuses its pages)
+                locked = True
+            else:
+                locked = _libc.mlock(data, size) == 0
             if not locked:
                 problems.append(f"mlock of {size} bytes refused ({_libc.strerror(_libc.errno())})")
             if problems and self.lock_policy == STRICT:
@@ -203,7 +209,7 @@ class Arena:
             self._check_open()
             if span >= DEDICATED_THRESHOLD:
                 region = self._new_region(span, dedicated=True)
-                offset = region.size - span  # canary ends at the trailing guard page
+                offset = region.size - span  # the slot ends at the trailing guard page
                 region.bump = region.size
             else:
                 region, offset = self._take(span)

@@ -71,12 +71,22 @@ class SecureTensorBuffer(SecureBuffer):
         np.copyto(self.array, src, casting="same_kind")
 
     def _release_views(self) -> bool:
-        self._array = None
+        array, self._array = self._array, None
         root, self._view_root = self._view_root, None
         if root is None:
             return True
-        # our own reference plus getrefcount's argument; anything more is a caller's view
-        held = sys.getrefcount(root) > 2
+        # np.frombuffer wraps the root in a memoryview of its own and a caller's view points
+        # at a base array, not at the root: check every link of the chain. Each is held by
+        # one owner (our local, or the array whose base it is), ``chain``, ``obj`` and
+        # getrefcount's argument; anything more is a caller's view.
+        chain: list[object] = [root]
+        link: object = array
+        while link is not None:
+            chain.append(link)
+            link = link.base if isinstance(link, np.ndarray) else None
+        held = False
+        for obj in chain:
+            held = held or sys.getrefcount(obj) > 4
         if held:
             log.warning("a view of a SecureTensorBuffer outlived it: slot zeroed and retired, the view reads zeros")
         return not held

@@ -3,9 +3,9 @@
 Started as ``python -W error -m cortex_sal.testing.child SCENARIO``. Secrets arrive on
 standard input and are read with ``os.readv`` straight into locked memory, so no
 userspace buffer of this process ever holds them; public inputs come the same way as
-``bytes``. At each checkpoint the child writes one JSON line on standard output (the
-checkpoint's name and the arena's data ranges) and blocks until the parent, having read
-``/proc/<pid>/mem``, answers ``go``.
+``bytes``. The child talks back with JSON lines on standard output: ``{"message": hex}``
+for a protocol message, ``{"checkpoint": name, "arena": ranges}`` at a checkpoint, after
+which it blocks until the parent, having read ``/proc/<pid>/mem``, answers ``go``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ STDOUT = 1
 
 
 class Context:
-    """What a scenario uses to receive inputs and pause for the parent."""
+    """What a scenario's child side uses to receive inputs, answer, and pause."""
 
     def read_key(self) -> SecureKeyBuffer:
         key: SecureKeyBuffer = SecureKeyBuffer.from_fd(STDIN)
@@ -41,14 +41,18 @@ class Context:
             out += chunk
         return out
 
-    def checkpoint(self, name: str, *, collect: bool = True) -> None:
-        if collect:
-            gc.collect()
-        ranges = [[r.data, r.data + r.size] for r in arena().regions()]
-        os.write(STDOUT, (json.dumps({"checkpoint": name, "arena": ranges}) + "\n").encode())
+    def send_public(self, data: bytes) -> None:
+        self._line({"message": data.hex()})
+
+    def checkpoint(self, name: str) -> None:
+        gc.collect()
+        self._line({"checkpoint": name, "arena": [[r.data, r.data + r.size] for r in arena().regions()]})
         answer = self.read_public(3)
         if answer != b"go\n":
             raise RuntimeError(f"unexpected answer from the parent: {answer!r}")
+
+    def _line(self, obj: object) -> None:
+        os.write(STDOUT, (json.dumps(obj) + "\n").encode())
 
 
 def main(argv: list[str]) -> int:
@@ -58,7 +62,7 @@ def main(argv: list[str]) -> int:
         sys.stderr.write(f"usage: python -m cortex_sal.testing.child {{{','.join(SCENARIOS)}}}\n")
         return 2
     ctx = Context()
-    SCENARIOS[argv[0]].run(ctx)
+    SCENARIOS[argv[0]].child(ctx)
     ctx.checkpoint("end")
     return 0
 

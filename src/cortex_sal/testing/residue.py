@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from .scenarios import SCENARIOS, Scenario
+from .scenarios import SCENARIOS
 
 KINDS = ("exact", "frag8", "ipad", "opad", "hex", "b64")
 CLASSES = ("arena", "heap", "stack", "anon", "file")
@@ -175,50 +175,70 @@ def _classify(entry: MapEntry, arena_ranges: list[tuple[int, int]]) -> str:
     return "anon"
 
 
-class Child:
-    """A running scenario child; use :func:`run_child`."""
+class Peer:
+    """The parent's handle on a running child: feed it, talk to it, scan it at checkpoints."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], secrets: dict[str, bytes]) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
         self.proc = proc
-        self.secrets = secrets
+        self.reports: list[tuple[ResidueReport, bool]] = []
+        self.secrets: dict[str, bytes] = {}
 
-    def next_checkpoint(self) -> tuple[str, list[tuple[int, int]]]:
+    def send(self, data: bytes) -> None:
+        """Raw bytes to the child's standard input (secrets and public inputs alike)."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def _line(self) -> dict[str, object]:
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line:
             err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
             self.proc.wait()
-            raise RuntimeError(f"residue child exited ({self.proc.returncode}) before a checkpoint:\n{err}")
-        msg = json.loads(line)
-        return msg["checkpoint"], [(int(lo), int(hi)) for lo, hi in msg["arena"]]
+            raise RuntimeError(f"residue child exited ({self.proc.returncode}) early:\n{err}")
+        msg: dict[str, object] = json.loads(line)
+        return msg
 
-    def resume(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(b"go\n")
-        self.proc.stdin.flush()
+    def receive(self) -> bytes:
+        """The next protocol message the child sent."""
+        msg = self._line()
+        if "message" not in msg:
+            raise RuntimeError(f"expected a message from the child, got {msg}")
+        return bytes.fromhex(str(msg["message"]))
+
+    def know(self, **secrets: bytes) -> None:
+        """Declare secrets (computed independently) that every later scan looks for."""
+        self.secrets.update(secrets)
+
+    def checkpoint(self, name: str, *, session_live: bool) -> ResidueReport:
+        """Wait for the child's checkpoint ``name``, scan, resume it.
+
+        ``session_live``: secrets may sit in the arena (0 allowed only there); otherwise
+        they must be gone from everywhere.
+        """
+        msg = self._line()
+        if msg.get("checkpoint") != name:
+            raise RuntimeError(f"expected checkpoint {name!r} from the child, got {msg}")
+        ranges = [(int(lo), int(hi)) for lo, hi in msg["arena"]]  # type: ignore[union-attr]
+        report = scan(self.proc.pid, self.secrets, ranges, name)
+        self.reports.append((report, session_live))
+        self.send(b"go\n")
+        return report
 
 
 @contextmanager
-def run_child(scenario: Scenario, extra_env: dict[str, str] | None = None) -> Iterator[Child]:
-    """Start the scenario's child, feed it its inputs, and yield it with the expected secrets."""
-    inputs = scenario.make_inputs()
-    values = [value for _, value in inputs]
-    secrets = scenario.expected_secrets(values)
+def spawn(scenario: str, extra_env: dict[str, str] | None = None) -> Iterator[Peer]:
     env = dict(os.environ)
     env.update(extra_env or {})
     proc = subprocess.Popen(
-        [sys.executable, "-W", "error", "-m", "cortex_sal.testing.child", scenario.name],
+        [sys.executable, "-W", "error", "-m", "cortex_sal.testing.child", scenario],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
     )
     try:
-        assert proc.stdin is not None
-        for _, value in inputs:
-            proc.stdin.write(value)
-        proc.stdin.flush()
-        yield Child(proc, secrets)
+        yield Peer(proc)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -228,32 +248,22 @@ def run_child(scenario: Scenario, extra_env: dict[str, str] | None = None) -> It
                 stream.close()
 
 
-def run_scenario(name: str) -> list[ResidueReport]:
-    """Run a scenario to the end, scanning at every checkpoint; return the reports."""
+def run_scenario(name: str) -> list[tuple[ResidueReport, bool]]:
+    """Run a scenario to the end; return every checkpoint's report with its session flag."""
     scenario = SCENARIOS[name]
-    reports: list[ResidueReport] = []
-    with run_child(scenario) as child:
-        while True:
-            checkpoint, arena_ranges = child.next_checkpoint()
-            reports.append(scan(child.proc.pid, child.secrets, arena_ranges, checkpoint))
-            child.resume()
-            if checkpoint == "end":
-                break
-        if child.proc.wait(timeout=60) != 0:
-            err = child.proc.stderr.read().decode(errors="replace") if child.proc.stderr else ""
-            raise RuntimeError(f"residue child failed ({child.proc.returncode}):\n{err}")
-    return reports
+    with spawn(name) as peer:
+        scenario.parent(peer)
+        peer.checkpoint("end", session_live=False)
+        if peer.proc.wait(timeout=120) != 0:
+            err = peer.proc.stderr.read().decode(errors="replace") if peer.proc.stderr else ""
+            raise RuntimeError(f"residue child failed ({peer.proc.returncode}):\n{err}")
+        return peer.reports
 
 
-def verdict(scenario: Scenario, reports: list[ResidueReport]) -> list[str]:
+def verdict(reports: list[tuple[ResidueReport, bool]]) -> list[str]:
     """The failures: residue outside the arena during a session, or anywhere after it."""
-    failures: list[str] = []
-    for report in reports:
-        if report.checkpoint in scenario.checkpoints_during:
-            bad = report.hits(outside_arena=True)
-        elif report.checkpoint in scenario.checkpoints_after:
-            bad = report.hits()
-        else:
-            bad = [f"unexpected checkpoint {report.checkpoint!r}"]
-        failures += [f"{report.checkpoint}: {hit}" for hit in bad]
-    return failures
+    return [
+        f"{report.checkpoint}: {hit}"
+        for report, session_live in reports
+        for hit in report.hits(outside_arena=session_live)
+    ]

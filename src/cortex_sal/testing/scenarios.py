@@ -1,84 +1,73 @@
-"""Residue scenarios: each runs a real code path in the child and knows, on the parent
-side, how to compute every secret that path must not leave behind (with ``cryptography``
-as the independent oracle, never with the code under test).
+"""Residue scenarios: a child side that runs a real code path, and a parent side that
+feeds it, talks to it, and knows every secret it must not leave behind.
 
-A scenario declares its inputs (secret or public), the code it runs in the child, and
-the secrets the parent derives from the inputs. Add a scenario here for every code path
-that touches a secret.
+The parent computes the secrets with ``cryptography``/``hmac`` (independent of the code
+under test) and declares them with ``peer.know(...)``; ``peer.checkpoint(name,
+session_live=...)`` then scans the child. Add a scenario for every code path that
+touches a secret.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
+import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .child import Context
+    from .residue import Peer
 
 HANDSHAKE_INFO = b"cortex-sensor-ecdh-handshake-v1"
-
-
-class ChildContext(Protocol):
-    def read_key(self) -> Any: ...
-    def read_secret(self, size: int) -> Any: ...
-    def read_public(self, size: int) -> bytes: ...
-    def checkpoint(self, name: str, *, collect: bool = True) -> None: ...
+SENSOR_ID = "eeg_fp1_certified_v1"
 
 
 @dataclass(frozen=True)
 class Scenario:
     name: str
-    # parent side: make the inputs (list of (kind, bytes), kind "secret" or "public"),
-    # and derive the named secrets the child will hold from those inputs
-    make_inputs: Callable[[], list[tuple[str, bytes]]]
-    expected_secrets: Callable[[list[bytes]], dict[str, bytes]]
-    run: Callable[[ChildContext], None]
-    checkpoints_during: tuple[str, ...]
-    checkpoints_after: tuple[str, ...]
+    parent: Callable[[Peer], None]
+    child: Callable[[Context], None]
 
 
-# -- X25519 + HKDF (+ the HMAC ACK over the derived key) --------------------------------
+# -- X25519 + HKDF + HMAC ACK: the crypto layer alone ------------------------------------
 
 
-def _x25519_hkdf_inputs() -> list[tuple[str, bytes]]:
-    return [("secret", os.urandom(32)), ("secret", os.urandom(32)), ("public", os.urandom(32))]
-
-
-def _x25519_hkdf_expected(inputs: list[bytes]) -> dict[str, bytes]:
-    import hashlib
-    import hmac
-
+def _x25519_hkdf_parent(peer: Peer) -> None:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
     from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-    sensor_priv, gateway_priv, challenge = inputs
+    sensor_priv, gateway_priv, challenge = os.urandom(32), os.urandom(32), os.urandom(32)
+    peer.send(sensor_priv + gateway_priv + challenge)
     sensor = X25519PrivateKey.from_private_bytes(sensor_priv)
     gateway = X25519PrivateKey.from_private_bytes(gateway_priv)
     shared = sensor.exchange(gateway.public_key())
-    prk = hmac.new(challenge, shared, hashlib.sha256).digest()
-    session = HKDF(hashes.SHA256(), 32, challenge, HANDSHAKE_INFO).derive(shared)
-    return {
-        "sensor_private": sensor_priv,
-        "gateway_private": gateway_priv,
-        "shared_secret": shared,
-        "hkdf_prk": prk,
-        "session_key": session,
-    }
+    peer.know(
+        sensor_private=sensor_priv,
+        gateway_private=gateway_priv,
+        shared_secret=shared,
+        hkdf_prk=hmac.digest(challenge, shared, "sha256"),
+        session_key=HKDF(hashes.SHA256(), 32, challenge, HANDSHAKE_INFO).derive(shared),
+    )
+    peer.checkpoint("session", session_live=True)
+    peer.checkpoint("after_purge", session_live=False)
 
 
-def _x25519_hkdf_run(ctx: ChildContext) -> None:
+def _x25519_hkdf_child(ctx: Context) -> None:
     from ..crypto import hkdf_sha256, hmac_sha256, x25519_public_key, x25519_shared_secret
 
     sensor = ctx.read_key()
     gateway = ctx.read_key()
     challenge = ctx.read_public(32)
-    sensor_pub = x25519_public_key(sensor)
-    gateway_pub = x25519_public_key(gateway)
-    shared = x25519_shared_secret(sensor, gateway_pub)
-    shared_other_side = x25519_shared_secret(gateway, sensor_pub)
+    shared = x25519_shared_secret(sensor, x25519_public_key(gateway))
+    shared_other_side = x25519_shared_secret(gateway, x25519_public_key(sensor))
     session = hkdf_sha256(shared, salt=challenge, info=HANDSHAKE_INFO)
-    ack = hmac_sha256(session, challenge)  # public tag: the one-shot HMAC path
-    if len(ack) != 32 or not shared.constant_time_compare(shared_other_side):
+    hmac_sha256(session, challenge)  # a public tag: the one-shot HMAC path
+    if not shared.constant_time_compare(shared_other_side):
         raise RuntimeError("the two sides disagree")
     ctx.checkpoint("session")
     for buf in (sensor, gateway, shared, shared_other_side, session):
@@ -88,19 +77,18 @@ def _x25519_hkdf_run(ctx: ChildContext) -> None:
 
 # -- the control: a path that leaks on purpose, so the harness is seen to find leaks ------
 
-
-def _leak_control_inputs() -> list[tuple[str, bytes]]:
-    return [("secret", os.urandom(32))]
-
-
-def _leak_control_expected(inputs: list[bytes]) -> dict[str, bytes]:
-    return {"leaked_key": inputs[0]}
-
-
 _kept: list[object] = []
 
 
-def _leak_control_run(ctx: ChildContext) -> None:
+def _leak_control_parent(peer: Peer) -> None:
+    key = os.urandom(32)
+    peer.send(key)
+    peer.know(leaked_key=key)
+    peer.checkpoint("session", session_live=True)
+    peer.checkpoint("after_purge", session_live=False)
+
+
+def _leak_control_child(ctx: Context) -> None:
     key = ctx.read_key()
     with key.export_bytearray() as lent:
         _kept.append(bytes(lent))  # the mistake the custody rules forbid
@@ -110,24 +98,128 @@ def _leak_control_run(ctx: ChildContext) -> None:
     ctx.checkpoint("after_purge")
 
 
+# -- KEROS v1: our gateway in the child, an independent sensor in the parent ------------
+
+FRAMES_EACH_WAY = 100
+
+
+class IndependentV1Sensor:
+    """A v1 sensor written only with ``cryptography`` + ``hmac`` + ``hashlib`` (an oracle)."""
+
+    def __init__(self, sensor_id: str = SENSOR_ID) -> None:
+        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+        self.id_hash = hashlib.sha256(sensor_id.encode()).digest()
+        self.private = X25519PrivateKey.generate()
+        self.public = self.private.public_key().public_bytes_raw()
+        self.seq = 0
+        self.last_seen = 0
+
+    def hello(self, now: float | None = None) -> bytes:
+        ms = int((time.time() if now is None else now) * 1000)
+        return self.id_hash + self.public + struct.pack(">Q", ms)
+
+    def receive_tee_hello(self, tee_hello: bytes) -> bytes:
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
+
+        assert len(tee_hello) == 96
+        gateway_public, challenge = tee_hello[32:64], tee_hello[64:96]
+        self.shared = self.private.exchange(X25519PublicKey.from_public_bytes(gateway_public))
+        self.prk = hmac.digest(challenge, self.shared, "sha256")
+        self.session_key = HKDF(hashes.SHA256(), 32, challenge, HANDSHAKE_INFO).derive(self.shared)
+        self.s2g = HKDFExpand(hashes.SHA256(), 32, b"cortex-sensor-frames-v1 sensor->gateway").derive(self.session_key)
+        self.g2s = HKDFExpand(hashes.SHA256(), 32, b"cortex-sensor-frames-v1 gateway->sensor").derive(self.session_key)
+        self.session_id = hashlib.sha256(
+            b"cortex-sensor-session-v1" + self.id_hash + self.public + gateway_public + challenge
+        ).digest()
+        return hmac.digest(self.session_key, challenge, "sha256")
+
+    def frame(self, payload: bytes) -> bytes:
+        from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+        self.seq += 1
+        header = struct.pack(">II", self.seq, len(payload))
+        nonce = struct.pack(">Q", self.seq) + self.session_id[:4]
+        return header + nonce + ChaCha20Poly1305(self.s2g).encrypt(nonce, payload, header)
+
+    def open(self, frame: bytes) -> bytes:
+        from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+        seq, length = struct.unpack(">II", frame[:8])
+        nonce = frame[8:20]
+        if seq <= self.last_seen or nonce != struct.pack(">Q", seq) + self.session_id[:4]:
+            raise ValueError("replayed or malformed frame")
+        plaintext = ChaCha20Poly1305(self.g2s).decrypt(nonce, frame[20:], frame[:8])
+        if len(plaintext) != length:
+            raise ValueError("length mismatch")
+        self.last_seen = seq
+        return plaintext
+
+    def secrets(self) -> dict[str, bytes]:
+        return {
+            "shared_secret": self.shared,
+            "hkdf_prk": self.prk,
+            "session_key": self.session_key,
+            "frame_key_s2g": self.s2g,
+            "frame_key_g2s": self.g2s,
+        }
+
+
+def _keros_v1_parent(peer: Peer) -> None:
+    gateway_ephemeral = os.urandom(32)
+    peer.send(gateway_ephemeral)
+    sensor = IndependentV1Sensor()
+    peer.send(sensor.hello())
+    peer.send(sensor.receive_tee_hello(peer.receive()))
+    payloads = [os.urandom(256) for _ in range(FRAMES_EACH_WAY)]
+    peer.know(gateway_ephemeral=gateway_ephemeral, **sensor.secrets())
+    middle = FRAMES_EACH_WAY // 2
+    peer.know(first_samples=payloads[0], middle_samples=payloads[middle], last_samples=payloads[-1])
+    peer.checkpoint("handshake", session_live=True)
+    for i, payload in enumerate(payloads):
+        frame = sensor.frame(payload)
+        peer.send(struct.pack(">I", len(frame)) + frame)
+        if i == middle:  # the child holds this frame's samples, decrypted, right now
+            report = peer.checkpoint("mid_session", session_live=True)
+            if not report.counts["middle_samples"]["arena"]["exact"]:
+                raise RuntimeError("the decrypted samples should be in the arena at mid_session")
+        reply = sensor.open(peer.receive())
+        if reply != hashlib.sha256(payload).digest():
+            raise RuntimeError(f"gateway reply {i} does not match")
+    peer.checkpoint("after_close", session_live=False)
+
+
+def _keros_v1_child(ctx: Context) -> None:
+    from ..crypto import X25519PrivateKey
+    from ..keros import GatewayHandshake
+
+    gateway = GatewayHandshake("residue-gateway", sensor_ids=[SENSOR_ID], ephemeral_key=X25519PrivateKey(ctx.read_key()))
+    ctx.send_public(gateway.receive_sensor_hello(ctx.read_public(72)))
+    gateway.receive_sensor_ack(ctx.read_public(32))
+    session = gateway.session()
+    ctx.checkpoint("handshake")
+    for i in range(FRAMES_EACH_WAY):
+        (size,) = struct.unpack(">I", ctx.read_public(4))
+        with session.decrypt_frame(ctx.read_public(size)) as samples:
+            if i == FRAMES_EACH_WAY // 2:
+                ctx.checkpoint("mid_session")
+            with samples._view() as view:
+                digest = hashlib.sha256(view).digest()  # a public function of the samples
+        ctx.send_public(session.encrypt_frame(digest))
+    session.close()
+    ctx.checkpoint("after_close")
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in [
-        Scenario(
-            name="x25519_hkdf",
-            make_inputs=_x25519_hkdf_inputs,
-            expected_secrets=_x25519_hkdf_expected,
-            run=_x25519_hkdf_run,
-            checkpoints_during=("session",),
-            checkpoints_after=("after_purge", "end"),
-        ),
-        Scenario(
-            name="leak_control",
-            make_inputs=_leak_control_inputs,
-            expected_secrets=_leak_control_expected,
-            run=_leak_control_run,
-            checkpoints_during=("session",),
-            checkpoints_after=("after_purge", "end"),
-        ),
+        Scenario("x25519_hkdf", _x25519_hkdf_parent, _x25519_hkdf_child),
+        Scenario("leak_control", _leak_control_parent, _leak_control_child),
+        Scenario("keros_v1_gateway", _keros_v1_parent, _keros_v1_child),
     ]
 }
+
+__all__ = ["SCENARIOS", "IndependentV1Sensor", "Scenario"]
+

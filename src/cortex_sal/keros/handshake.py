@@ -1,0 +1,234 @@
+"""The v1 handshake as sans-IO state machines, one per role (h11 style).
+
+UNAUTHENTICATED (see ``v1``): kept for compatibility; it authenticates nobody.
+
+Everything that changes a handshake's state is in this file, in one table
+(``_TRANSITIONS``). Feed bytes in, get bytes out; an event that has no entry for the
+current state is an error naming the event, the role and the state. Any failure is
+terminal: the machine moves to COMPROMISED and purges every secret it held.
+
+    sensor                                   gateway
+    start()            -- SensorHello -->    receive_sensor_hello()
+    receive_tee_hello() <-- TEEHello ---
+                        --- SensorAck -->    receive_sensor_ack()
+    session()  ESTABLISHED                   session()  ESTABLISHED
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+from ..crypto import X25519PrivateKey
+from ..errors import CortexError, HandshakeError, SensorNotCertifiedError, WrongTypeError
+from ..securemem import SecureKeyBuffer
+from . import v1
+from .clock import SYSTEM_CLOCK, Clock
+from .messages import CHALLENGE_SIZE, SensorAck, SensorHello, TEEHello
+from .registry import SensorRegistry, sensor_id_hash
+from .session import ChannelState, Role, SecureBusSession
+
+HELLO_FRESHNESS_S = 30.0
+
+# (role, state, event) -> next state
+_TRANSITIONS: dict[tuple[Role, ChannelState, str], ChannelState] = {
+    (Role.SENSOR, ChannelState.UNINITIALIZED, "send SensorHello"): ChannelState.HANDSHAKE,
+    (Role.SENSOR, ChannelState.HANDSHAKE, "receive TEEHello"): ChannelState.ESTABLISHED,
+    (Role.GATEWAY, ChannelState.UNINITIALIZED, "receive SensorHello"): ChannelState.HANDSHAKE,
+    (Role.GATEWAY, ChannelState.HANDSHAKE, "receive SensorAck"): ChannelState.ESTABLISHED,
+}
+
+
+class _Handshake:
+    role: Role
+
+    def __init__(self, clock: Clock, ephemeral_key: X25519PrivateKey | None) -> None:
+        if ephemeral_key is not None and not isinstance(ephemeral_key, X25519PrivateKey):
+            raise WrongTypeError(f"ephemeral_key must be an X25519PrivateKey, got {type(ephemeral_key).__name__}")
+        self.state = ChannelState.UNINITIALIZED
+        self._clock = clock
+        self._given_ephemeral = ephemeral_key
+        self._ephemeral: X25519PrivateKey | None = None
+        self._session_key: SecureKeyBuffer | None = None
+        self.session_id: bytes | None = None
+        self.failure: str | None = None
+
+    def _next_state(self, event: str) -> ChannelState:
+        target = _TRANSITIONS.get((self.role, self.state, event))
+        if target is None:
+            why = f"{event} is not allowed for the {self.role.value} in state {self.state.value}"
+            if self.state not in (ChannelState.COMPROMISED, ChannelState.ESTABLISHED):
+                self._fail(why)
+            raise HandshakeError(why)
+        return target
+
+    def _fail(self, why: str) -> None:
+        self.state = ChannelState.COMPROMISED
+        self.failure = why
+        self._wipe()
+
+    def _take_ephemeral(self) -> X25519PrivateKey:
+        """The ephemeral key: injected (known-answer runs, residue tests) or drawn now."""
+        given, self._given_ephemeral = self._given_ephemeral, None
+        return given if given is not None else X25519PrivateKey.generate()
+
+    def _wipe(self) -> None:
+        if self._given_ephemeral is not None:
+            self._given_ephemeral.purge()
+            self._given_ephemeral = None
+        if self._ephemeral is not None:
+            self._ephemeral.purge()
+            self._ephemeral = None
+        if self._session_key is not None:
+            self._session_key.secure_purge()
+            self._session_key = None
+
+    def _run(self, event: str, step: object) -> bytes | None:
+        """Check the transition, run the step; on any error fail terminally and re-raise."""
+        target = self._next_state(event)
+        try:
+            result = step()  # type: ignore[operator]
+        except HandshakeError as exc:
+            self._fail(str(exc))
+            raise
+        except (CortexError, ValueError) as exc:
+            self._fail(f"{event}: {exc}")
+            raise HandshakeError(f"{event} refused: {exc}") from None
+        except BaseException:
+            self._fail(f"{event}: internal error")
+            raise
+        self.state = target
+        return result  # type: ignore[no-any-return]
+
+    def session(self, **options: object) -> SecureBusSession:
+        """The established session; it takes ownership of the session key."""
+        if self.state is not ChannelState.ESTABLISHED or self._session_key is None or self.session_id is None:
+            raise HandshakeError(f"no session: the {self.role.value} handshake is in state {self.state.value}")
+        key, self._session_key = self._session_key, None
+        return SecureBusSession(key, self.session_id, self.role, clock=self._clock, **options)  # type: ignore[arg-type]
+
+    def abort(self) -> None:
+        """Give up: purge everything this handshake holds."""
+        if self.state is not ChannelState.ESTABLISHED:
+            self._fail("aborted")
+        self._wipe()
+
+    def __enter__(self) -> _Handshake:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._wipe()
+
+
+class SensorHandshake(_Handshake):
+    """The sensor's side: sends SensorHello, answers TEEHello with SensorAck."""
+
+    role = Role.SENSOR
+
+    def __init__(
+        self, sensor_id: str, *, clock: Clock = SYSTEM_CLOCK, ephemeral_key: X25519PrivateKey | None = None
+    ) -> None:
+        super().__init__(clock, ephemeral_key)
+        self.sensor_id_hash = sensor_id_hash(sensor_id)
+        self._hello: SensorHello | None = None
+
+    def start(self) -> bytes:
+        def step() -> bytes:
+            self._ephemeral = self._take_ephemeral()
+            self._hello = SensorHello(
+                self.sensor_id_hash, self._ephemeral.public_bytes(), int(self._clock.time() * 1000)
+            )
+            return self._hello.to_bytes()
+
+        out = self._run("send SensorHello", step)
+        assert out is not None
+        return out
+
+    def receive_tee_hello(self, data: bytes) -> bytes:
+        """Derive the session key from the gateway's hello; return the SensorAck to send."""
+
+        def step() -> bytes:
+            tee = TEEHello.parse(data)
+            assert self._ephemeral is not None and self._hello is not None
+            self._session_key = v1.derive_session_key(
+                self._ephemeral.key_buffer, tee.ephemeral_public, tee.challenge
+            )
+            self._ephemeral.purge()
+            self._ephemeral = None
+            self.session_id = v1.session_id(
+                self.sensor_id_hash, self._hello.ephemeral_public, tee.ephemeral_public, tee.challenge
+            )
+            return SensorAck(v1.compute_ack(self._session_key, tee.challenge)).to_bytes()
+
+        out = self._run("receive TEEHello", step)
+        assert out is not None
+        return out
+
+
+class GatewayHandshake(_Handshake):
+    """The gateway's (TEE's) side: admits the sensor, sends TEEHello, verifies SensorAck.
+
+    ``sensor_ids`` are the ids this gateway expects (the hello carries only a hash);
+    by default the registry's model ids. Each is admitted through the registry.
+    ``ephemeral_key`` (both roles) injects the ephemeral key for known-answer runs and
+    residue tests; the machine takes it over and purges it.
+    """
+
+    role = Role.GATEWAY
+
+    def __init__(
+        self,
+        gateway_id: str,
+        *,
+        registry: SensorRegistry | None = None,
+        sensor_ids: Iterable[str] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        freshness_s: float = HELLO_FRESHNESS_S,
+        ephemeral_key: X25519PrivateKey | None = None,
+    ) -> None:
+        super().__init__(clock, ephemeral_key)
+        self.gateway_id_hash = sensor_id_hash(gateway_id)
+        self.registry = registry or SensorRegistry.default()
+        self._candidates = list(sensor_ids) if sensor_ids is not None else [m.model_id for m in self.registry.models()]
+        self._freshness_s = float(freshness_s)
+        self._challenge: bytes | None = None
+        self.sensor_id: str | None = None
+
+    def receive_sensor_hello(self, data: bytes) -> bytes:
+        def step() -> bytes:
+            hello = SensorHello.parse(data)
+            sensor_id = self.registry.find_by_hash(hello.sensor_id_hash, self._candidates)
+            if sensor_id is None:
+                raise SensorNotCertifiedError("SensorHello names a sensor this gateway does not know")
+            self.registry.admit(sensor_id)
+            skew = abs(self._clock.time() * 1000 - hello.timestamp_ms) / 1000
+            if skew > self._freshness_s:
+                raise HandshakeError(
+                    f"SensorHello timestamp is {skew:.1f} s away from now (window {self._freshness_s:.0f} s)"
+                )
+            self.sensor_id = sensor_id
+            self._ephemeral = self._take_ephemeral()
+            challenge = os.urandom(CHALLENGE_SIZE)
+            self._session_key = v1.derive_session_key(self._ephemeral.key_buffer, hello.ephemeral_public, challenge)
+            public = self._ephemeral.public_bytes()
+            self._ephemeral.purge()
+            self._ephemeral = None
+            self._challenge = challenge
+            self.session_id = v1.session_id(hello.sensor_id_hash, hello.ephemeral_public, public, challenge)
+            return TEEHello(self.gateway_id_hash, public, challenge).to_bytes()
+
+        out = self._run("receive SensorHello", step)
+        assert out is not None
+        return out
+
+    def receive_sensor_ack(self, data: bytes) -> None:
+        def step() -> None:
+            ack = SensorAck.parse(data)
+            assert self._session_key is not None and self._challenge is not None
+            if not v1.ack_is_valid(self._session_key, self._challenge, ack.tag):
+                raise HandshakeError("SensorAck does not prove the session key (wrong ACK)")
+
+        self._run("receive SensorAck", step)
+
+
+__all__ = ["HELLO_FRESHNESS_S", "GatewayHandshake", "SensorHandshake"]

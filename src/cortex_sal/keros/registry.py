@@ -1,0 +1,160 @@
+"""The certified sensor registry: which sensor models may connect, and why not.
+
+Models come from a JSON file shipped with the package (the design's two certified EEG
+models) and, optionally, the user's own file of the same format. Admission needs
+SNR >= 30.0 dB and >= 12 bits (the design's minima, from the registry file); an
+unknown model, a revoked serial or hardware below the minima is refused with the reason.
+
+A sensor id is ``MODEL`` or ``MODEL/SERIAL``. In v1 the id is self-declared: the registry
+authorises a *name*, which is exactly the weakness the authenticated channel removes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from ..errors import InvalidArgumentError, SensorNotCertifiedError, WrongTypeError
+
+MIN_SNR_DB = 30.0
+MIN_BITS = 12
+
+
+@dataclass(frozen=True)
+class SensorModel:
+    model_id: str
+    manufacturer: str
+    snr_db: float
+    bits: int
+
+
+def sensor_id_hash(sensor_id: str) -> bytes:
+    """The 32-byte identifier hash sent on the wire instead of the id (SHA-256 of UTF-8)."""
+    if not isinstance(sensor_id, str) or not sensor_id:
+        raise WrongTypeError(f"sensor_id must be a non-empty str, got {type(sensor_id).__name__}")
+    return hashlib.sha256(sensor_id.encode("utf-8")).digest()
+
+
+def model_of(sensor_id: str) -> str:
+    if not isinstance(sensor_id, str) or not sensor_id:
+        raise WrongTypeError(f"sensor_id must be a non-empty str, got {type(sensor_id).__name__}")
+    return sensor_id.split("/", 1)[0]
+
+
+class SensorRegistry:
+    """Certified models, capability minima and a revocation list of sensor ids."""
+
+    def __init__(
+        self, models: Iterable[SensorModel], *, min_snr_db: float = MIN_SNR_DB, min_bits: int = MIN_BITS
+    ) -> None:
+        self.min_snr_db = float(min_snr_db)
+        self.min_bits = int(min_bits)
+        self._models: dict[str, SensorModel] = {}
+        for model in models:
+            self._models[model.model_id] = model
+        self._revoked: set[str] = set()
+
+    @classmethod
+    def default(cls) -> SensorRegistry:
+        """The registry shipped with the package."""
+        text = resources.files("cortex_sal.keros").joinpath("data/sensor_models.json").read_text("utf-8")
+        return cls._from_document(json.loads(text), "the packaged registry")
+
+    @classmethod
+    def from_file(cls, path: str | Path, *, extend: SensorRegistry | None = None) -> SensorRegistry:
+        """Load a registry file; with ``extend``, add its models to (a copy of) that registry."""
+        try:
+            doc = json.loads(Path(path).read_text("utf-8"))
+        except OSError as exc:
+            raise InvalidArgumentError(f"cannot read sensor registry {path}: {exc.strerror}") from None
+        except json.JSONDecodeError as exc:
+            raise InvalidArgumentError(f"sensor registry {path} is not valid JSON: {exc.msg} (line {exc.lineno})") from None
+        loaded = cls._from_document(doc, str(path))
+        if extend is None:
+            return loaded
+        merged = cls(
+            [*extend.models(), *loaded.models()], min_snr_db=extend.min_snr_db, min_bits=extend.min_bits
+        )
+        merged._revoked = set(extend._revoked)
+        return merged
+
+    @classmethod
+    def _from_document(cls, doc: object, where: str) -> SensorRegistry:
+        if not isinstance(doc, dict) or not isinstance(doc.get("models"), list):
+            raise InvalidArgumentError(f"{where}: expected an object with a 'models' list")
+        minimums = doc.get("minimums", {})
+        models = []
+        for i, entry in enumerate(doc["models"]):
+            try:
+                model = SensorModel(
+                    model_id=str(entry["model_id"]),
+                    manufacturer=str(entry["manufacturer"]),
+                    snr_db=float(entry["snr_db"]),
+                    bits=int(entry["bits"]),
+                )
+            except (KeyError, TypeError, ValueError) as exc:
+                raise InvalidArgumentError(f"{where}: model #{i} is malformed ({exc!r})") from None
+            if not model.model_id or "/" in model.model_id or not math.isfinite(model.snr_db):
+                raise InvalidArgumentError(f"{where}: model #{i} has an invalid id or SNR")
+            models.append(model)
+        return cls(
+            models,
+            min_snr_db=float(minimums.get("snr_db", MIN_SNR_DB)),
+            min_bits=int(minimums.get("bits", MIN_BITS)),
+        )
+
+    def models(self) -> list[SensorModel]:
+        return list(self._models.values())
+
+    def revoke(self, sensor_id: str) -> None:
+        self._revoked.add(sensor_id)
+
+    def admit(self, sensor_id: str, *, snr_db: float | None = None, bits: int | None = None) -> SensorModel:
+        """Return the certified model of ``sensor_id`` or raise with the reason it is refused.
+
+        ``snr_db``/``bits`` are the values the device reports; the model's certified values
+        are checked as well, and the lower of the two must meet the minimum.
+        """
+        model_id = model_of(sensor_id)
+        model = self._models.get(model_id)
+        if model is None:
+            raise SensorNotCertifiedError(f"sensor model {model_id!r} is not in the certified registry")
+        if sensor_id in self._revoked:
+            raise SensorNotCertifiedError(f"sensor {sensor_id!r} is revoked")
+        snr = model.snr_db if snr_db is None else _number(snr_db, "snr_db")
+        nbits = model.bits if bits is None else _integer(bits, "bits")
+        if min(snr, model.snr_db) < self.min_snr_db:
+            raise SensorNotCertifiedError(
+                f"sensor {model_id!r} SNR {min(snr, model.snr_db):.1f} dB is below the minimum {self.min_snr_db:.1f} dB"
+            )
+        if min(nbits, model.bits) < self.min_bits:
+            raise SensorNotCertifiedError(
+                f"sensor {model_id!r} resolution {min(nbits, model.bits)} bits is below the minimum {self.min_bits} bits"
+            )
+        return model
+
+    def find_by_hash(self, id_hash: bytes, candidates: Iterable[str]) -> str | None:
+        """The sensor id among ``candidates`` whose hash is ``id_hash``."""
+        for sensor_id in candidates:
+            if sensor_id_hash(sensor_id) == id_hash:
+                return sensor_id
+        return None
+
+
+def _number(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise WrongTypeError(f"{what} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise InvalidArgumentError(f"{what} must be finite, got {value!r}")
+    return float(value)
+
+
+def _integer(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise WrongTypeError(f"{what} must be an int, got {type(value).__name__}")
+    return value
