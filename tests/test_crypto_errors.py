@@ -8,6 +8,7 @@ usual spelling, or the plaintext).
 from __future__ import annotations
 
 import gc
+import traceback
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -63,12 +64,23 @@ def check_message(exc: BaseException) -> None:
 
 
 def expect(exc_type: type[CortexError], fn: Callable[[], object]) -> CortexError:
-    """Call ``fn``; it must raise exactly ``exc_type`` (not a subclass, not a base class)."""
-    with pytest.raises(CortexError) as info:
+    """Call ``fn``; it must raise exactly ``exc_type`` (not a subclass, not a base class).
+
+    The exception's traceback is dropped before returning: its frames hold the secure
+    buffers of the failed call, and a traceback kept alive by a reference cycle would hand
+    them to the cyclic garbage collector (the arena finaliser-under-lock hazard).
+    """
+    try:
         fn()
-    assert type(info.value) is exc_type, f"expected {exc_type.__name__}, got {type(info.value).__name__}: {info.value}"
-    check_message(info.value)
-    return info.value
+    except CortexError as caught:
+        exc = caught
+        where = "".join(traceback.format_exception(caught)) if type(caught) is not exc_type else ""
+    else:
+        pytest.fail(f"expected {exc_type.__name__}, nothing was raised")
+    exc.__traceback__ = None
+    assert type(exc) is exc_type, f"expected {exc_type.__name__}, got {type(exc).__name__}: {exc}\n{where}"
+    check_message(exc)
+    return exc
 
 
 @pytest.fixture

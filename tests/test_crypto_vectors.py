@@ -331,8 +331,8 @@ def test_chacha20poly1305(vector: AeadVector) -> None:
             # the vector's tag is wrong: our (correct) output must differ only in the tag
             assert produced[: len(vector.ciphertext)] == vector.ciphertext
             assert produced != sealed
-            with pytest.raises(DecryptionError):
-                aead_decrypt_into(key, vector.nonce, sealed, vector.aad, SecureBuffer(len(vector.plaintext) + 1))
+            with SecureBuffer(len(vector.plaintext) + 1) as out, pytest.raises(DecryptionError):
+                aead_decrypt_into(key, vector.nonce, sealed, vector.aad, out)
             if vector.plaintext:
                 with pytest.raises(DecryptionError):
                     aead_decrypt(key, vector.nonce, sealed, vector.aad)

@@ -8,7 +8,7 @@ straight into a secure buffer (:func:`aead_decrypt_into`). A bad tag raises
 from __future__ import annotations
 
 import ctypes
-import functools
+import threading
 from typing import Any
 
 from ..errors import DecryptionError, WrongLengthError
@@ -31,25 +31,36 @@ _encrypt_bytes = sodium.bind(
 )  # fmt: skip
 
 
-def aead_encrypt(key: SecureKeyBuffer, nonce: bytes, plaintext: Readable, aad: bytes = b"") -> bytes:
-    """``ciphertext || tag`` (public). ``plaintext`` may be a secure buffer, read in place."""
-    if type(key) is not SecureKeyBuffer or type(nonce) is not bytes or type(plaintext) is not bytes:
-        return _encrypt_checked(key, nonce, plaintext, aad)
-    if len(nonce) != NONCE_SIZE or type(aad) is not bytes:
-        return _encrypt_checked(key, nonce, plaintext, aad)
-    out = _output(len(plaintext) + TAG_SIZE)
-    _encrypt_bytes(out, None, plaintext, len(plaintext), aad, len(aad), None, nonce, key._address())
-    return out.raw
-
-
-@functools.lru_cache(maxsize=64)
-def _array_type(size: int) -> Any:
-    return ctypes.c_char * size
+_scratch = threading.local()
+_SCRATCH_MIN = 8192 + TAG_SIZE
 
 
 def _output(size: int) -> Any:
-    """A fresh ciphertext buffer; the array type per size is cached (frames repeat sizes)."""
-    return _array_type(size)()
+    """This thread's ciphertext buffer, at least ``size`` bytes. Only public data passes here."""
+    try:
+        out = _scratch.out
+        if len(out) >= size:
+            return out
+    except AttributeError:
+        pass
+    out = _scratch.out = ctypes.create_string_buffer(max(size, _SCRATCH_MIN))
+    return out
+
+
+def aead_encrypt(key: SecureKeyBuffer, nonce: bytes, plaintext: Readable, aad: bytes = b"") -> bytes:
+    """``ciphertext || tag`` (public). ``plaintext`` may be a secure buffer, read in place."""
+    if (
+        type(key) is not SecureKeyBuffer
+        or type(nonce) is not bytes
+        or type(plaintext) is not bytes
+        or type(aad) is not bytes
+        or len(nonce) != NONCE_SIZE
+    ):
+        return _encrypt_checked(key, nonce, plaintext, aad)
+    size = len(plaintext) + TAG_SIZE
+    out = _output(size)
+    _encrypt_bytes(out, None, plaintext, len(plaintext), aad, len(aad), None, nonce, key._address())
+    return out[:size]  # type: ignore[no-any-return]
 
 
 def _encrypt_checked(key: object, nonce: object, plaintext: object, aad: object) -> bytes:
@@ -59,9 +70,10 @@ def _encrypt_checked(key: object, nonce: object, plaintext: object, aad: object)
     pt = Input(plaintext, "AEAD plaintext")
     if pt.length > MAX_MESSAGE:
         raise WrongLengthError(f"AEAD plaintext of {pt.length} bytes exceeds the RFC 8439 limit")
-    out = _output(pt.length + TAG_SIZE)
+    size = pt.length + TAG_SIZE
+    out = _output(size)
     _encrypt(out, None, pt.pointer, pt.length, aad_b, len(aad_b), None, nonce_b, key._address())
-    return out.raw
+    return out[:size]  # type: ignore[no-any-return]
 
 
 def aead_decrypt_into(

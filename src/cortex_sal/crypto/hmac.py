@@ -18,6 +18,7 @@ both paths.
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 
 from ..errors import CryptoError
@@ -29,6 +30,16 @@ from ._sodium import sodium
 MAC_SIZE = 32
 
 _scratch = threading.local()
+
+
+def _forget_scratch_after_fork() -> None:
+    # the inherited state slot was wiped by the kernel (MADV_WIPEONFORK) and belongs to
+    # the parent's arena bookkeeping: the child draws its own on first use
+    global _scratch
+    _scratch = threading.local()
+
+
+os.register_at_fork(after_in_child=_forget_scratch_after_fork)
 _oneshot = sodium.crypto_auth_hmacsha256
 # the same symbol typed for bytes in, tag out: ctypes converts these fastest
 _oneshot_bytes = sodium.bind(

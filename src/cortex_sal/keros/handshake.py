@@ -105,7 +105,11 @@ class _Handshake:
         if self.state is not ChannelState.ESTABLISHED or self._session_key is None or self.session_id is None:
             raise HandshakeError(f"no session: the {self.role.value} handshake is in state {self.state.value}")
         key, self._session_key = self._session_key, None
-        return SecureBusSession(key, self.session_id, self.role, clock=self._clock, **options)  # type: ignore[arg-type]
+        try:
+            return SecureBusSession(key, self.session_id, self.role, clock=self._clock, **options)  # type: ignore[arg-type]
+        except BaseException:
+            self._session_key = key  # refused options: the handshake keeps (and will purge) the key
+            raise
 
     def abort(self) -> None:
         """Give up: purge everything this handshake holds."""

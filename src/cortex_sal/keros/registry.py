@@ -74,6 +74,8 @@ class SensorRegistry:
             raise InvalidArgumentError(f"cannot read sensor registry {path}: {exc.strerror}") from None
         except json.JSONDecodeError as exc:
             raise InvalidArgumentError(f"sensor registry {path} is not valid JSON: {exc.msg} (line {exc.lineno})") from None
+        except UnicodeDecodeError:
+            raise InvalidArgumentError(f"sensor registry {path} is not UTF-8 text") from None
         loaded = cls._from_document(doc, str(path))
         if extend is None:
             return loaded
@@ -88,6 +90,15 @@ class SensorRegistry:
         if not isinstance(doc, dict) or not isinstance(doc.get("models"), list):
             raise InvalidArgumentError(f"{where}: expected an object with a 'models' list")
         minimums = doc.get("minimums", {})
+        if not isinstance(minimums, dict):
+            raise InvalidArgumentError(f"{where}: 'minimums' must be an object")
+        try:
+            min_snr_db = float(minimums.get("snr_db", MIN_SNR_DB))
+            min_bits = int(minimums.get("bits", MIN_BITS))
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgumentError(f"{where}: 'minimums' is malformed ({exc!r})") from None
+        if not math.isfinite(min_snr_db):
+            raise InvalidArgumentError(f"{where}: minimum SNR must be finite")
         models = []
         for i, entry in enumerate(doc["models"]):
             try:
@@ -102,11 +113,7 @@ class SensorRegistry:
             if not model.model_id or "/" in model.model_id or not math.isfinite(model.snr_db):
                 raise InvalidArgumentError(f"{where}: model #{i} has an invalid id or SNR")
             models.append(model)
-        return cls(
-            models,
-            min_snr_db=float(minimums.get("snr_db", MIN_SNR_DB)),
-            min_bits=int(minimums.get("bits", MIN_BITS)),
-        )
+        return cls(models, min_snr_db=min_snr_db, min_bits=min_bits)
 
     def models(self) -> list[SensorModel]:
         return list(self._models.values())

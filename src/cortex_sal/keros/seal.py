@@ -14,6 +14,7 @@ only after every check passed; the nonce store forgets entries older than the wi
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import struct
 from dataclasses import dataclass
@@ -115,8 +116,11 @@ class KerosSeal:
         self._prune(now)
         if tensor_hash(tensor) != seal.tensor_hash:
             raise SealError("tensor does not match the sealed hash")
-        if len(seal.nonce) != NONCE_SIZE:
+        if not isinstance(seal.nonce, bytes) or len(seal.nonce) != NONCE_SIZE:
             raise SealError(f"seal nonce must be {NONCE_SIZE} bytes")
+        ts = seal.timestamp
+        if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
+            raise SealError("seal timestamp must be a finite number")
         try:
             ed25519_verify(public, seal.signed_message(), seal.signature)
         except InvalidSignatureError:

@@ -101,7 +101,9 @@ class Arena:
         self.backend = backend
         self.generation = 0
         self.closed = False
-        self._lock = threading.Lock()
+        # re-entrant: the garbage collector may finalise a buffer (and so free its slot)
+        # in the middle of an allocation, on the thread that already holds the lock
+        self._lock = threading.RLock()
         self._regions: list[Region] = []
         self._free: dict[int, list[tuple[Region, int]]] = {}
         self._live: dict[int, Slot] = {}
@@ -222,7 +224,7 @@ class Arena:
         free = self._free.get(span)
         if free:
             return free.pop()
-        for region in reversed(self._regions):
+        for region in reversed(list(self._regions)):
             if not region.dedicated and region.size - region.bump >= span:
                 offset = region.bump
                 region.bump += span
@@ -286,7 +288,7 @@ class Arena:
     def _after_fork_in_child(self) -> None:
         # Locks are not inherited, anonymous pages read as zeros (MADV_WIPEONFORK) and
         # memfd_secret pages are not mapped at all (MADV_DONTFORK): forget them all.
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self.generation += 1
         self._regions = []
         self._free = {}
