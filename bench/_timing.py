@@ -47,5 +47,3 @@ def ratio_text(num: float, den: float) -> str:
         return "n/a" if not num else "inf"
     r = num / den
     return f"{r:,.0f}x" if r >= 100 else f"{r:.1f}x"
-
-

@@ -23,7 +23,6 @@ import json
 import os
 import platform
 import resource
-import statistics
 import subprocess
 import sys
 import timeit
@@ -256,10 +255,9 @@ def main() -> int:
         print(json.dumps(result))
         return 0
 
+    import cryptography
     from rich.console import Console
     from rich.table import Table
-
-    import cryptography
 
     from cortex_sal.crypto._sodium import sodium
 
@@ -289,7 +287,7 @@ def main() -> int:
                       ("ratio", "right"), ("target", "right"), ("result", "center")):  # fmt: skip
         table.add_column(col, justify=just)  # type: ignore[arg-type]
 
-    for name, t, target, ref_name in (
+    for name, t, target, _ref_name in (
         (f"HMAC-SHA256, {MSG_LEN} B msg\nhmac_sha256 vs hmac.digest", h, HMAC_TARGET, "hmac.digest"),
         (f"ChaCha20-Poly1305 enc, {PT_LEN} B\naead_encrypt vs cryptography", a, AEAD_TARGET, "cryptography"),
     ):
@@ -334,7 +332,8 @@ def main() -> int:
         f"(the arena keeps its {ours_mem['regions']} zeroed, locked regions for reuse; it does not unmap them)."
     )
     console.print(
-        f"[bold]ours, {N_KEYS:,} more after the purge:[/] VmLck {int(ours_mem['lck_realloc']) - int(ours_mem['lck_purged']):+,} KiB, "  # type: ignore[call-overload]
+        f"[bold]ours, {N_KEYS:,} more after the purge:[/] "
+        f"VmLck {int(ours_mem['lck_realloc']) - int(ours_mem['lck_purged']):+,} KiB, "  # type: ignore[call-overload]
         f"maps {int(ours_mem['maps_realloc']) - int(ours_mem['maps_purged']):+} "  # type: ignore[call-overload]
         f"(freed slots reused); slots live at the end {ours_mem['slots_final']} {slot_ok(ours_mem['slots_final'])}; "
         f"all regions locked per smaps: {ours_mem['all_locked']}."

@@ -27,8 +27,6 @@ print("ok")
 
 
 def test_collector_finalising_buffers_during_allocation_does_not_deadlock() -> None:
-    result = subprocess.run(
-        [sys.executable, "-W", "error", "-c", CHILD], capture_output=True, text=True, timeout=60
-    )
+    result = subprocess.run([sys.executable, "-W", "error", "-c", CHILD], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"

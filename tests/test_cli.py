@@ -21,7 +21,11 @@ def test_status_reports_the_protections_in_force() -> None:
     result = _run("status", "--strict-exit")
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    for label in ("locked (mlock, VmFlags lo)", "dump-excluded (MADV_DONTDUMP, dd)", "wiped on fork (MADV_WIPEONFORK, wf)"):
+    for label in (
+        "locked (mlock, VmFlags lo)",
+        "dump-excluded (MADV_DONTDUMP, dd)",
+        "wiped on fork (MADV_WIPEONFORK, wf)",
+    ):
         line = next(line for line in out.splitlines() if label in line)
         assert "yes" in line and "NO" not in line, line
     assert "libsodium 1.0.20" in out
@@ -48,7 +52,8 @@ def test_status_degraded_strict_exit() -> None:
         "resource.setrlimit(resource.RLIMIT_MEMLOCK, (0, 0))\n"
         "libc = ctypes.CDLL(None, use_errno=True)\n"
         "libc.prctl(24, 14, 0, 0, 0)\n"  # PR_CAPBSET_DROP CAP_IPC_LOCK: takes effect at exec
-        "import os; os.execv(sys.executable, [sys.executable, '-W', 'error', '-m', 'cortex_sal', 'status', '--strict-exit'])\n"
+        "import os\n"
+        "os.execv(sys.executable, [sys.executable, '-W', 'error', '-m', 'cortex_sal', 'status', '--strict-exit'])\n"
     )
     env = dict(os.environ, COLUMNS="200")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)

@@ -53,7 +53,7 @@ def _forbidden_spellings(secret: bytes) -> list[str]:
     return [secret.hex(), secret.hex().upper(), repr(secret)[2:-1], secret.hex(" "), secret[:8].hex()]
 
 
-FORBIDDEN = _forbidden_spellings(KEY) + [PLAINTEXT.decode(), PLAINTEXT.hex()]
+FORBIDDEN = [*_forbidden_spellings(KEY), PLAINTEXT.decode(), PLAINTEXT.hex()]
 
 
 def check_message(exc: BaseException) -> None:
@@ -337,8 +337,7 @@ def test_low_order_list_is_what_the_literature_says() -> None:
     assert LOW_ORDER["0 (order 4)"] == bytes(32)
     assert LOW_ORDER["1 (order 1)"] == b"\x01" + bytes(31)
     assert (
-        LOW_ORDER["e0eb7a7c... (order 8)"].hex()
-        == "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"
+        LOW_ORDER["e0eb7a7c... (order 8)"].hex() == "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"
     )
     # and the oracle refuses every one of them as well (all-zero shared secret)
     from cryptography.hazmat.primitives.asymmetric import x25519 as c_x25519

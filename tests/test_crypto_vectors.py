@@ -123,9 +123,7 @@ def test_x25519_public_key_of_nine_is_first_iteration() -> None:
     # X25519(9, 9) is the RFC 7748 iteration-1 value; x25519_public_key(k) is X25519(k, 9).
     nine = bytes([9]) + bytes(31)
     with SecureKeyBuffer(nine) as k:
-        assert x25519_public_key(k) == bytes.fromhex(
-            "422c8e7a6227d7bca1350b3e2bb7279f7897b87bb6854b783c60e80311ae3079"
-        )
+        assert x25519_public_key(k) == bytes.fromhex("422c8e7a6227d7bca1350b3e2bb7279f7897b87bb6854b783c60e80311ae3079")
 
 
 def test_x25519_rfc7748_section_6_1_diffie_hellman() -> None:

@@ -776,3 +776,12 @@ def test_session_key_purged_through_its_own_exit(
         assert _read(address) == s.key
     assert exits == [id(key)]
     assert key.is_purged and _read(address) == bytes(32)
+
+
+def test_revoking_a_model_refuses_every_serial_of_it() -> None:
+    registry = SensorRegistry.default()
+    registry.revoke("eeg_fp1_certified_v1")
+    for sensor_id in ("eeg_fp1_certified_v1", "eeg_fp1_certified_v1/0007"):
+        with pytest.raises(SensorNotCertifiedError, match="revoked"):
+            registry.admit(sensor_id)
+    registry.admit("eeg_occipital_certified_v1/0001")

@@ -65,12 +65,12 @@ class DecryptSpy:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls = 0
-        self._real = session_mod.aead_decrypt_into
-        monkeypatch.setattr(session_mod, "aead_decrypt_into", self)
+        self._real = session_mod.decrypt_unchecked
+        monkeypatch.setattr(session_mod, "decrypt_unchecked", self)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> int:
+    def __call__(self, *args: Any, **kwargs: Any) -> bool:
         self.calls += 1
-        return int(self._real(*args, **kwargs))
+        return bool(self._real(*args, **kwargs))
 
 
 @pytest.fixture
@@ -157,9 +157,7 @@ def test_gaps_are_accepted(pair: tuple[SecureBusSession, SecureBusSession]) -> N
 # -- a bit flipped everywhere ---------------------------------------------------------------------
 
 
-def test_bit_flip_in_every_position(
-    lenient: tuple[SecureBusSession, SecureBusSession], spy: DecryptSpy
-) -> None:
+def test_bit_flip_in_every_position(lenient: tuple[SecureBusSession, SecureBusSession], spy: DecryptSpy) -> None:
     s, g = lenient
     for i in range(1, 5):  # last accepted = 4, so some seq flips land at or below it
         opened(g, s.encrypt_frame(bytes([i])), bytes([i]))
@@ -305,7 +303,7 @@ def test_oversize_payload_refused_at_encrypt(pair: tuple[SecureBusSession, Secur
 def test_frame_announcing_more_than_the_maximum_refused(
     pair: tuple[SecureBusSession, SecureBusSession], spy: DecryptSpy
 ) -> None:
-    s, g = pair
+    _s, g = pair
     # a consistent frame (size matches the length field) of 8193 payload bytes
     forged = struct.pack(">II", 1, 8193) + struct.pack(">Q", 1) + g.session_id[:4] + bytes(8193 + 16)
     with pytest.raises(FrameFormatError, match="maximum"):
@@ -537,3 +535,16 @@ def test_header_is_authenticated_as_associated_data() -> None:
         no_aad = header + nonce + ChaCha20Poly1305(indep.s2g).encrypt(nonce, payload, None)
         with pytest.raises(FrameAuthError):
             gateway.decrypt_frame(no_aad)
+
+
+def test_a_forged_header_beyond_the_limit_does_not_end_the_session(spy: DecryptSpy) -> None:
+    s, g = handshake(max_seq=5)
+    with s, g:
+        opened(g, s.encrypt_frame(b"1"), b"1")
+        forged = struct.pack(">II", 7, 1) + struct.pack(">Q", 7) + g.session_id[:4] + bytes(17)
+        calls = spy.calls
+        with pytest.raises(SessionExpiredError, match="beyond the sequence limit"):
+            g.decrypt_frame(forged)
+        assert spy.calls == calls
+        assert g.state is ChannelState.ESTABLISHED
+        opened(g, s.encrypt_frame(b"2"), b"2")

@@ -237,7 +237,7 @@ def test_out_of_order_event_names_event_role_and_state(case: str) -> None:
 
 def test_out_of_order_before_established_is_terminal_and_purges() -> None:
     before = live_slots()
-    sensor, gateway, _ = machines()
+    sensor, _gateway, _ = machines()
     sensor.start()
     assert live_slots() == before + 1  # the ephemeral key
     with pytest.raises(HandshakeError):

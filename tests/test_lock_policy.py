@@ -137,10 +137,17 @@ def regions_json():
 """
 
 
-def run_child(body: str, env_extra: dict[str, str], *, restricted: bool = True) -> tuple[dict, subprocess.CompletedProcess[str]]:
+def run_child(
+    body: str, env_extra: dict[str, str], *, restricted: bool = True
+) -> tuple[dict, subprocess.CompletedProcess[str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CORTEX_SAL_") and k != "PYTHONWARNINGS"}
     env.update(env_extra)
-    code = f"RESTRICTED = {restricted}\n" + PROLOGUE + textwrap.dedent(body) + "\nresult['log'] = records\nprint(json.dumps(result))\n"
+    code = (
+        f"RESTRICTED = {restricted}\n"
+        + PROLOGUE
+        + textwrap.dedent(body)
+        + "\nresult['log'] = records\nprint(json.dumps(result))\n"
+    )
     proc = subprocess.run(
         [sys.executable, "-W", "error", "-c", code],
         env=env,
@@ -363,8 +370,9 @@ result["regions_after_purge"] = len(arena().regions())
 def test_memfd_secret_backend(policy):
     """Unrestricted child: memfd_secret is used if the kernel provides it."""
     if MEMFD_SECRET:
-        result, proc = run_child(MEMFD_BODY, {"CORTEX_SAL_BACKEND": "memfd_secret", "CORTEX_SAL_LOCK_POLICY": policy},
-                                 restricted=False)
+        result, proc = run_child(
+            MEMFD_BODY, {"CORTEX_SAL_BACKEND": "memfd_secret", "CORTEX_SAL_LOCK_POLICY": policy}, restricted=False
+        )
         s = result["status"]
         assert result["work"] is True and result["big_work"] is True
         assert s["backend"] == "memfd_secret"
@@ -394,8 +402,9 @@ def test_memfd_secret_backend(policy):
             result["outcome"] = "MemoryLockError"
             result["message"] = str(exc)
         """
-        result, _ = run_child(body, {"CORTEX_SAL_BACKEND": "memfd_secret", "CORTEX_SAL_LOCK_POLICY": policy},
-                              restricted=False)
+        result, _ = run_child(
+            body, {"CORTEX_SAL_BACKEND": "memfd_secret", "CORTEX_SAL_LOCK_POLICY": policy}, restricted=False
+        )
         if policy == "strict":
             assert result["outcome"] == "MemoryLockError"
             assert "memfd_secret" in result["message"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import ctypes
+import itertools
 import json
 import os
 import pickle
@@ -485,7 +486,7 @@ def test_mixed_allocations_distinct_aligned_non_overlapping():
     try:
         spans = sorted((b._address(), b._address() + span_of(len(b))) for b in bufs)
         assert len({a for a, _ in spans}) == len(bufs)
-        for (_, end), (start, _) in zip(spans, spans[1:]):
+        for (_, end), (start, _) in itertools.pairwise(spans):
             assert end <= start
         regions = arena().regions()
         for b in bufs:

@@ -68,9 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
     p_status = sub.add_parser("status", help="what protection the secure arena really has")
-    p_status.add_argument(
-        "--strict-exit", action="store_true", help="exit 1 when any protection is missing"
-    )
+    p_status.add_argument("--strict-exit", action="store_true", help="exit 1 when any protection is missing")
     p_status.set_defaults(func=cmd_status)
     return parser
 
@@ -78,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     console = Console()
     try:
         return int(args.func(args, console))

@@ -89,7 +89,6 @@ class Sodium:
         self.path = os.fspath(path)
         self.hmac_state_bytes = int(lib.crypto_auth_hmacsha256_statebytes())
 
-
     def bind(self, name: str, argtypes: list[object], restype: object) -> Any:
         """A second binding of a checked symbol with another signature (fast paths)."""
         if name not in SIGNATURES:

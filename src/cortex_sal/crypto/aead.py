@@ -101,6 +101,20 @@ def aead_decrypt_into(
     return int(mlen.value)
 
 
+_decrypt_bytes = sodium.bind(
+    "crypto_aead_chacha20poly1305_ietf_decrypt",
+    [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_ulonglong, ctypes.c_char_p,
+     ctypes.c_ulonglong, ctypes.c_char_p, ctypes.c_void_p],
+    ctypes.c_int,
+)  # fmt: skip
+
+
+def decrypt_unchecked(key_address: int, nonce: bytes, ciphertext: bytes, aad: bytes, out_address: int) -> bool:
+    """The bare libsodium decrypt, for this package's hot paths whose arguments are already
+    checked (live buffers' addresses, ``bytes`` of exact sizes). True if the tag verified."""
+    return _decrypt_bytes(out_address, None, None, ciphertext, len(ciphertext), aad, len(aad), nonce, key_address) == 0  # type: ignore[no-any-return]
+
+
 def aead_decrypt(key: SecureKeyBuffer, nonce: bytes, ciphertext: bytes, aad: bytes = b"") -> SecureBuffer:
     """Verify and decrypt into a new secure buffer of exactly the plaintext's length.
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from ..errors import WrongLengthError
 from ..securemem import SecureBuffer, SecureKeyBuffer
-from ._buffers import Readable, check_length, public_bytes, secret
-from .hmac import MAC_SIZE, hmac_sha256_into
+from ._buffers import check_length, public_bytes, secret
+from .hmac import MAC_SIZE, hmac_raw, hmac_sha256_into
 
 HASH_LEN = MAC_SIZE
 MAX_OKM = 255 * HASH_LEN
@@ -33,24 +33,28 @@ def hkdf_extract(salt: bytes | SecureBuffer | None, ikm: SecureBuffer) -> Secure
 
 
 def hkdf_expand_into(prk: SecureBuffer, info: bytes, okm: SecureBuffer) -> None:
-    """Fill ``okm`` (L = its length, at most 255*HashLen) with HKDF-Expand(PRK, info, L)."""
+    """Fill ``okm`` (L = its length, at most 255*HashLen) with HKDF-Expand(PRK, info, L).
+
+    Each full block T(i) is written straight into ``okm``; T(i-1) is read from there.
+    Only a partial last block passes through a temporary locked buffer.
+    """
     prk = secret(prk, "HKDF PRK")
     okm = secret(okm, "HKDF output")
     info_b = public_bytes(info, "HKDF info")
     length = check_length(len(okm), "HKDF output length", 1, MAX_OKM)
     if len(prk) < HASH_LEN:
         raise WrongLengthError(f"HKDF PRK must be at least {HASH_LEN} bytes, got {len(prk)}")
-    with SecureKeyBuffer.allocate() as t:
-        done = 0
-        counter = 1
-        previous: tuple[Readable, ...] = ()
-        while done < length:
-            hmac_sha256_into(prk, t, *previous, info_b, bytes((counter,)))
-            take = min(HASH_LEN, length - done)
-            okm.write(t, offset=done, length=take)
-            done += take
-            counter += 1
-            previous = (t,)
+    key, key_length, base = prk._address(), len(prk), okm._address()
+    full, rest = divmod(length, HASH_LEN)
+    previous: list[tuple[object, int]] = []
+    for i in range(full):
+        out = base + i * HASH_LEN
+        hmac_raw(key, key_length, [*previous, (info_b + bytes((i + 1,)), len(info_b) + 1)], out)
+        previous = [(out, HASH_LEN)]
+    if rest:
+        with SecureKeyBuffer.allocate() as last:
+            hmac_raw(key, key_length, [*previous, (info_b + bytes((full + 1,)), len(info_b) + 1)], last._address())
+            okm.write(last, offset=full * HASH_LEN, length=rest)
 
 
 def hkdf_sha256(ikm: SecureBuffer, *, salt: bytes | None, info: bytes, length: int = 32) -> SecureBuffer:

@@ -65,14 +65,22 @@ def _hmac(key: object, parts: tuple[Readable, ...], out: object, *, locked_state
             raise CryptoError("crypto_auth_hmacsha256 failed")
         return
     inputs = [Input(p, "HMAC message part") for p in parts]
-    state = _state()
-    st = state._address()
+    hmac_raw(k.pointer, k.length, [(item.pointer, item.length) for item in inputs], out)
+
+
+def hmac_raw(key: object, key_length: int, parts: list[tuple[object, int]], out: object) -> None:
+    """HMAC-SHA256 over (pointer, length) parts into ``out``, state in the arena.
+
+    For this package's own callers (HKDF) whose arguments are already checked pointers
+    into live secure buffers or public ``bytes``.
+    """
+    st = _state()._address()
     try:
-        if sodium.crypto_auth_hmacsha256_init(st, k.pointer, k.length) != 0:
+        if sodium.crypto_auth_hmacsha256_init(st, key, key_length) != 0:
             raise CryptoError("crypto_auth_hmacsha256_init failed")
-        for item in inputs:
-            if item.length:
-                sodium.crypto_auth_hmacsha256_update(st, item.pointer, item.length)
+        for pointer, length in parts:
+            if length:
+                sodium.crypto_auth_hmacsha256_update(st, pointer, length)
         sodium.crypto_auth_hmacsha256_final(st, out)
     finally:
         zero(st, sodium.hmac_state_bytes)

@@ -57,10 +57,7 @@ class SensorCertificationAuthority:
         Raises :class:`SensorNotCertifiedError` (unknown or below minimum),
         :class:`LowOrderPointError`, or a ``WrongTypeError``/``WrongLengthError``.
         """
-        if not isinstance(tee_private_key, X25519PrivateKey):
-            raise WrongTypeError(
-                f"tee_private_key must be an X25519PrivateKey from new_ephemeral_key(), got {type(tee_private_key).__name__}"
-            )
+        _check_ephemeral(tee_private_key)
         peer = _public(sensor_ephemeral_pub, PUBLIC_KEY_SIZE, "sensor_ephemeral_pub")
         salt = _public(challenge, CHALLENGE_SIZE, "challenge")
         self.registry.admit(sensor_id)
@@ -93,10 +90,7 @@ class SensorCertificationAuthority:
             raise WrongTypeError(f"sensor_id must be a non-empty str, got {type(sensor_id).__name__}")
         if not isinstance(sensor_ack, bytes | bytearray | memoryview):
             raise WrongTypeError(f"sensor_ack must be bytes, got {type(sensor_ack).__name__}")
-        if not isinstance(tee_private_key, X25519PrivateKey):
-            raise WrongTypeError(
-                f"tee_private_key must be an X25519PrivateKey from new_ephemeral_key(), got {type(tee_private_key).__name__}"
-            )
+        _check_ephemeral(tee_private_key)
         try:
             key = self.perform_ecdh_handshake(sensor_id, sensor_ephemeral_pub, tee_private_key, challenge)
         except (WrongTypeError, InvalidArgumentError) as exc:
@@ -116,6 +110,13 @@ class SensorCertificationAuthority:
             sensor_id_hash(sensor_id), bytes(sensor_ephemeral_pub), tee_private_key.public_bytes(), bytes(challenge)
         )
         return {"session_key": key, "status": "ok", "session_id": sid}
+
+
+def _check_ephemeral(key: object) -> None:
+    if not isinstance(key, X25519PrivateKey):
+        raise WrongTypeError(
+            f"tee_private_key must be an X25519PrivateKey from new_ephemeral_key(), got {type(key).__name__}"
+        )
 
 
 def _refused(reason: str) -> dict[str, Any]:

@@ -154,9 +154,7 @@ class SensorHandshake(_Handshake):
         def step() -> bytes:
             tee = TEEHello.parse(data)
             assert self._ephemeral is not None and self._hello is not None
-            self._session_key = v1.derive_session_key(
-                self._ephemeral.key_buffer, tee.ephemeral_public, tee.challenge
-            )
+            self._session_key = v1.derive_session_key(self._ephemeral.key_buffer, tee.ephemeral_public, tee.challenge)
             self._ephemeral.purge()
             self._ephemeral = None
             self.session_id = v1.session_id(

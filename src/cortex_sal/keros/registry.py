@@ -11,6 +11,7 @@ authorises a *name*, which is exactly the weakness the authenticated channel rem
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -61,9 +62,9 @@ class SensorRegistry:
 
     @classmethod
     def default(cls) -> SensorRegistry:
-        """The registry shipped with the package."""
-        text = resources.files("cortex_sal.keros").joinpath("data/sensor_models.json").read_text("utf-8")
-        return cls._from_document(json.loads(text), "the packaged registry")
+        """A fresh copy of the registry shipped with the package (parsed once per process)."""
+        packaged = _packaged_registry()
+        return cls(packaged.models(), min_snr_db=packaged.min_snr_db, min_bits=packaged.min_bits)
 
     @classmethod
     def from_file(cls, path: str | Path, *, extend: SensorRegistry | None = None) -> SensorRegistry:
@@ -73,15 +74,15 @@ class SensorRegistry:
         except OSError as exc:
             raise InvalidArgumentError(f"cannot read sensor registry {path}: {exc.strerror}") from None
         except json.JSONDecodeError as exc:
-            raise InvalidArgumentError(f"sensor registry {path} is not valid JSON: {exc.msg} (line {exc.lineno})") from None
+            raise InvalidArgumentError(
+                f"sensor registry {path} is not valid JSON: {exc.msg} (line {exc.lineno})"
+            ) from None
         except UnicodeDecodeError:
             raise InvalidArgumentError(f"sensor registry {path} is not UTF-8 text") from None
         loaded = cls._from_document(doc, str(path))
         if extend is None:
             return loaded
-        merged = cls(
-            [*extend.models(), *loaded.models()], min_snr_db=extend.min_snr_db, min_bits=extend.min_bits
-        )
+        merged = cls([*extend.models(), *loaded.models()], min_snr_db=extend.min_snr_db, min_bits=extend.min_bits)
         merged._revoked = set(extend._revoked)
         return merged
 
@@ -119,6 +120,8 @@ class SensorRegistry:
         return list(self._models.values())
 
     def revoke(self, sensor_id: str) -> None:
+        """Refuse ``sensor_id`` from now on; revoking a model id refuses all its serials."""
+        model_of(sensor_id)
         self._revoked.add(sensor_id)
 
     def admit(self, sensor_id: str, *, snr_db: float | None = None, bits: int | None = None) -> SensorModel:
@@ -131,7 +134,7 @@ class SensorRegistry:
         model = self._models.get(model_id)
         if model is None:
             raise SensorNotCertifiedError(f"sensor model {model_id!r} is not in the certified registry")
-        if sensor_id in self._revoked:
+        if sensor_id in self._revoked or model_id in self._revoked:
             raise SensorNotCertifiedError(f"sensor {sensor_id!r} is revoked")
         snr = model.snr_db if snr_db is None else _number(snr_db, "snr_db")
         nbits = model.bits if bits is None else _integer(bits, "bits")
@@ -141,7 +144,8 @@ class SensorRegistry:
             )
         if min(nbits, model.bits) < self.min_bits:
             raise SensorNotCertifiedError(
-                f"sensor {model_id!r} resolution {min(nbits, model.bits)} bits is below the minimum {self.min_bits} bits"
+                f"sensor {model_id!r} resolution {min(nbits, model.bits)} bits "
+                f"is below the minimum {self.min_bits} bits"
             )
         return model
 
@@ -151,6 +155,12 @@ class SensorRegistry:
             if sensor_id_hash(sensor_id) == id_hash:
                 return sensor_id
         return None
+
+
+@functools.lru_cache(maxsize=1)
+def _packaged_registry() -> SensorRegistry:
+    text = resources.files("cortex_sal.keros").joinpath("data/sensor_models.json").read_text("utf-8")
+    return SensorRegistry._from_document(json.loads(text), "the packaged registry")
 
 
 def _number(value: object, what: str) -> float:

@@ -21,14 +21,15 @@ import enum
 import logging
 import struct
 
-from ..crypto import aead_decrypt_into, aead_encrypt
+from ..crypto import aead_encrypt
+from ..crypto.aead import decrypt_unchecked
 from ..errors import (
-    DecryptionError,
     FrameAuthError,
     FrameFormatError,
     InvalidArgumentError,
     ReplayAttackError,
     SessionExpiredError,
+    WrongLengthError,
     WrongTypeError,
 )
 from ..securemem import SecureBuffer, SecureKeyBuffer
@@ -92,7 +93,9 @@ class SecureBusSession:
             raise InvalidArgumentError(f"lifetime_s must be a positive number, got {lifetime_s!r}")
         session_key._address()  # refuses a purged key before anything is built
         send_info, recv_info = (
-            (v1.SENSOR_TO_GATEWAY, v1.GATEWAY_TO_SENSOR) if role is Role.SENSOR else (v1.GATEWAY_TO_SENSOR, v1.SENSOR_TO_GATEWAY)
+            (v1.SENSOR_TO_GATEWAY, v1.GATEWAY_TO_SENSOR)
+            if role is Role.SENSOR
+            else (v1.GATEWAY_TO_SENSOR, v1.SENSOR_TO_GATEWAY)
         )
         self._send_key = v1.frame_key(session_key, send_info)
         try:
@@ -168,45 +171,54 @@ class SecureBusSession:
     def decrypt_frame(self, frame: bytes, out: SecureBuffer | None = None, offset: int = 0) -> SecureBuffer:
         """Check and open one frame; the payload goes straight into ``out`` (at ``offset``)
         or a new secure buffer, which is returned."""
-        if not isinstance(frame, bytes | bytearray | memoryview):
-            raise WrongTypeError(f"frame must be bytes, got {type(frame).__name__}")
-        frame = bytes(frame)
-        self._check_usable()
-        if len(frame) < OVERHEAD + 1:
-            raise FrameFormatError(f"frame of {len(frame)} bytes is truncated (minimum {OVERHEAD + 1})")
+        if type(frame) is not bytes:
+            if not isinstance(frame, bytes | bytearray | memoryview):
+                raise WrongTypeError(f"frame must be bytes, got {type(frame).__name__}")
+            frame = bytes(frame)
+        if self.state is not ChannelState.ESTABLISHED or self._clock.monotonic() >= self._expires_at:
+            self._check_usable()
+        size = len(frame)
+        if size < OVERHEAD + 1:
+            raise FrameFormatError(f"frame of {size} bytes is truncated (minimum {OVERHEAD + 1})")
         seq, length = _HEADER.unpack_from(frame)
         if length > MAX_PAYLOAD:
             raise FrameFormatError(f"frame announces {length} payload bytes, above the maximum {MAX_PAYLOAD}")
-        if len(frame) != OVERHEAD + length:
+        if size != OVERHEAD + length:
             raise FrameFormatError(
-                f"frame is {len(frame)} bytes but its header announces {length} payload bytes ({OVERHEAD + length})"
+                f"frame is {size} bytes but its header announces {length} payload bytes ({OVERHEAD + length})"
             )
         if length == 0:
             raise FrameFormatError("frame announces an empty payload")
         if seq <= self._last_accepted:
             raise ReplayAttackError(f"frame seq {seq} is not greater than the last accepted {self._last_accepted}")
         if seq >= self._max_seq:
-            self._end(ChannelState.EXPIRED, "frame sequence numbers exhausted")
-            raise SessionExpiredError(f"frame seq {seq:#x} reaches the sequence limit; re-handshake")
+            # refused, but it does not end the session: the frame is not authenticated, and
+            # anyone can write a header (only an accepted last frame exhausts the session)
+            raise SessionExpiredError(f"frame seq {seq:#x} is beyond the sequence limit {self._max_seq - 1:#x}")
         nonce = frame[HEADER_SIZE : HEADER_SIZE + NONCE_SIZE]
-        if nonce != self._nonce(seq):
+        if nonce != _NONCE_SEQ.pack(seq) + self._nonce_suffix:
             self._auth_failed(f"frame seq {seq}: nonce does not match its sequence number and session")
-        target = out
-        if target is None:
+        if out is None:
             target = SecureBuffer(length)
-        elif not isinstance(target, SecureBuffer):
-            raise WrongTypeError(f"out must be a SecureBuffer, got {type(target).__name__}")
-        try:
-            aead_decrypt_into(self._recv_key, nonce, frame[HEADER_SIZE + NONCE_SIZE :], frame[:HEADER_SIZE], target, offset)
-        except DecryptionError:
+        elif isinstance(out, SecureBuffer):
+            if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0 or offset + length > len(out):
+                raise WrongLengthError(
+                    f"a {length}-byte payload at offset {offset!r} does not fit a {len(out)}-byte buffer"
+                )
+            target = out
+        else:
+            raise WrongTypeError(f"out must be a SecureBuffer, got {type(out).__name__}")
+        # every check the header can answer is done: only now does the AEAD run
+        if not decrypt_unchecked(
+            self._recv_key._address(), nonce, frame[HEADER_SIZE + NONCE_SIZE :], frame[:HEADER_SIZE],
+            target._address() + (offset if out is not None else 0),
+        ):  # fmt: skip
             if out is None:
                 target.secure_purge()
             self._auth_failed(f"frame seq {seq} failed authentication")
-        except BaseException:
-            if out is None:
-                target.secure_purge()
-            raise
         self._last_accepted = seq
+        if seq == self._max_seq - 1:  # authenticated, and no later frame can be valid
+            self._end(ChannelState.EXPIRED, "frame sequence numbers exhausted")
         return target
 
     def _auth_failed(self, why: str) -> None:
@@ -224,4 +236,5 @@ class SecureBusSession:
         return self._send_seq
 
     def __repr__(self) -> str:
-        return f"<SecureBusSession {self.role.value} {self.state.value} sent={self._send_seq} accepted={self._last_accepted}>"
+        role, state = self.role.value, self.state.value
+        return f"<SecureBusSession {role} {state} sent={self._send_seq} accepted={self._last_accepted}>"

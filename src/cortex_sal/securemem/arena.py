@@ -147,9 +147,7 @@ class Arena:
                 problems.append(f"memfd_secret unavailable ({why}); fell back to mmap")
                 backend = BACKEND_MMAP
         if base is None:
-            base = _libc.mmap(
-                total, _libc.PROT_READ | _libc.PROT_WRITE, _libc.MAP_PRIVATE | _libc.MAP_ANONYMOUS
-            )
+            base = _libc.mmap(total, _libc.PROT_READ | _libc.PROT_WRITE, _libc.MAP_PRIVATE | _libc.MAP_ANONYMOUS)
             if base is None:
                 code = _libc.errno()
                 raise SecureMemoryError(f"mmap of {total} bytes failed: {_libc.strerror(code)}")

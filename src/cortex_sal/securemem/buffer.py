@@ -72,7 +72,7 @@ class SecureBuffer:
     checks the slot's canary and zeroes it; every later use raises.
     """
 
-    __slots__ = ("_slot", "_view_root", "__weakref__")
+    __slots__ = ("__weakref__", "_slot", "_view_root")
     _fixed_size: ClassVar[int | None] = None
 
     def __init__(self, size: int) -> None:

@@ -27,7 +27,7 @@ log = logging.getLogger("cortex_sal.securemem")
 class SecureTensorBuffer(SecureBuffer):
     """An n-dimensional numeric array whose storage is an arena slot."""
 
-    __slots__ = ("_shape", "_dtype", "_array")
+    __slots__ = ("_array", "_dtype", "_shape")
 
     def __init__(self, shape: int | tuple[int, ...], dtype: npt.DTypeLike = np.float64) -> None:
         shape_t = (shape,) if isinstance(shape, int) and not isinstance(shape, bool) else shape

@@ -125,9 +125,7 @@ class ResidueReport:
             for cls in CLASSES:
                 total = sum(by_class[cls].values())
                 cells.append(str(total).rjust(5))
-            detail = ", ".join(
-                f"{cls}:{kind}={n}" for cls in CLASSES for kind, n in by_class[cls].items() if n
-            )
+            detail = ", ".join(f"{cls}:{kind}={n}" for cls in CLASSES for kind, n in by_class[cls].items() if n)
             lines.append(name.ljust(18) + " " + " ".join(cells) + (f"   ({detail})" if detail else ""))
         if self.unreadable:
             lines.append("unreadable: " + ", ".join(self.unreadable))

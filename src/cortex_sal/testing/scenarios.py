@@ -195,7 +195,9 @@ def _keros_v1_child(ctx: Context) -> None:
     from ..crypto import X25519PrivateKey
     from ..keros import GatewayHandshake
 
-    gateway = GatewayHandshake("residue-gateway", sensor_ids=[SENSOR_ID], ephemeral_key=X25519PrivateKey(ctx.read_key()))
+    gateway = GatewayHandshake(
+        "residue-gateway", sensor_ids=[SENSOR_ID], ephemeral_key=X25519PrivateKey(ctx.read_key())
+    )
     ctx.send_public(gateway.receive_sensor_hello(ctx.read_public(72)))
     gateway.receive_sensor_ack(ctx.read_public(32))
     session = gateway.session()
@@ -222,4 +224,3 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 __all__ = ["SCENARIOS", "IndependentV1Sensor", "Scenario"]
-
