@@ -11,7 +11,7 @@ time is ever asserted; the script exits 0 unless it fails itself):
    (target <= 1 MiB, <= 50 mappings), next to 10,000 ``sodium_malloc(32)`` from the
    same libsodium. Each side runs in its own subprocess so both start clean.
 
-Usage:  cd /work/main && .venv/bin/python bench/custody.py [--quick]
+Usage:  .venv/bin/python bench/custody.py [--quick]
 """
 
 from __future__ import annotations
