@@ -118,3 +118,26 @@ class SealError(CortexError):
 
 class TPMUnavailableError(SealError):
     """No attestation key is present: sealing fails closed, there is no software fallback."""
+
+
+# --- SAL: the shield pipeline ----------------------------------------------------
+
+
+class SchemaError(CortexError, ValueError):
+    """A telemetry payload does not match the router's schema."""
+
+
+class LivenessError(CortexError):
+    """A liveness proof is malformed, expired, already used, or does not verify."""
+
+
+class ConsentError(CortexError):
+    """Consent is missing, expired, revoked, or does not cover the scope."""
+
+
+class ShieldError(CortexError):
+    """The shield refused an operation (unknown sensor, destroyed session, ...)."""
+
+
+class ClinicalChannelError(CortexError):
+    """The clinical channel is closed, expired, or a message failed authentication."""
