@@ -62,6 +62,13 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace, console: Console) -> int:
+    """Run one shield session end to end on embedded defaults."""
+    from .demo import run_demo
+
+    return run_demo(console, frames=args.frames, delay_s=0.0 if args.fast else 0.03, use_edf=not args.no_edf)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cortex-sal", description=__doc__)
     parser.add_argument("--version", action="version", version=f"cortex-sal {__version__}")
@@ -70,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_status = sub.add_parser("status", help="what protection the secure arena really has")
     p_status.add_argument("--strict-exit", action="store_true", help="exit 1 when any protection is missing")
     p_status.set_defaults(func=cmd_status)
+    p_demo = sub.add_parser("demo", help="stream a sensor through the shield and report custody")
+    p_demo.add_argument("--frames", type=int, default=24, help="frames per source (default 24)")
+    p_demo.add_argument("--fast", action="store_true", help="no pause between frames")
+    p_demo.add_argument("--no-edf", action="store_true", help="synthetic source only")
+    p_demo.set_defaults(func=cmd_demo)
     return parser
 
 

@@ -1,0 +1,157 @@
+"""Shield pipeline cost, measured side by side in one run (no absolute time is asserted).
+
+1. ``CognitiveShield.ingest_raw_data`` for one 256-sample frame vs scipy Phase A alone
+   (clip, ``hilbert``, five statistics) on the same frame.            target <= 3x
+2. ``ingest_batch`` at 1,000 sensors: frames per second on one core    target >= 20,000/s
+   and its speed-up over the single-frame path.
+
+Both use synthetic EEG frames and a clock that advances with the data (2 s per frame). The
+drift detector runs in full but its block counts are set out of reach, so every frame takes
+the whole path (a refused frame is a short-cut); the script prints how many frames were
+released to show it.
+
+Usage:  .venv/bin/python bench/pipeline.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+from _timing import Timing, verdict
+
+SINGLE_TARGET = 3.0
+BATCH_TARGET = 20_000.0
+SENSORS = 1000
+FRAME_S = 2.0
+
+
+def _full_path_policy() -> object:
+    from cortex_sal.governance import ClinicalThresholds
+
+    return ClinicalThresholds(hard_violations_to_block=10**9, soft_violations_to_block=10**9, consent_ttl_s=1e9)
+
+
+FULL_PATH = None  # set in main(), after the import path is ready
+
+
+def frames(n: int, seed: int = 1) -> np.ndarray:
+    from cortex_sal.sources import synthetic_eeg
+
+    return np.stack(list(synthetic_eeg(n, seed=seed).frames))
+
+
+def scipy_phase_a(x: np.ndarray) -> np.ndarray:
+    from scipy.signal import hilbert
+
+    env = np.abs(hilbert(np.clip((x + 50.0) / 100.0, 0.0, 1.0)))
+    return np.array([env.mean(), env.std(), *np.percentile(env, [25, 75]), env.max()])
+
+
+def bench_single(rounds: int, per_round: int) -> tuple[Timing, int, int]:
+    from cortex_sal.keros import ManualClock
+    from cortex_sal.sal.shield import CognitiveShield
+
+    data = frames(per_round)
+    released = total = 0
+    clock = ManualClock(time.time())
+    shield = CognitiveShield(clock=clock, thresholds=FULL_PATH)
+    shield.register_sensor("eeg_fp1_certified_v1", 35.0, 16)
+
+    def ours() -> float:
+        nonlocal released, total
+        t0 = time.perf_counter()
+        for x in data:
+            r = shield.ingest_raw_data("eeg_fp1_certified_v1", x)
+            released += r["status"] == "ok"
+            total += 1
+            clock.advance(FRAME_S)
+        return (time.perf_counter() - t0) / len(data) * 1e6
+
+    def ref() -> float:
+        t0 = time.perf_counter()
+        for x in data:
+            scipy_phase_a(x)
+        return (time.perf_counter() - t0) / len(data) * 1e6
+
+    o_us: list[float] = []
+    r_us: list[float] = []
+    ours()
+    ref()
+    released = total = 0
+    for i in range(rounds):
+        for fn, sink in ((ours, o_us), (ref, r_us)) if i % 2 == 0 else ((ref, r_us), (ours, o_us)):
+            sink.append(fn())
+    shield.close()
+    return Timing(o_us, r_us), released, total
+
+
+def bench_batch(rounds: int) -> tuple[float, int, int]:
+    from cortex_sal.keros import ManualClock
+    from cortex_sal.sal.shield import CognitiveShield
+
+    clock = ManualClock(time.time())
+    shield = CognitiveShield(clock=clock, thresholds=FULL_PATH)
+    ids = [f"eeg_fp1_certified_v1/{i:04d}" for i in range(SENSORS)]
+    for sensor_id in ids:
+        shield.register_sensor(sensor_id, 35.0, 16)
+    data = frames(SENSORS, seed=3)
+    released = total = 0
+    best = 0.0
+    shield.ingest_batch(ids, data)  # warm up
+    clock.advance(FRAME_S)
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        results = shield.ingest_batch(ids, data)
+        rate = SENSORS / (time.perf_counter() - t0)
+        best = max(best, rate)
+        released += sum(r["status"] == "ok" for r in results)
+        total += len(results)
+        clock.advance(FRAME_S)
+    shield.close()
+    return best, released, total
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    rounds = 5 if args.quick else 11
+    global FULL_PATH
+    FULL_PATH = _full_path_policy()
+    from rich.console import Console
+    from rich.table import Table
+
+    single, s_ok, s_total = bench_single(rounds, 100 if args.quick else 300)
+    rate, b_ok, b_total = bench_batch(3 if args.quick else 7)
+    single_rate = 1e6 / min(single.ours_us)
+    table = Table(title="Shield pipeline cost (side by side in this run)", title_justify="left")
+    for col in ("figure", "ours", "reference", "ratio", "target", ""):
+        table.add_column(col)
+    table.add_row(
+        "ingest_raw_data, one 256-sample frame\nvs scipy Phase A alone",
+        f"{min(single.ours_us):.1f} us",
+        f"{min(single.ref_us):.1f} us",
+        f"{single.min_ratio:.2f}x (min)\n{single.median_ratio:.2f}x (median)",
+        f"<= {SINGLE_TARGET}x",
+        verdict(single.min_ratio <= SINGLE_TARGET),
+    )
+    table.add_row(
+        f"ingest_batch, {SENSORS:,} sensors\nvs the single-frame path",
+        f"{rate:,.0f} frames/s",
+        f"{single_rate:,.0f} frames/s",
+        f"{rate / single_rate:.1f}x faster",
+        f">= {BATCH_TARGET:,.0f}/s",
+        verdict(rate >= BATCH_TARGET),
+    )
+    Console(width=120).print(table)
+    print(f"frames released: single {s_ok}/{s_total}, batch {b_ok}/{b_total} (refusals would short-cut the path)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""``cortex-sal demo``: one sensor session end to end, on embedded defaults.
+
+A sensor (synthetic EEG, and the real scalp EEG shipped inside pyedflib when it is
+installed) registers, runs the v1 handshake, streams encrypted frames through a
+``SecureBusSession`` into the shield; a live table shows each frame's state label,
+coherency, consent and liveness; a custody report closes the run.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from .keros.clock import ManualClock
+from .sal.frame import SAMPLE_DTYPE
+from .sal.shield import CognitiveShield
+from .securemem import status
+from .sources import Source, bundled_edf_path, edf_file, synthetic_eeg
+
+VISIBLE_ROWS = 12
+
+
+def _frames_table(rows: list[tuple[Any, ...]], title: str) -> Table:
+    table = Table(title=title, title_justify="left", expand=False)
+    for col in ("frame", "state label", "coherency", "consent", "liveness", "tensor norm", "ms"):
+        table.add_column(col)
+    for row in rows[-VISIBLE_ROWS:]:
+        table.add_row(*row)
+    return table
+
+
+def _row(seq: int, result: dict[str, Any]) -> tuple[str, ...]:
+    if result["status"] != "ok":
+        return (str(seq), f"[red]refused: {result['reason']}[/red]", "-", _flag(result.get("consent_active")), "-", "-",
+                f"{result['processing_time_ms']:.2f}")  # fmt: skip
+    return (
+        str(seq),
+        result["state_label"],
+        f"{result['coherency_index']:.3f}",
+        _flag(result["consent_active"]),
+        _flag(result["liveness_proven"]),
+        f"{result['tensor_norm']:.4f}",
+        f"{result['processing_time_ms']:.2f}",
+    )
+
+
+def _flag(value: object) -> str:
+    return "[green]yes[/green]" if value else "[red]no[/red]"
+
+
+def stream(shield: CognitiveShield, source: Source, n_frames: int, clock: ManualClock, console: Console,
+           delay_s: float) -> dict[str, int]:  # fmt: skip
+    model = shield.registry.admit(source.sensor_model)
+    sensor_id = f"{source.sensor_model}/demo-{source.name.split(':')[0]}"
+    reg = shield.register_sensor(sensor_id, model.snr_db, model.bits)
+    detail = f" ({reg['reason']})" if reg["status"] != "registered" else f", session {reg['session']}"
+    console.print(f"[bold]{source.description}[/bold] -> sensor {reg.get('sensor', '?')}: {reg['status']}{detail}")
+    if reg["status"] != "registered":
+        return {"ok": 0, "refused": 0}
+    endpoint = shield.sensor_endpoint(sensor_id)
+    rows: list[tuple[str, ...]] = []
+    counts = {"ok": 0, "refused": 0}
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    task = progress.add_task(f"encrypted frames from {source.name}", total=n_frames)
+    title = f"{source.name}: frames through the shield (only obfuscated features leave)"
+    with Live(Group(progress, _frames_table(rows, title)), console=console, refresh_per_second=12) as live:
+        for seq, samples in enumerate(source.frames, start=1):
+            payload = np.asarray(samples, dtype=SAMPLE_DTYPE).tobytes()  # the sensor device's own buffer
+            result = shield.ingest_frame(sensor_id, endpoint.encrypt_frame(payload))
+            counts["ok" if result["status"] == "ok" else "refused"] += 1
+            rows.append(_row(seq, result))
+            progress.advance(task)
+            live.update(Group(progress, _frames_table(rows, title)))
+            clock.advance(len(samples) / source.rate_hz)  # the shield's clock follows the data
+            if delay_s:
+                time.sleep(delay_s)
+            if seq >= n_frames:
+                break
+    reasons = sorted({r[1] for r in rows if r[1].startswith("[red]")})
+    console.print(
+        f"released {counts['ok']}, refused {counts['refused']}" + (f": {', '.join(reasons)}" if reasons else "")
+    )
+    return counts
+
+
+def run_demo(console: Console, *, frames: int = 24, delay_s: float = 0.03, use_edf: bool = True) -> int:
+    clock = ManualClock(start=time.time())
+    sources = [synthetic_eeg(frames)]
+    edf = bundled_edf_path() if use_edf else None
+    if edf is not None:
+        sources.append(edf_file(edf, max_frames=frames))
+    else:
+        console.print("[dim](install the optional pyedflib to also stream the real scalp EEG it ships)[/dim]")
+    with CognitiveShield(clock=clock) as shield:
+        totals = {"ok": 0, "refused": 0}
+        for source in sources:
+            for key, value in stream(shield, source, frames, clock, console, delay_s).items():
+                totals[key] += value
+        destroyed = shield.destroy_session()
+        report = shield.custody_report()
+    st = status()
+    table = Table(title="Custody report", show_header=False, title_justify="left")
+    table.add_column("what")
+    table.add_column("value")
+    table.add_row("frames released / refused", f"{totals['ok']} / {totals['refused']}")
+    table.add_row("sessions opened / closed", f"{report['sessions_opened']} / {report['sessions_closed']}")
+    purged_ok = destroyed["keys_purged"] == destroyed["keys_total"] > 0
+    colour = "green" if purged_ok else "red"
+    table.add_row(
+        "session keys", f"[{colour}]keys purged {destroyed['keys_purged']}/{destroyed['keys_total']}[/{colour}]"
+    )
+    table.add_row("arena (from /proc/self/smaps)",
+                  f"locked {_flag(st.locked)}, dump-excluded {_flag(st.dump_excluded)}, "
+                  f"wiped on fork {_flag(st.wipe_on_fork)}, VmLck {st.vm_lck_kb} kB")  # fmt: skip
+    table.add_row("secure slots still live", f"{st.slots_live} (the per-thread HMAC state, zeroed after each use)")
+    console.print(table)
+    console.print(f"keys purged {destroyed['keys_purged']}/{destroyed['keys_total']}")
+    return 0 if purged_ok else 1

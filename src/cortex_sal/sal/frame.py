@@ -1,0 +1,89 @@
+"""``RawBiometricFrame``: one frame of raw samples in locked memory, zeroed on exit.
+
+Samples are float32 little-endian microvolts (a 256-sample frame is a 1024-byte payload).
+They arrive either straight from the channel - ``SecureBusSession.decrypt_frame`` writes
+the plaintext into this frame's own locked buffer, so no other copy is ever made - or,
+through the seed's ``ingest_raw_data``, copied once from the caller's array. Processing
+uses a numpy *view* of the buffer, never a heap copy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import FrameFormatError, InvalidArgumentError
+from ..keros.session import OVERHEAD, SecureBusSession
+from ..securemem import SecureTensorBuffer
+
+SAMPLES_PER_FRAME = 256
+SAMPLE_DTYPE = np.dtype("<f4")
+FRAME_PAYLOAD_BYTES = SAMPLES_PER_FRAME * SAMPLE_DTYPE.itemsize
+
+
+class RawBiometricFrame:
+    """Raw samples of one frame, held in a :class:`SecureTensorBuffer`."""
+
+    __slots__ = ("_buffer",)
+
+    def __init__(self, n_samples: int = SAMPLES_PER_FRAME) -> None:
+        self._buffer = SecureTensorBuffer((n_samples,), SAMPLE_DTYPE)
+
+    @classmethod
+    def from_channel(cls, session: SecureBusSession, frame: bytes) -> RawBiometricFrame:
+        """Decrypt an encrypted frame of exactly 256 samples straight into a new frame's locked buffer."""
+        if not isinstance(frame, bytes) or len(frame) != OVERHEAD + FRAME_PAYLOAD_BYTES:
+            size = len(frame) if isinstance(frame, bytes) else type(frame).__name__
+            raise FrameFormatError(
+                f"a raw frame carries exactly {FRAME_PAYLOAD_BYTES} payload bytes ({OVERHEAD + FRAME_PAYLOAD_BYTES} "
+                f"on the wire), got {size}"
+            )
+        raw = cls()
+        try:
+            session.decrypt_frame(frame, out=raw._buffer)
+        except BaseException:
+            raw.close()
+            raise
+        return raw
+
+    @classmethod
+    def from_samples(cls, samples: npt.ArrayLike) -> RawBiometricFrame:
+        """Copy samples (1-D, finite) in once; the caller's array is theirs to wipe."""
+        arr = np.asarray(samples)
+        if arr.ndim != 1 or arr.size == 0:
+            raise InvalidArgumentError(f"raw samples must be a non-empty 1-D array, got shape {arr.shape}")
+        if arr.dtype.kind not in "iuf":
+            raise InvalidArgumentError(f"raw samples must be numeric, got dtype {arr.dtype}")
+        raw = cls(arr.size)
+        try:
+            np.copyto(raw._buffer.array, arr, casting="unsafe")
+            if not np.isfinite(raw._buffer.array).all():
+                raise InvalidArgumentError("raw samples must be finite (NaN or infinity found)")
+        except BaseException:
+            raw.close()
+            raise
+        return raw
+
+    @property
+    def samples(self) -> np.ndarray[Any, Any]:
+        """A view of the locked samples (no copy). Invalid after the frame is closed."""
+        return self._buffer.array
+
+    def close(self) -> None:
+        """Zero the samples and release the buffer. Idempotent."""
+        self._buffer.secure_purge()
+
+    @property
+    def is_closed(self) -> bool:
+        return self._buffer.is_purged
+
+    def __enter__(self) -> RawBiometricFrame:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<RawBiometricFrame {'closed' if self.is_closed else 'live'}>"

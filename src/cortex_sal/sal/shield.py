@@ -1,0 +1,375 @@
+"""``CognitiveShield``: the orchestrator of the SAL pipeline (SYSTEM.md "Shield pipeline").
+
+Per frame: raw samples in locked memory -> Phase A features -> bridge bounds -> coherency
+and state label -> LIMES liveness -> Phase B obfuscation -> drift (CDI) -> ETHOS consent ->
+router. Only the obfuscated five-value tensor leaves, and only while consent is active.
+Raw samples are zeroed the moment the frame is processed; every session key is purged by
+``destroy_session()``. The session log holds truncated hashes, never a raw identifier or
+sample.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import (
+    CortexError,
+    InvalidArgumentError,
+    SensorBusError,
+    SensorNotCertifiedError,
+    ShieldError,
+    WrongTypeError,
+)
+from ..governance import DEFAULT_THRESHOLDS, ClinicalThresholds
+from ..keros import GatewayHandshake, SecureBusSession, SensorHandshake, SensorRegistry
+from ..keros.clock import SYSTEM_CLOCK, Clock
+from ..securemem import SecureKeyBuffer, SecureTensorBuffer
+from .consent import ConsentLedger
+from .drift import DriftDetector
+from .features import (
+    COHERENCY_MEAN_EPS,
+    LABELS,
+    bridge_check,
+    coherency,
+    phase_a,
+    phase_a_batch,
+    spectral_bins,
+    spectral_bins_batch,
+    state_label,
+)
+from .frame import SAMPLES_PER_FRAME, RawBiometricFrame
+from .liveness import LivenessProver
+from .obfuscation import obfuscate, obfuscate_batch
+from .router import TelemetryRouter
+
+log = logging.getLogger("cortex_sal.sal")
+
+LOG_ID_HEX = 16  # the session log keeps the first 8 bytes of SHA-256(sensor id), in hex
+
+
+@dataclass(eq=False)
+class _Sensor:
+    sensor_id: str
+    id_hash: bytes
+    log_id: str
+    gateway: SecureBusSession
+    endpoint: SecureBusSession  # the sensor's side, for in-process sensors (demo, tests)
+    drift: DriftDetector
+    frame_seq: int = 0
+    blocked: bool = False
+    keys: list[SecureKeyBuffer] = field(default_factory=list)
+
+
+class CognitiveShield:
+    """Registers sensors, runs the pipeline on their frames, destroys sessions on demand."""
+
+    def __init__(
+        self,
+        *,
+        thresholds: ClinicalThresholds = DEFAULT_THRESHOLDS,
+        registry: SensorRegistry | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        gateway_id: str = "cortex-sal-gateway",
+        consent_scopes: Sequence[str] = ("biometric",),
+    ) -> None:
+        if not isinstance(thresholds, ClinicalThresholds):
+            raise WrongTypeError(f"thresholds must be ClinicalThresholds, got {type(thresholds).__name__}")
+        self.thresholds = thresholds
+        self.registry = registry or SensorRegistry(
+            SensorRegistry.default().models(), min_snr_db=thresholds.min_snr_db, min_bits=thresholds.min_bits
+        )
+        self._clock = clock
+        self._gateway_id = gateway_id
+        self._scopes = tuple(consent_scopes)
+        self._sensors: dict[str, _Sensor] = {}
+        self._salt = SecureKeyBuffer()  # Phase B key, rotated by destroy_session()
+        self._liveness = LivenessProver(thresholds=thresholds, clock=clock)
+        self._consent = ConsentLedger(thresholds=thresholds, clock=clock)
+        self._router = TelemetryRouter(clock=clock)
+        self._work = SecureTensorBuffer((SAMPLES_PER_FRAME,), np.float64)  # normalised samples
+        self._log: list[dict[str, Any]] = []
+        self._issued_keys: list[SecureKeyBuffer] = []
+        self.sessions_opened = 0
+        self.sessions_closed = 0
+
+    # -- registration ----------------------------------------------------------------
+
+    def register_sensor(self, sensor_id: str, snr: float, bits: int) -> dict[str, Any]:
+        """Admit the sensor and run a real v1 handshake (both sides, in process)."""
+        if not isinstance(sensor_id, str) or not sensor_id:
+            raise WrongTypeError(f"sensor_id must be a non-empty str, got {type(sensor_id).__name__}")
+        if sensor_id in self._sensors:
+            return {"status": "refused", "reason": "sensor is already registered in this session"}
+        try:
+            self.registry.admit(sensor_id, snr_db=snr, bits=bits)
+        except SensorNotCertifiedError as exc:
+            return {"status": "refused", "reason": str(exc)}
+        sensor = SensorHandshake(sensor_id, clock=self._clock)
+        gateway = GatewayHandshake(self._gateway_id, registry=self.registry, sensor_ids=[sensor_id], clock=self._clock)
+        try:
+            ack = sensor.receive_tee_hello(gateway.receive_sensor_hello(sensor.start()))
+            gateway.receive_sensor_ack(ack)
+            gateway_session = gateway.session()
+            endpoint = sensor.session()
+        except CortexError as exc:
+            sensor.abort()
+            gateway.abort()
+            return {"status": "refused", "reason": f"handshake failed: {exc}"}
+        id_hash = hashlib.sha256(sensor_id.encode("utf-8")).digest()
+        state = _Sensor(
+            sensor_id=sensor_id,
+            id_hash=id_hash,
+            log_id=id_hash.hex()[:LOG_ID_HEX],
+            gateway=gateway_session,
+            endpoint=endpoint,
+            drift=DriftDetector(thresholds=self.thresholds, clock=self._clock),
+        )
+        for session in (gateway_session, endpoint):
+            state.keys += [session.session_key, session._send_key, session._recv_key]
+        self._issued_keys += state.keys
+        self.sessions_opened += 1
+        self._sensors[sensor_id] = state
+        self._consent.grant(state.log_id, self._scopes)
+        self._log.append({"event": "registered", "sensor": state.log_id})
+        return {"status": "registered", "sensor": state.log_id, "session": gateway_session.session_id.hex()[:16]}
+
+    def sensor_endpoint(self, sensor_id: str) -> SecureBusSession:
+        """The sensor side of a registered sensor's session (for in-process sensors)."""
+        return self._sensor(sensor_id).endpoint
+
+    def _sensor(self, sensor_id: str) -> _Sensor:
+        state = self._sensors.get(sensor_id) if isinstance(sensor_id, str) else None
+        if state is None:
+            raise ShieldError("unknown sensor: register it first (or the session was destroyed)")
+        return state
+
+    # -- ingestion -------------------------------------------------------------------
+
+    def ingest_frame(self, sensor_id: str, frame: bytes) -> dict[str, Any]:
+        """Decrypt an encrypted frame straight into locked memory and run the pipeline."""
+        state = self._sensor(sensor_id)
+        started = time.perf_counter()
+        try:
+            raw = RawBiometricFrame.from_channel(state.gateway, frame)
+        except SensorBusError as exc:
+            self._log.append({"event": "frame_refused", "sensor": state.log_id, "error": type(exc).__name__})
+            return {"status": "refused", "reason": f"{type(exc).__name__}: {exc}"}
+        with raw:
+            return self._process(state, raw.samples, started)
+
+    def ingest_raw_data(self, sensor_id: str, raw: npt.ArrayLike) -> dict[str, Any]:
+        """The seed's entry: 256 raw samples, copied once into locked memory."""
+        state = self._sensor(sensor_id)
+        started = time.perf_counter()
+        arr = np.asarray(raw)
+        if arr.shape != (SAMPLES_PER_FRAME,):
+            raise InvalidArgumentError(f"a frame holds {SAMPLES_PER_FRAME} samples, got shape {arr.shape}")
+        with RawBiometricFrame.from_samples(arr) as frame:
+            return self._process(state, frame.samples, started)
+
+    def _process(self, state: _Sensor, samples: np.ndarray[Any, Any], started: float) -> dict[str, Any]:
+        t = self.thresholds
+        state.frame_seq += 1
+        if state.blocked:
+            return self._refuse(state, "drift: sensor blocked", started)
+        work = self._work.array
+        try:
+            features = phase_a(samples, work)
+        finally:
+            work[...] = 0.0
+        bins = spectral_bins(samples)
+        reason = bridge_check(features, t)
+        if reason is not None:
+            return self._refuse(state, f"bridge: {reason}", started)
+        c = coherency(features)
+        label = state_label(c, t)
+        live = self._liveness.verify(features, self._liveness.prove(features))
+        tensor = obfuscate(features, state.id_hash, self._salt)
+        drift = state.drift.update(c)
+        state.blocked = drift.blocked
+        self._consent.set_capacity(state.log_id, drift.capacity)
+        consent = self._consent.is_active(state.log_id, "biometric")
+        if not consent:
+            return self._refuse(state, f"consent not active (capacity {drift.capacity})", started, label=label)
+        routed = self._router.ingest_from_bridge(
+            {
+                "features": tensor,
+                "coherency": c,
+                "polyvagal_state": label,
+                "timestamp": self._clock.time(),
+                "frame_seq": state.frame_seq,
+                "sensor_id_hash": state.log_id,
+                "spectral_bins": bins,
+            }
+        )
+        self._log.append({"event": "frame", "sensor": state.log_id, "seq": state.frame_seq, "state": label})
+        return {
+            "status": "ok",
+            "coherency_index": c,
+            "state_label": label,
+            "liveness_proven": live,
+            "consent_active": consent,
+            "capacity": drift.capacity,
+            "tensor": tensor,
+            "tensor_norm": float(np.linalg.norm(tensor)),
+            "research_payload": routed.get("research_payload"),
+            "processing_time_ms": (time.perf_counter() - started) * 1000.0,
+        }
+
+    def _refuse(self, state: _Sensor, reason: str, started: float, label: str | None = None) -> dict[str, Any]:
+        self._log.append({"event": "refused", "sensor": state.log_id, "seq": state.frame_seq, "reason": reason})
+        return {
+            "status": "refused",
+            "reason": reason,
+            "state_label": label,
+            "consent_active": self._consent.is_active(state.log_id, "biometric"),
+            "processing_time_ms": (time.perf_counter() - started) * 1000.0,
+        }
+
+    # -- batch -----------------------------------------------------------------------
+
+    def ingest_batch(self, sensor_ids: Sequence[str], raw: npt.ArrayLike) -> list[dict[str, Any]]:
+        """Many sensors at once: row i of ``raw`` (n, 256) is one frame of ``sensor_ids[i]``.
+
+        Phase A, spectral bins, bridge, coherency, labels and Phase B run vectorised along
+        the sensor axis; the per-sensor state (drift, consent, liveness, router) is updated
+        row by row. Results equal the single path's, row for row.
+        """
+        states = [self._sensor(s) for s in sensor_ids]
+        if len({id(s) for s in states}) != len(states):
+            raise InvalidArgumentError("a batch holds at most one frame per sensor")
+        arr = np.asarray(raw)
+        if arr.shape != (len(states), SAMPLES_PER_FRAME):
+            raise InvalidArgumentError(f"batch must have shape ({len(states)}, {SAMPLES_PER_FRAME}), got {arr.shape}")
+        started = time.perf_counter()
+        t = self.thresholds
+        with SecureTensorBuffer(arr.shape, np.float32) as buffer:
+            np.copyto(buffer.array, arr, casting="unsafe")
+            if not np.isfinite(buffer.array).all():
+                raise InvalidArgumentError("raw samples must be finite (NaN or infinity found)")
+            features = phase_a_batch(buffer.array)
+            bins = spectral_bins_batch(buffer.array)
+        tensors = obfuscate_batch(features, [s.id_hash for s in states], self._salt)
+        mean, std, p75, peak = features[:, 0], features[:, 1], features[:, 3], features[:, 4]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            coh = np.where(np.abs(mean) < COHERENCY_MEAN_EPS, 0.0, std / mean)
+        label_index = np.where(coh < t.calm_below, 0, np.where(coh < t.focused_below, 1, 2))
+        outside = (std > t.bridge_max_std) | (p75 > t.bridge_max_p75) | (peak > t.bridge_max_peak)
+        norms = np.sqrt(np.einsum("ij,ij->i", tensors, tensors))
+        results: list[dict[str, Any] | None] = [None] * len(states)
+        released: list[int] = []
+        for i, state in enumerate(states):
+            state.frame_seq += 1
+            if state.blocked:
+                results[i] = self._refuse(state, "drift: sensor blocked", started)
+                continue
+            if outside[i]:
+                results[i] = self._refuse(state, f"bridge: {bridge_check(features[i], t)}", started)
+                continue
+            c = float(coh[i])
+            label = LABELS[label_index[i]]
+            live = self._liveness.verify(features[i], self._liveness.prove(features[i]))
+            drift = state.drift.update(c)
+            state.blocked = drift.blocked
+            self._consent.set_capacity(state.log_id, drift.capacity)
+            if not self._consent.is_active(state.log_id, "biometric"):
+                reason = f"consent not active (capacity {drift.capacity})"
+                results[i] = self._refuse(state, reason, started, label=label)
+                continue
+            released.append(i)
+            results[i] = {
+                "status": "ok",
+                "coherency_index": c,
+                "state_label": label,
+                "liveness_proven": live,
+                "consent_active": True,
+                "capacity": drift.capacity,
+                "tensor": tensors[i],
+                "tensor_norm": float(norms[i]),
+            }
+        if released:
+            routed = self._router.ingest_batch(
+                tensors[released],
+                coh[released],
+                [LABELS[label_index[i]] for i in released],
+                self._clock.time(),
+                [states[i].frame_seq for i in released],
+                [states[i].log_id for i in released],
+                bins[released],
+            )
+            elapsed_ms = (time.perf_counter() - started) * 1000.0
+            for i, route in zip(released, routed, strict=True):
+                result = results[i]
+                assert result is not None
+                result["research_payload"] = route.get("research_payload")
+                result["processing_time_ms"] = elapsed_ms
+                self._log.append(
+                    {
+                        "event": "frame",
+                        "sensor": states[i].log_id,
+                        "seq": states[i].frame_seq,
+                        "state": result["state_label"],
+                    }
+                )
+        return [r for r in results if r is not None]
+
+    # -- the end -----------------------------------------------------------------------
+
+    def destroy_session(self) -> dict[str, Any]:
+        """Rotate the salt, revoke consent, clear the log, purge every session key."""
+        closed = 0
+        for state in self._sensors.values():
+            state.gateway.close()
+            state.endpoint.close()
+            closed += 1
+        self.sessions_closed += closed
+        self._sensors.clear()
+        self._consent.revoke_all("session destroyed")
+        self._router.clear()
+        self._log.clear()
+        self._liveness.rotate()
+        self._salt.secure_purge()
+        self._salt = SecureKeyBuffer()
+        purged = sum(k.is_purged for k in self._issued_keys)
+        return {
+            "status": "destroyed",
+            "sessions_closed": closed,
+            "keys_purged": purged,
+            "keys_total": len(self._issued_keys),
+        }
+
+    def close(self) -> None:
+        """Destroy the session and purge the shield's own secrets (salt, LIMES master, work buffer)."""
+        self.destroy_session()
+        self._salt.secure_purge()
+        self._liveness.purge()
+        self._work.secure_purge()
+
+    def __enter__(self) -> CognitiveShield:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- introspection -----------------------------------------------------------------
+
+    @property
+    def session_log(self) -> list[dict[str, Any]]:
+        """A copy of the log: truncated hashes and labels only."""
+        return [dict(entry) for entry in self._log]
+
+    def custody_report(self) -> dict[str, Any]:
+        return {
+            "sessions_opened": self.sessions_opened,
+            "sessions_closed": self.sessions_closed,
+            "keys_total": len(self._issued_keys),
+            "keys_purged": sum(k.is_purged for k in self._issued_keys),
+        }
