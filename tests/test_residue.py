@@ -28,6 +28,7 @@ def _reports_text(reports: list) -> str:
     [
         ("x25519_hkdf", ("sensor_private", "gateway_private", "shared_secret", "session_key")),
         ("keros_v1_gateway", ("session_key", "frame_key_s2g", "frame_key_g2s")),
+        ("shield_raw_samples", ("samples_0",)),
     ],
 )
 def test_no_residue(scenario: str, live_secrets: tuple[str, ...]) -> None:

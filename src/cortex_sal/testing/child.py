@@ -32,6 +32,16 @@ class Context:
     def read_secret(self, size: int) -> SecureBuffer:
         return SecureBuffer.from_fd(STDIN, size)
 
+    def read_into(self, buf: SecureBuffer) -> None:
+        """Fill an existing secure buffer (e.g. a tensor buffer) straight from the pipe."""
+        with buf._view() as dst:
+            done = 0
+            while done < len(dst):
+                got = os.readv(STDIN, [dst[done:]])
+                if got == 0:
+                    raise EOFError("parent closed the pipe")
+                done += got
+
     def read_public(self, size: int) -> bytes:
         out = b""
         while len(out) < size:

@@ -214,12 +214,59 @@ def _keros_v1_child(ctx: Context) -> None:
     ctx.checkpoint("after_close")
 
 
+# -- the shield: raw samples through the whole pipeline --------------------------------
+
+SHIELD_FRAMES = 3
+
+
+def _shield_parent(peer: Peer) -> None:
+    import numpy as np
+
+    from ..sources import synthetic_eeg
+
+    frames = [np.asarray(x, dtype="<f4") for x in synthetic_eeg(SHIELD_FRAMES, seed=9).frames]
+    peer.know(**{f"samples_{i}": bytes(memoryview(f).cast("B")) for i, f in enumerate(frames)})
+    for i, frame in enumerate(frames):
+        peer.send(bytes(memoryview(frame).cast("B")))
+        if i == 0:  # the child holds frame 0 in locked memory now
+            held = peer.checkpoint("frame_held", session_live=True)
+            if not held.counts["samples_0"]["arena"]["exact"]:
+                raise RuntimeError("the samples the child holds should be found in the arena")
+    peer.checkpoint("after_frames", session_live=True)
+    peer.checkpoint("after_destroy", session_live=False)
+
+
+def _shield_child(ctx: Context) -> None:
+    import numpy as np
+
+    from ..keros import ManualClock
+    from ..sal.shield import CognitiveShield
+    from ..securemem import SecureTensorBuffer
+
+    clock = ManualClock()
+    shield = CognitiveShield(clock=clock)
+    shield.register_sensor(SENSOR_ID, 35.0, 16)
+    for i in range(SHIELD_FRAMES):
+        with SecureTensorBuffer((256,), np.dtype("<f4")) as incoming:
+            ctx.read_into(incoming)
+            if i == 0:
+                ctx.checkpoint("frame_held")
+            result = shield.ingest_raw_data(SENSOR_ID, incoming.array)
+        if result["status"] != "ok":
+            raise RuntimeError(f"frame refused: {result.get('reason')}")
+        clock.advance(2.0)
+    ctx.checkpoint("after_frames")
+    shield.close()
+    ctx.checkpoint("after_destroy")
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in [
         Scenario("x25519_hkdf", _x25519_hkdf_parent, _x25519_hkdf_child),
         Scenario("leak_control", _leak_control_parent, _leak_control_child),
         Scenario("keros_v1_gateway", _keros_v1_parent, _keros_v1_child),
+        Scenario("shield_raw_samples", _shield_parent, _shield_child),
     ]
 }
 
