@@ -8,8 +8,6 @@ closing ``N passed, M failed``.
 from __future__ import annotations
 
 import ctypes
-import sys
-import traceback
 from collections.abc import Callable
 
 from ..crypto import hkdf_sha256, hmac_sha256, x25519_public_key, x25519_shared_secret
@@ -21,6 +19,7 @@ from ..errors import (
     TPMUnavailableError,
 )
 from ..securemem import SecureBuffer, SecureKeyBuffer
+from ..testing.selfcheck import expect, raises, run
 from . import v1
 from .certification import SensorCertificationAuthority
 from .clock import ManualClock
@@ -29,19 +28,6 @@ from .seal import KerosSeal
 from .session import ChannelState, SecureBusSession
 
 SENSOR = "eeg_fp1_certified_v1"
-
-
-def _check(condition: bool, what: str) -> None:
-    if not condition:
-        raise AssertionError(what)
-
-
-def _raises(exc_type: type[BaseException], fn: Callable[[], object]) -> BaseException:
-    try:
-        fn()
-    except exc_type as exc:
-        return exc
-    raise AssertionError(f"expected {exc_type.__name__}")
 
 
 def _pair(clock: ManualClock | None = None, **options: object) -> tuple[SecureBusSession, SecureBusSession]:
@@ -58,25 +44,25 @@ def check_rfc7748_x25519() -> None:
     bob_public = bytes.fromhex("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f")
     expected = bytes.fromhex("4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742")
     with SecureKeyBuffer(alice) as priv:
-        _check(
+        expect(
             x25519_public_key(priv).hex() == "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a",
             "RFC 7748 6.1 Alice public key",
         )
         with x25519_shared_secret(priv, bob_public) as shared:
-            _check(shared.constant_time_compare(expected), "RFC 7748 6.1 shared secret")
+            expect(shared.constant_time_compare(expected), "RFC 7748 6.1 shared secret")
 
 
 def check_rfc5869_hkdf() -> None:
     okm = bytes.fromhex("3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865")
     with SecureBuffer.from_bytes(b"\x0b" * 22) as ikm:
         with hkdf_sha256(ikm, salt=bytes(range(13)), info=bytes(range(0xF0, 0xFA)), length=42) as out:
-            _check(out.constant_time_compare(okm), "RFC 5869 test case 1 OKM")
+            expect(out.constant_time_compare(okm), "RFC 5869 test case 1 OKM")
 
 
 def check_rfc4231_hmac() -> None:
     with SecureBuffer.from_bytes(b"Jefe") as key:
         tag = hmac_sha256(key, b"what do ya want for nothing?")
-    _check(tag.hex() == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843", "RFC 4231 test case 2")
+    expect(tag.hex() == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843", "RFC 4231 test case 2")
 
 
 def check_full_handshake_returns_secure_key() -> None:
@@ -87,10 +73,10 @@ def check_full_handshake_returns_secure_key() -> None:
             ack = hmac_sha256(sensor_side, challenge)
             result = ca.full_handshake(SENSOR, sensor.public_bytes(), ack, tee, challenge)
             key = result["session_key"]
-            _check(result["status"] == "ok" and isinstance(key, SecureKeyBuffer), "session_key is a SecureKeyBuffer")
-            _check(key.constant_time_compare(sensor_side), "both sides derive the same key")
+            expect(result["status"] == "ok" and isinstance(key, SecureKeyBuffer), "session_key is a SecureKeyBuffer")
+            expect(key.constant_time_compare(sensor_side), "both sides derive the same key")
             key.secure_purge()
-            _check(key.is_purged, "the caller can purge it")
+            expect(key.is_purged, "the caller can purge it")
 
 
 def check_refusals_leave_no_key() -> None:
@@ -106,7 +92,7 @@ def check_refusals_leave_no_key() -> None:
         }
         for name, (sid, pub, ack) in cases.items():
             result = ca.full_handshake(sid, pub, ack, tee, challenge)
-            _check(result["status"] == "refused" and result["session_key"] is None and result["reason"], name)
+            expect(result["status"] == "refused" and result["session_key"] is None and result["reason"], name)
 
 
 def check_frames_both_ways() -> None:
@@ -115,9 +101,9 @@ def check_frames_both_ways() -> None:
         for i in range(100):
             payload = i.to_bytes(4, "big") * 64
             with gateway.decrypt_frame(sensor.encrypt_frame(payload)) as got:
-                _check(got.constant_time_compare(payload), f"sensor->gateway frame {i}")
+                expect(got.constant_time_compare(payload), f"sensor->gateway frame {i}")
             with sensor.decrypt_frame(gateway.encrypt_frame(payload)) as got:
-                _check(got.constant_time_compare(payload), f"gateway->sensor frame {i}")
+                expect(got.constant_time_compare(payload), f"gateway->sensor frame {i}")
 
 
 def check_replay_refused_before_decryption() -> None:
@@ -125,17 +111,17 @@ def check_replay_refused_before_decryption() -> None:
     with sensor, gateway:
         frame = sensor.encrypt_frame(b"sample")
         gateway.decrypt_frame(frame).secure_purge()
-        _raises(ReplayAttackError, lambda: gateway.decrypt_frame(frame))
-        _check(gateway.state is ChannelState.ESTABLISHED, "a replay does not need the key: session stays up")
+        raises(ReplayAttackError, lambda: gateway.decrypt_frame(frame))
+        expect(gateway.state is ChannelState.ESTABLISHED, "a replay does not need the key: session stays up")
 
 
 def check_tampered_frame_compromises() -> None:
     sensor, gateway = _pair()
     frame = bytearray(sensor.encrypt_frame(b"sample"))
     frame[-1] ^= 1
-    _raises(FrameAuthError, lambda: gateway.decrypt_frame(bytes(frame)))
-    _check(gateway.state is ChannelState.COMPROMISED, "state COMPROMISED after a bad tag")
-    _check(gateway.session_key.is_purged, "key purged on compromise")
+    raises(FrameAuthError, lambda: gateway.decrypt_frame(bytes(frame)))
+    expect(gateway.state is ChannelState.COMPROMISED, "state COMPROMISED after a bad tag")
+    expect(gateway.session_key.is_purged, "key purged on compromise")
     sensor.close()
 
 
@@ -145,29 +131,29 @@ def check_close_zeroes_key() -> None:
     address = key._address()
     gateway.close()
     sensor.close()
-    _check(key.is_purged, "purged after close")
-    _check(bytes((ctypes.c_ubyte * 32).from_address(address)) == bytes(32), "slot reads zero")
-    _raises(PurgedBufferError, lambda: key.constant_time_compare(bytes(32)))
+    expect(key.is_purged, "purged after close")
+    expect(bytes((ctypes.c_ubyte * 32).from_address(address)) == bytes(32), "slot reads zero")
+    raises(PurgedBufferError, lambda: key.constant_time_compare(bytes(32)))
 
 
 def check_lifetime_and_exhaustion() -> None:
     clock = ManualClock()
     sensor, gateway = _pair(clock)
     clock.advance(4 * 3600 + 1)
-    _raises(SessionExpiredError, lambda: sensor.encrypt_frame(b"late"))
-    _check(sensor.session_key.is_purged, "expired session purged its key")
+    raises(SessionExpiredError, lambda: sensor.encrypt_frame(b"late"))
+    expect(sensor.session_key.is_purged, "expired session purged its key")
     gateway.close()
     sensor, gateway = _pair(max_seq=3)
     with sensor, gateway:
         sensor.encrypt_frame(b"1")
         sensor.encrypt_frame(b"2")
-        _raises(SessionExpiredError, lambda: sensor.encrypt_frame(b"3"))
+        raises(SessionExpiredError, lambda: sensor.encrypt_frame(b"3"))
 
 
 def check_seal_fails_closed() -> None:
     import numpy as np
 
-    _raises(TPMUnavailableError, lambda: KerosSeal().seal(np.zeros(5)))
+    raises(TPMUnavailableError, lambda: KerosSeal().seal(np.zeros(5)))
 
 
 CHECKS: list[Callable[[], None]] = [
@@ -186,16 +172,4 @@ CHECKS: list[Callable[[], None]] = [
 
 
 def main() -> int:
-    passed = failed = 0
-    for check in CHECKS:
-        name = check.__name__.removeprefix("check_")
-        try:
-            check()
-        except Exception:
-            failed += 1
-            sys.stdout.write(f"FAIL {name}\n{traceback.format_exc()}")
-        else:
-            passed += 1
-            sys.stdout.write(f"ok   {name}\n")
-    sys.stdout.write(f"{passed} passed, {failed} failed\n")
-    return 0 if failed == 0 else 1
+    return run((check.__name__.removeprefix("check_"), check) for check in CHECKS)

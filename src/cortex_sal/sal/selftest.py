@@ -9,8 +9,6 @@ test. Prints one line per vector and the closing ``N passed, M failed``.
 from __future__ import annotations
 
 import struct
-import sys
-import traceback
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -30,6 +28,7 @@ from ..governance import DEFAULT_THRESHOLDS as T
 from ..keros import GatewayHandshake, ManualClock, SensorCertificationAuthority, SensorHandshake
 from ..keros import v1 as keros_v1
 from ..securemem import SecureBuffer, SecureKeyBuffer
+from ..testing.selfcheck import expect, raises, run
 from .drift import DriftDetector
 from .features import LABELS, bridge_check, state_label
 from .router import TelemetryRouter, research_payload
@@ -39,19 +38,6 @@ Vector = tuple[str, str, Callable[[], None]]  # group, name, check
 
 SENSOR = "eeg_fp1_certified_v1"
 P = 2**255 - 19
-
-
-def expect(condition: bool, what: str = "") -> None:
-    if not condition:
-        raise AssertionError(what or "expectation failed")
-
-
-def raises(exc: type[BaseException] | tuple[type[BaseException], ...], fn: Callable[[], object]) -> None:
-    try:
-        fn()
-    except exc:
-        return
-    raise AssertionError(f"expected {exc}")
 
 
 # -- A: ECDH structure (RFC 7748) -----------------------------------------------------------
@@ -511,15 +497,4 @@ def vectors() -> list[Vector]:
 
 
 def main() -> int:
-    passed = failed = 0
-    for group, name, check in vectors():
-        try:
-            check()
-        except Exception:
-            failed += 1
-            sys.stdout.write(f"FAIL {group} {name}\n{traceback.format_exc()}")
-        else:
-            passed += 1
-            sys.stdout.write(f"ok   {group} {name}\n")
-    sys.stdout.write(f"{passed} passed, {failed} failed\n")
-    return 0 if failed == 0 else 1
+    return run((f"{group} {name}", check) for group, name, check in vectors())
