@@ -141,3 +141,22 @@ class ShieldError(CortexError):
 
 class ClinicalChannelError(CortexError):
     """The clinical channel is closed, expired, or a message failed authentication."""
+
+
+# --- governance ------------------------------------------------------------------
+
+
+class GovernanceError(CortexError):
+    """Base of every governance failure (nodes, proposals, quorum, bundles)."""
+
+
+class ProposalError(GovernanceError):
+    """A proposal is malformed, lacks a citation, is expired or was already enacted."""
+
+
+class QuorumError(GovernanceError):
+    """The signatures do not make a quorum (unknown, deactivated or duplicate signer, bad signature, too few)."""
+
+
+class BundleError(GovernanceError):
+    """An enacted bundle is malformed or cannot be applied."""

@@ -1,5 +1,32 @@
-"""governance: the clinical threshold policy (read-only at run time); quorum and audit to come."""
+"""governance: the clinical threshold policy (read-only at run time), the Ed25519 N-of-M
+quorum that alone can change it, and the hash-chained audit trail."""
 
-from .thresholds import DEFAULT_THRESHOLDS, ClinicalThresholds
+from .audit import AuditError, AuditTrail, truncated_hash
+from .quorum import (
+    DecisionType,
+    EnactedBundle,
+    GovernanceNode,
+    NodeRegistry,
+    Proposal,
+    apply_bundle,
+    enact,
+    sign_proposal,
+)
+from .thresholds import DEFAULT_THRESHOLDS, ClinicalThresholds, ImmutablePolicyError
 
-__all__ = ["DEFAULT_THRESHOLDS", "ClinicalThresholds"]
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "AuditError",
+    "AuditTrail",
+    "ClinicalThresholds",
+    "DecisionType",
+    "EnactedBundle",
+    "GovernanceNode",
+    "ImmutablePolicyError",
+    "NodeRegistry",
+    "Proposal",
+    "apply_bundle",
+    "enact",
+    "sign_proposal",
+    "truncated_hash",
+]
