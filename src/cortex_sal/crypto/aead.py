@@ -59,7 +59,7 @@ def aead_encrypt(key: SecureKeyBuffer, nonce: bytes, plaintext: Readable, aad: b
         return _encrypt_checked(key, nonce, plaintext, aad)
     size = len(plaintext) + TAG_SIZE
     out = _output(size)
-    _encrypt_bytes(out, None, plaintext, len(plaintext), aad, len(aad), None, nonce, key._address())
+    _encrypt_bytes(out, None, plaintext, len(plaintext), aad, len(aad), None, nonce, key._pointer())
     return out[:size]  # type: ignore[no-any-return]
 
 

@@ -98,7 +98,7 @@ def hmac_sha256(key: SecureBuffer, *parts: Readable) -> bytes:
             tag = _scratch.tag
         except AttributeError:
             tag = _scratch.tag = ctypes.create_string_buffer(MAC_SIZE)
-        if _oneshot_bytes(tag, message, len(message), key._address()) != 0:
+        if _oneshot_bytes(tag, message, len(message), key._pointer()) != 0:
             raise CryptoError("crypto_auth_hmacsha256 failed")
         return tag.raw
     secret(key, "HMAC key")

@@ -76,7 +76,7 @@ class Region:
 class Slot:
     """``size`` usable bytes at ``address``; ``span`` includes padding and canary."""
 
-    __slots__ = ("address", "generation", "offset", "region", "size", "span")
+    __slots__ = ("address", "generation", "offset", "pointer", "region", "size", "span")
 
     def __init__(self, region: Region, offset: int, size: int, span: int, generation: int) -> None:
         self.region = region
@@ -85,6 +85,7 @@ class Slot:
         self.span = span
         self.generation = generation
         self.address = region.data + offset
+        self.pointer = ctypes.c_void_p(self.address)  # ctypes passes this without conversion
 
     @property
     def canary_address(self) -> int:

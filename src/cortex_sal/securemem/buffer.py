@@ -170,6 +170,13 @@ class SecureBuffer:
             return slot.address
         return self._live_slot().address
 
+    def _pointer(self) -> ctypes.c_void_p:
+        """The address as a ready ``c_void_p`` (hot paths). Internal: valid only while live."""
+        slot = self._slot
+        if slot is not None and slot.generation == current_arena.generation and not current_arena.closed:
+            return slot.pointer
+        return self._live_slot().pointer
+
     @contextmanager
     def _view(self) -> Iterator[memoryview]:
         """A writable memoryview onto the slot, released on exit. Internal."""
