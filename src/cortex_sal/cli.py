@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo.add_argument("--fast", action="store_true", help="no pause between frames")
     p_demo.add_argument("--no-edf", action="store_true", help="synthetic source only")
     p_demo.set_defaults(func=cmd_demo)
+    from .governance.cli import add_governance_parser
+
+    add_governance_parser(sub)
     return parser
 
 

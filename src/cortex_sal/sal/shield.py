@@ -29,6 +29,7 @@ from ..errors import (
     WrongTypeError,
 )
 from ..governance import DEFAULT_THRESHOLDS, ClinicalThresholds
+from ..governance.quorum import EnactedBundle, NodeRegistry, apply_bundle
 from ..keros import GatewayHandshake, SecureBusSession, SensorHandshake, SensorRegistry
 from ..keros.clock import SYSTEM_CLOCK, Clock
 from ..securemem import SecureKeyBuffer, SecureTensorBuffer
@@ -82,7 +83,8 @@ class CognitiveShield:
     ) -> None:
         if not isinstance(thresholds, ClinicalThresholds):
             raise WrongTypeError(f"thresholds must be ClinicalThresholds, got {type(thresholds).__name__}")
-        self.thresholds = thresholds
+        self._thresholds = thresholds
+        self._applied_digests: set[bytes] = set()
         self.registry = registry or SensorRegistry(
             SensorRegistry.default().models(), min_snr_db=thresholds.min_snr_db, min_bits=thresholds.min_bits
         )
@@ -99,6 +101,43 @@ class CognitiveShield:
         self._issued_keys: list[SecureKeyBuffer] = []
         self.sessions_opened = 0
         self.sessions_closed = 0
+
+    # -- the policy in force ---------------------------------------------------------
+
+    @property
+    def thresholds(self) -> ClinicalThresholds:
+        """The clinical thresholds in force (read-only: only :meth:`apply_policy` replaces them)."""
+        return self._thresholds
+
+    def apply_policy(
+        self, bundle: EnactedBundle, registry: NodeRegistry, *, now: float | None = None
+    ) -> ClinicalThresholds:
+        """Verify an enacted clinical threshold bundle against ``registry`` and put it in force.
+
+        The shield checks the bundle itself (:func:`~cortex_sal.governance.quorum.apply_bundle`:
+        quorum, distinct active signers, jurisdictions, validity window at ``now``, default the
+        shield's clock) and refuses a bundle it has already applied. All-or-nothing: the new
+        policy is fully built before anything changes; on any failure the shield keeps the
+        policy it had. On success the thresholds, the sensor registry's minima (``min_snr_db``,
+        ``min_bits``), the drift detectors of the sensors already registered and the liveness
+        and consent lifetimes all follow the new policy for every frame from then on (a frame
+        already being processed finishes under the policy it started with).
+        """
+        when = self._clock.time() if now is None else now
+        new = apply_bundle(self._thresholds, bundle, registry, when, enacted_digests=self._applied_digests)
+        digest = bundle.proposal.digest()
+        # everything below is plain attribute assignment of values already validated
+        self._applied_digests.add(digest)
+        self._thresholds = new
+        self.registry.min_snr_db = float(new.min_snr_db)
+        self.registry.min_bits = int(new.min_bits)
+        for state in self._sensors.values():
+            with state.drift._lock:
+                state.drift._t = new
+        self._liveness._ttl = float(new.liveness_ttl_s)
+        self._consent._ttl = float(new.consent_ttl_s)
+        self._log.append({"event": "policy_applied", "proposal": digest.hex()[:LOG_ID_HEX]})
+        return new
 
     # -- registration ----------------------------------------------------------------
 
@@ -130,7 +169,7 @@ class CognitiveShield:
             log_id=id_hash.hex()[:LOG_ID_HEX],
             gateway=gateway_session,
             endpoint=endpoint,
-            drift=DriftDetector(thresholds=self.thresholds, clock=self._clock),
+            drift=DriftDetector(thresholds=self._thresholds, clock=self._clock),
         )
         for session in (gateway_session, endpoint):
             state.keys += [session.session_key, session._send_key, session._recv_key]
@@ -176,7 +215,7 @@ class CognitiveShield:
             return self._process(state, frame.samples, started)
 
     def _process(self, state: _Sensor, samples: np.ndarray[Any, Any], started: float) -> dict[str, Any]:
-        t = self.thresholds
+        t = self._thresholds  # read once: a frame sees one policy, even if apply_policy runs meanwhile
         state.frame_seq += 1
         if state.blocked:
             return self._refuse(state, "drift: sensor blocked", started)
@@ -250,7 +289,7 @@ class CognitiveShield:
         if arr.shape != (len(states), SAMPLES_PER_FRAME):
             raise InvalidArgumentError(f"batch must have shape ({len(states)}, {SAMPLES_PER_FRAME}), got {arr.shape}")
         started = time.perf_counter()
-        t = self.thresholds
+        t = self._thresholds  # read once: a frame sees one policy, even if apply_policy runs meanwhile
         with SecureTensorBuffer(arr.shape, np.float32) as buffer:
             np.copyto(buffer.array, arr, casting="unsafe")
             if not np.isfinite(buffer.array).all():
