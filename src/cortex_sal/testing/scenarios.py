@@ -260,6 +260,103 @@ def _shield_child(ctx: Context) -> None:
     ctx.checkpoint("after_destroy")
 
 
+# -- Ed25519 signing key -------------------------------------------------------------------
+
+
+def _ed25519_parent(peer: Peer) -> None:
+    seed = os.urandom(32)
+    peer.send(seed)
+    expanded = bytearray(hashlib.sha512(seed).digest())  # RFC 8032 5.1.5: scalar || prefix
+    expanded[0] &= 248
+    expanded[31] &= 127
+    expanded[31] |= 64
+    peer.know(ed25519_seed=seed, ed25519_scalar=bytes(expanded[:32]), ed25519_prefix=bytes(expanded[32:]))
+    peer.checkpoint("signing", session_live=True)
+    peer.checkpoint("after_purge", session_live=False)
+
+
+def _ed25519_child(ctx: Context) -> None:
+    from ..crypto import Ed25519SigningKey, ed25519_verify
+
+    seed = ctx.read_key()
+    key = Ed25519SigningKey(seed)
+    seed.secure_purge()
+    for i in range(20):
+        message = b"governance proposal %d" % i
+        ed25519_verify(key.public_key(), message, key.sign(message))
+    ctx.checkpoint("signing")
+    key.purge()
+    ctx.checkpoint("after_purge")
+
+
+# -- KEROS v1 failures: a wrong ACK, a tampered frame ---------------------------------------
+
+
+def _v1_handshake_parent(peer: Peer, *, bad_ack: bool) -> IndependentV1Sensor:
+    gateway_ephemeral = os.urandom(32)
+    peer.send(gateway_ephemeral)
+    sensor = IndependentV1Sensor()
+    peer.send(sensor.hello())
+    ack = sensor.receive_tee_hello(peer.receive())
+    peer.send(bytes(32) if bad_ack else ack)
+    peer.know(gateway_ephemeral=gateway_ephemeral, **sensor.secrets())
+    return sensor
+
+
+def _bad_ack_parent(peer: Peer) -> None:
+    _v1_handshake_parent(peer, bad_ack=True)
+    peer.checkpoint("after_refusal", session_live=False)
+
+
+def _bad_ack_child(ctx: Context) -> None:
+    from ..crypto import X25519PrivateKey
+    from ..errors import HandshakeError
+    from ..keros import GatewayHandshake
+
+    gateway = GatewayHandshake(
+        "residue-gateway", sensor_ids=[SENSOR_ID], ephemeral_key=X25519PrivateKey(ctx.read_key())
+    )
+    ctx.send_public(gateway.receive_sensor_hello(ctx.read_public(72)))
+    try:
+        gateway.receive_sensor_ack(ctx.read_public(32))
+    except HandshakeError:
+        pass
+    else:
+        raise RuntimeError("a wrong ACK was accepted")
+    ctx.checkpoint("after_refusal")
+
+
+def _tampered_frame_parent(peer: Peer) -> None:
+    sensor = _v1_handshake_parent(peer, bad_ack=False)
+    payload = os.urandom(256)
+    peer.know(samples=payload)
+    frame = bytearray(sensor.frame(payload))
+    frame[-1] ^= 0x01
+    peer.send(struct.pack(">I", len(frame)) + bytes(frame))
+    peer.checkpoint("after_compromise", session_live=False)
+
+
+def _tampered_frame_child(ctx: Context) -> None:
+    from ..crypto import X25519PrivateKey
+    from ..errors import FrameAuthError
+    from ..keros import GatewayHandshake
+
+    gateway = GatewayHandshake(
+        "residue-gateway", sensor_ids=[SENSOR_ID], ephemeral_key=X25519PrivateKey(ctx.read_key())
+    )
+    ctx.send_public(gateway.receive_sensor_hello(ctx.read_public(72)))
+    gateway.receive_sensor_ack(ctx.read_public(32))
+    session = gateway.session()
+    (size,) = struct.unpack(">I", ctx.read_public(4))
+    try:
+        session.decrypt_frame(ctx.read_public(size))
+    except FrameAuthError:
+        pass
+    else:
+        raise RuntimeError("a tampered frame was accepted")
+    ctx.checkpoint("after_compromise")
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in [
@@ -267,6 +364,9 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("leak_control", _leak_control_parent, _leak_control_child),
         Scenario("keros_v1_gateway", _keros_v1_parent, _keros_v1_child),
         Scenario("shield_raw_samples", _shield_parent, _shield_child),
+        Scenario("ed25519_signing", _ed25519_parent, _ed25519_child),
+        Scenario("keros_v1_bad_ack", _bad_ack_parent, _bad_ack_child),
+        Scenario("keros_v1_tampered_frame", _tampered_frame_parent, _tampered_frame_child),
     ]
 }
 
