@@ -48,7 +48,7 @@ def _clock_pair(ours: object, ref: object, rounds: int) -> Timing:
 
 def bench_frames(rounds: int, frames_per_round: int) -> Timing:
     from cortex_sal.crypto._sodium import sodium
-    from cortex_sal.keros import GatewayHandshake, SensorHandshake
+    from cortex_sal.keros import establish_in_process
     from cortex_sal.securemem import SecureBuffer
 
     decrypt = sodium.crypto_aead_chacha20poly1305_ietf_decrypt
@@ -56,9 +56,7 @@ def bench_frames(rounds: int, frames_per_round: int) -> Timing:
     out_addr = out._address()
 
     def fresh_session() -> tuple[object, object, list[bytes]]:
-        sensor, gateway = SensorHandshake(SENSOR), GatewayHandshake("bench-gateway")
-        gateway.receive_sensor_ack(sensor.receive_tee_hello(gateway.receive_sensor_hello(sensor.start())))
-        s, g = sensor.session(), gateway.session()
+        s, g = establish_in_process(SENSOR, "bench-gateway")
         frames = [s.encrypt_frame(os.urandom(PAYLOAD)) for _ in range(frames_per_round)]
         return s, g, frames
 

@@ -6,7 +6,7 @@ The v1 handshake is UNAUTHENTICATED and kept for compatibility (see ``keros.v1``
 
 from .certification import SensorCertificationAuthority
 from .clock import Clock, ManualClock, SystemClock
-from .handshake import GatewayHandshake, SensorHandshake
+from .handshake import GatewayHandshake, SensorHandshake, establish_in_process
 from .messages import SensorAck, SensorHello, TEEHello
 from .registry import SensorModel, SensorRegistry, sensor_id_hash
 from .session import ChannelState, Role, SecureBusSession
@@ -26,5 +26,6 @@ __all__ = [
     "SensorRegistry",
     "SystemClock",
     "TEEHello",
+    "establish_in_process",
     "sensor_id_hash",
 ]

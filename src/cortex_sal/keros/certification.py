@@ -14,20 +14,12 @@ import os
 from typing import Any
 
 from ..crypto import X25519PrivateKey
+from ..crypto._buffers import public_bytes
 from ..errors import CortexError, InvalidArgumentError, WrongLengthError, WrongTypeError
 from ..securemem import SecureKeyBuffer
 from . import v1
 from .messages import CHALLENGE_SIZE, PUBLIC_KEY_SIZE, SENSOR_ACK_SIZE
 from .registry import SensorModel, SensorRegistry, sensor_id_hash
-
-
-def _public(value: object, size: int, what: str) -> bytes:
-    if not isinstance(value, bytes | bytearray | memoryview):
-        raise WrongTypeError(f"{what} must be bytes, got {type(value).__name__}")
-    raw = bytes(value)
-    if len(raw) != size:
-        raise WrongLengthError(f"{what} must be exactly {size} bytes, got {len(raw)}")
-    return raw
 
 
 class SensorCertificationAuthority:
@@ -58,8 +50,8 @@ class SensorCertificationAuthority:
         :class:`LowOrderPointError`, or a ``WrongTypeError``/``WrongLengthError``.
         """
         _check_ephemeral(tee_private_key)
-        peer = _public(sensor_ephemeral_pub, PUBLIC_KEY_SIZE, "sensor_ephemeral_pub")
-        salt = _public(challenge, CHALLENGE_SIZE, "challenge")
+        peer = public_bytes(sensor_ephemeral_pub, "sensor_ephemeral_pub", PUBLIC_KEY_SIZE)
+        salt = public_bytes(challenge, "challenge", CHALLENGE_SIZE)
         self.registry.admit(sensor_id)
         return v1.derive_session_key(tee_private_key.key_buffer, peer, salt)
 
@@ -67,8 +59,8 @@ class SensorCertificationAuthority:
         """Constant-time check that ``sensor_ack`` is HMAC-SHA256(session_key, challenge)."""
         if not isinstance(session_key, SecureKeyBuffer):
             raise WrongTypeError(f"session_key must be a SecureKeyBuffer, got {type(session_key).__name__}")
-        salt = _public(challenge, CHALLENGE_SIZE, "challenge")
-        ack = _public(sensor_ack, SENSOR_ACK_SIZE, "sensor_ack")
+        salt = public_bytes(challenge, "challenge", CHALLENGE_SIZE)
+        ack = public_bytes(sensor_ack, "sensor_ack", SENSOR_ACK_SIZE)
         return v1.ack_is_valid(session_key, salt, ack)
 
     def full_handshake(

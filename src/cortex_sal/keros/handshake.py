@@ -233,4 +233,35 @@ class GatewayHandshake(_Handshake):
         self._run("receive SensorAck", step)
 
 
-__all__ = ["HELLO_FRESHNESS_S", "GatewayHandshake", "SensorHandshake"]
+def establish_in_process(
+    sensor_id: str,
+    gateway_id: str,
+    *,
+    registry: SensorRegistry | None = None,
+    sensor_ids: Iterable[str] | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+    **session_options: object,
+) -> tuple[SecureBusSession, SecureBusSession]:
+    """Run both roles of a v1 handshake in this process: ``(sensor session, gateway session)``.
+
+    For sensors that live in the same process as the gateway (the shield's registration,
+    the demo, self-tests, benchmarks). On any failure both machines purge what they held
+    and the error propagates.
+    """
+    sensor = SensorHandshake(sensor_id, clock=clock)
+    gateway = GatewayHandshake(gateway_id, registry=registry, sensor_ids=sensor_ids, clock=clock)
+    try:
+        gateway.receive_sensor_ack(sensor.receive_tee_hello(gateway.receive_sensor_hello(sensor.start())))
+        gateway_session = gateway.session(**session_options)
+        try:
+            return sensor.session(**session_options), gateway_session
+        except BaseException:
+            gateway_session.close()
+            raise
+    except BaseException:
+        sensor.abort()
+        gateway.abort()
+        raise
+
+
+__all__ = ["HELLO_FRESHNESS_S", "GatewayHandshake", "SensorHandshake", "establish_in_process"]

@@ -23,7 +23,7 @@ from ..testing.selfcheck import expect, raises, run
 from . import v1
 from .certification import SensorCertificationAuthority
 from .clock import ManualClock
-from .handshake import GatewayHandshake, SensorHandshake
+from .handshake import establish_in_process
 from .seal import KerosSeal
 from .session import ChannelState, SecureBusSession
 
@@ -31,12 +31,7 @@ SENSOR = "eeg_fp1_certified_v1"
 
 
 def _pair(clock: ManualClock | None = None, **options: object) -> tuple[SecureBusSession, SecureBusSession]:
-    clock = clock or ManualClock()
-    sensor = SensorHandshake(SENSOR, clock=clock)
-    gateway = GatewayHandshake("selftest-gateway", clock=clock)
-    ack = sensor.receive_tee_hello(gateway.receive_sensor_hello(sensor.start()))
-    gateway.receive_sensor_ack(ack)
-    return sensor.session(**options), gateway.session(**options)
+    return establish_in_process(SENSOR, "selftest-gateway", clock=clock or ManualClock(), **options)
 
 
 def check_rfc7748_x25519() -> None:

@@ -25,7 +25,7 @@ from ..errors import (
     WrongLengthError,
 )
 from ..governance import DEFAULT_THRESHOLDS as T
-from ..keros import GatewayHandshake, ManualClock, SensorCertificationAuthority, SensorHandshake
+from ..keros import ManualClock, SecureBusSession, SensorCertificationAuthority, establish_in_process
 from ..keros import v1 as keros_v1
 from ..securemem import SecureBuffer, SecureKeyBuffer
 from ..testing.selfcheck import expect, raises, run
@@ -221,10 +221,8 @@ def group_c() -> Iterator[Vector]:
     yield "C", "serial of a certified model admitted", lambda: expect(_handshake(SENSOR + "/0042")["status"] == "ok")
 
     def both_sides() -> None:
-        clock = ManualClock()
-        s, g = SensorHandshake(SENSOR, clock=clock), GatewayHandshake("gw", clock=clock)
-        g.receive_sensor_ack(s.receive_tee_hello(g.receive_sensor_hello(s.start())))
-        with s.session() as a, g.session() as b:
+        a, b = establish_in_process(SENSOR, "gw", clock=ManualClock())
+        with a, b:
             expect(a.session_key.constant_time_compare(b.session_key))
 
     yield "C", "both sides derive the same session key", both_sides
@@ -235,13 +233,10 @@ def group_c() -> Iterator[Vector]:
         yield "C", f"{bits} bits {'admitted' if ok_ else 'refused'}", _admit(ca, snr=35.0, bits=bits, ok=ok_)
 
     def closes() -> None:
-        clock = ManualClock()
-        s, g = SensorHandshake(SENSOR, clock=clock), GatewayHandshake("gw", clock=clock)
-        g.receive_sensor_ack(s.receive_tee_hello(g.receive_sensor_hello(s.start())))
-        session = g.session()
+        sensor, session = establish_in_process(SENSOR, "gw", clock=ManualClock())
         key = session.session_key
         session.close()
-        s.session().close()
+        sensor.close()
         expect(key.is_purged)
 
     yield "C", "session key purged when the session closes", closes
@@ -337,35 +332,29 @@ def group_e() -> Iterator[Vector]:
     yield "E", "router: higher frame_seq routed", router_seq(5, 6, "routed")
     yield "E", "router: sequences are per sensor", router_seq(5, 1, "routed", other_sensor=True)
 
-    def pair() -> tuple[object, object]:
-        clock = ManualClock()
-        s, g = SensorHandshake(SENSOR, clock=clock), GatewayHandshake("gw", clock=clock)
-        g.receive_sensor_ack(s.receive_tee_hello(g.receive_sensor_hello(s.start())))
-        return s.session(), g.session()
+    def pair() -> tuple[SecureBusSession, SecureBusSession]:
+        return establish_in_process(SENSOR, "gw", clock=ManualClock())
 
     def replay() -> None:
         s, g = pair()
-        f = s.encrypt_frame(b"x")  # type: ignore[attr-defined]
-        g.decrypt_frame(f).secure_purge()  # type: ignore[attr-defined]
-        raises(ReplayAttackError, lambda: g.decrypt_frame(f))  # type: ignore[attr-defined]
+        f = s.encrypt_frame(b"x")
+        g.decrypt_frame(f).secure_purge()
+        raises(ReplayAttackError, lambda: g.decrypt_frame(f))
 
     def reorder() -> None:
         s, g = pair()
-        f1, f2 = s.encrypt_frame(b"1"), s.encrypt_frame(b"2")  # type: ignore[attr-defined]
-        g.decrypt_frame(f2).secure_purge()  # type: ignore[attr-defined]
-        raises(ReplayAttackError, lambda: g.decrypt_frame(f1))  # type: ignore[attr-defined]
+        f1, f2 = s.encrypt_frame(b"1"), s.encrypt_frame(b"2")
+        g.decrypt_frame(f2).secure_purge()
+        raises(ReplayAttackError, lambda: g.decrypt_frame(f1))
 
     def tampered() -> None:
         s, g = pair()
-        f = bytearray(s.encrypt_frame(b"payload"))  # type: ignore[attr-defined]
+        f = bytearray(s.encrypt_frame(b"payload"))
         f[25] ^= 0x80
-        raises(FrameAuthError, lambda: g.decrypt_frame(bytes(f)))  # type: ignore[attr-defined]
+        raises(FrameAuthError, lambda: g.decrypt_frame(bytes(f)))
 
     def exhausted() -> None:
-        clock = ManualClock()
-        s, g = SensorHandshake(SENSOR, clock=clock), GatewayHandshake("gw", clock=clock)
-        g.receive_sensor_ack(s.receive_tee_hello(g.receive_sensor_hello(s.start())))
-        sender = s.session(max_seq=2)
+        sender, _ = establish_in_process(SENSOR, "gw", clock=ManualClock(), max_seq=2)
         sender.encrypt_frame(b"1")
         raises(SessionExpiredError, lambda: sender.encrypt_frame(b"2"))
 
@@ -405,7 +394,7 @@ def group_f() -> Iterator[Vector]:
 
         def check(readings: list[tuple[float, float]] = readings, hard: int = hard, blocked: bool = blocked) -> None:
             st = _drift(readings)
-            expect(st.hard_violations == hard and st.blocked == blocked, repr(st))  # type: ignore[attr-defined]
+            expect(st.hard_violations == hard and st.blocked == blocked, repr(st))
 
         yield "F", name, check
     for hard, capacity in ((0, "FULL"), (1, "FULL"), (2, "LIMITED"), (3, "NONE")):
@@ -413,9 +402,7 @@ def group_f() -> Iterator[Vector]:
         yield (
             "F",
             f"{hard} hard violation(s): capacity {capacity}",
-            (
-                lambda readings=readings, capacity=capacity: expect(_drift(readings).capacity == capacity)  # type: ignore[attr-defined]
-            ),
+            (lambda readings=readings, capacity=capacity: expect(_drift(readings).capacity == capacity)),
         )
 
     def stays_blocked() -> None:

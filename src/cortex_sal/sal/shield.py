@@ -30,7 +30,7 @@ from ..errors import (
 )
 from ..governance import DEFAULT_THRESHOLDS, ClinicalThresholds
 from ..governance.quorum import EnactedBundle, NodeRegistry, apply_bundle
-from ..keros import GatewayHandshake, SecureBusSession, SensorHandshake, SensorRegistry
+from ..keros import SecureBusSession, SensorRegistry, establish_in_process
 from ..keros.clock import SYSTEM_CLOCK, Clock
 from ..securemem import SecureKeyBuffer, SecureTensorBuffer
 from .consent import ConsentLedger
@@ -151,16 +151,11 @@ class CognitiveShield:
             self.registry.admit(sensor_id, snr_db=snr, bits=bits)
         except SensorNotCertifiedError as exc:
             return {"status": "refused", "reason": str(exc)}
-        sensor = SensorHandshake(sensor_id, clock=self._clock)
-        gateway = GatewayHandshake(self._gateway_id, registry=self.registry, sensor_ids=[sensor_id], clock=self._clock)
         try:
-            ack = sensor.receive_tee_hello(gateway.receive_sensor_hello(sensor.start()))
-            gateway.receive_sensor_ack(ack)
-            gateway_session = gateway.session()
-            endpoint = sensor.session()
+            endpoint, gateway_session = establish_in_process(
+                sensor_id, self._gateway_id, registry=self.registry, sensor_ids=[sensor_id], clock=self._clock
+            )
         except CortexError as exc:
-            sensor.abort()
-            gateway.abort()
             return {"status": "refused", "reason": f"handshake failed: {exc}"}
         id_hash = hashlib.sha256(sensor_id.encode("utf-8")).digest()
         state = _Sensor(
@@ -230,14 +225,11 @@ class CognitiveShield:
             return self._refuse(state, f"bridge: {reason}", started)
         c = coherency(features)
         label = state_label(c, t)
-        live = self._liveness.verify(features, self._liveness.prove(features))
+        gate = self._gate(state, features, c, label, started)
+        if isinstance(gate, dict):
+            return gate
+        live, capacity = gate
         tensor = obfuscate(features, state.id_hash, self._salt)
-        drift = state.drift.update(c)
-        state.blocked = drift.blocked
-        self._consent.set_capacity(state.log_id, drift.capacity)
-        consent = self._consent.is_active(state.log_id, "biometric")
-        if not consent:
-            return self._refuse(state, f"consent not active (capacity {drift.capacity})", started, label=label)
         routed = self._router.ingest_from_bridge(
             {
                 "features": tensor,
@@ -249,17 +241,46 @@ class CognitiveShield:
                 "spectral_bins": bins,
             }
         )
+        norm = float(np.linalg.norm(tensor))
+        return self._release(state, c, label, live, capacity, tensor, norm, routed.get("research_payload"), started)
+
+    def _gate(
+        self, state: _Sensor, features: np.ndarray[Any, Any], c: float, label: str, started: float
+    ) -> tuple[bool, str] | dict[str, Any]:
+        """Liveness, drift and consent for one frame past the bridge: ``(liveness, capacity)``,
+        or the refusal when consent is no longer active."""
+        live = self._liveness.verify(features, self._liveness.prove(features))
+        drift = state.drift.update(c)
+        state.blocked = drift.blocked
+        self._consent.set_capacity(state.log_id, drift.capacity)
+        if not self._consent.is_active(state.log_id, "biometric"):
+            return self._refuse(state, f"consent not active (capacity {drift.capacity})", started, label=label)
+        return live, drift.capacity
+
+    def _release(
+        self,
+        state: _Sensor,
+        c: float,
+        label: str,
+        live: bool,
+        capacity: str,
+        tensor: np.ndarray[Any, Any],
+        norm: float,
+        research_payload: bytes | None,
+        started: float,
+    ) -> dict[str, Any]:
+        """Log a released frame (truncated hash and label only) and build its result."""
         self._log.append({"event": "frame", "sensor": state.log_id, "seq": state.frame_seq, "state": label})
         return {
             "status": "ok",
             "coherency_index": c,
             "state_label": label,
             "liveness_proven": live,
-            "consent_active": consent,
-            "capacity": drift.capacity,
+            "consent_active": True,
+            "capacity": capacity,
             "tensor": tensor,
-            "tensor_norm": float(np.linalg.norm(tensor)),
-            "research_payload": routed.get("research_payload"),
+            "tensor_norm": norm,
+            "research_payload": research_payload,
             "processing_time_ms": (time.perf_counter() - started) * 1000.0,
         }
 
@@ -304,7 +325,7 @@ class CognitiveShield:
         outside = (std > t.bridge_max_std) | (p75 > t.bridge_max_p75) | (peak > t.bridge_max_peak)
         norms = np.sqrt(np.einsum("ij,ij->i", tensors, tensors))
         results: list[dict[str, Any] | None] = [None] * len(states)
-        released: list[int] = []
+        released: list[tuple[int, bool, str]] = []
         for i, state in enumerate(states):
             state.frame_seq += 1
             if state.blocked:
@@ -313,51 +334,27 @@ class CognitiveShield:
             if outside[i]:
                 results[i] = self._refuse(state, f"bridge: {bridge_check(features[i], t)}", started)
                 continue
-            c = float(coh[i])
-            label = LABELS[label_index[i]]
-            live = self._liveness.verify(features[i], self._liveness.prove(features[i]))
-            drift = state.drift.update(c)
-            state.blocked = drift.blocked
-            self._consent.set_capacity(state.log_id, drift.capacity)
-            if not self._consent.is_active(state.log_id, "biometric"):
-                reason = f"consent not active (capacity {drift.capacity})"
-                results[i] = self._refuse(state, reason, started, label=label)
+            gate = self._gate(state, features[i], float(coh[i]), LABELS[label_index[i]], started)
+            if isinstance(gate, dict):
+                results[i] = gate
                 continue
-            released.append(i)
-            results[i] = {
-                "status": "ok",
-                "coherency_index": c,
-                "state_label": label,
-                "liveness_proven": live,
-                "consent_active": True,
-                "capacity": drift.capacity,
-                "tensor": tensors[i],
-                "tensor_norm": float(norms[i]),
-            }
+            released.append((i, *gate))
         if released:
+            rows = [i for i, _, _ in released]
             routed = self._router.ingest_batch(
-                tensors[released],
-                coh[released],
-                [LABELS[label_index[i]] for i in released],
+                tensors[rows],
+                coh[rows],
+                [LABELS[label_index[i]] for i in rows],
                 self._clock.time(),
-                [states[i].frame_seq for i in released],
-                [states[i].log_id for i in released],
-                bins[released],
+                [states[i].frame_seq for i in rows],
+                [states[i].log_id for i in rows],
+                bins[rows],
             )
-            elapsed_ms = (time.perf_counter() - started) * 1000.0
-            for i, route in zip(released, routed, strict=True):
-                result = results[i]
-                assert result is not None
-                result["research_payload"] = route.get("research_payload")
-                result["processing_time_ms"] = elapsed_ms
-                self._log.append(
-                    {
-                        "event": "frame",
-                        "sensor": states[i].log_id,
-                        "seq": states[i].frame_seq,
-                        "state": result["state_label"],
-                    }
-                )
+            for (i, live, capacity), route in zip(released, routed, strict=True):
+                results[i] = self._release(
+                    states[i], float(coh[i]), LABELS[label_index[i]], live, capacity, tensors[i], float(norms[i]),
+                    route.get("research_payload"), started,
+                )  # fmt: skip
         return [r for r in results if r is not None]
 
     # -- the end -----------------------------------------------------------------------
