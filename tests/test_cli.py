@@ -74,3 +74,61 @@ def test_unknown_command_is_refused() -> None:
 def test_console_script_is_declared() -> None:
     text = (Path(__file__).parents[1] / "pyproject.toml").read_text()
     assert 'cortex-sal = "cortex_sal.cli:main"' in text
+
+
+# -- cortex-sal selftest ------------------------------------------------------------------
+
+
+def test_selftest_runs_the_known_answer_suites() -> None:
+    result = _run("selftest")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "103 passed, 0 failed" in result.stdout  # the SAL vectors
+    assert "FAIL" not in result.stdout
+
+
+def test_selftest_residue_prints_the_table_and_passes() -> None:
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-m", "cortex_sal", "selftest", "--residue",
+         "--scenario", "x25519_hkdf", "--scenario", "leak_control"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = [line for line in result.stdout.splitlines() if "x25519_hkdf" in line]
+    assert [r.split("│")[2].strip() for r in rows] == ["session", "after_purge", "end"]
+    assert all(r.split("│")[-2].strip() == "ok" for r in rows), rows
+    assert "found (control)" in result.stdout
+    assert "no residue in 1 scenario(s)" in result.stdout
+
+
+def _fake_report(checkpoint: str, heap_hits: int):
+    from cortex_sal.testing.residue import CLASSES, KINDS, ResidueReport
+
+    counts = {"key": {cls: dict.fromkeys(KINDS, 0) for cls in CLASSES}}
+    counts["key"]["heap"]["exact"] = heap_hits
+    return ResidueReport(checkpoint, counts, 2**20)
+
+
+def test_selftest_residue_exits_non_zero_on_residue(monkeypatch, capsys) -> None:
+    from cortex_sal.testing import residue
+
+    def run(name: str):
+        leaky = 1 if name in ("x25519_hkdf", "leak_control") else 0
+        return [(_fake_report("session", leaky), True), (_fake_report("end", 0), False)]
+
+    monkeypatch.setattr(residue, "run_scenario", run)
+    assert main(["selftest", "--residue", "--scenario", "x25519_hkdf", "--scenario", "leak_control"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "x25519_hkdf: session: key/heap/exact=1" in out
+
+
+def test_selftest_residue_fails_when_the_control_is_not_seen(monkeypatch, capsys) -> None:
+    from cortex_sal.testing import residue
+
+    monkeypatch.setattr(residue, "run_scenario", lambda name: [(_fake_report("end", 0), False)])
+    assert main(["selftest", "--residue", "--scenario", "aead", "--scenario", "leak_control"]) == 1
+    assert "the deliberate leak was not found" in capsys.readouterr().out
+
+
+def test_selftest_residue_refuses_an_unknown_scenario(capsys) -> None:
+    assert main(["selftest", "--residue", "--scenario", "no_such_path"]) == 2
+    assert "unknown scenario 'no_such_path'" in capsys.readouterr().out

@@ -69,6 +69,78 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     return run_demo(console, frames=args.frames, delay_s=0.0 if args.fast else 0.03, use_edf=not args.no_edf)
 
 
+def _residue_table(console: Console, names: list[str]) -> tuple[list[str], bool]:
+    """Run each residue scenario; print one row per checkpoint. Returns (failures, control_seen)."""
+    from .testing import residue
+
+    table = Table(title="Residue: copies of the secrets in the child's memory", title_justify="left")
+    table.add_column("scenario", no_wrap=True)
+    table.add_column("checkpoint", no_wrap=True)
+    table.add_column("0 in", header_style="bold")
+    for cls in residue.CLASSES:
+        table.add_column(cls, justify="right")
+    table.add_column("result")
+    failures: list[str] = []
+    control_seen = False
+    scanned = 0
+    for name in names:
+        reports = residue.run_scenario(name)
+        bad = residue.verdict(reports)
+        if name == "leak_control":
+            control_seen = bool(bad)
+        else:
+            failures += [f"{name}: {b}" for b in bad]
+        for report, live in reports:
+            scanned += report.bytes_scanned
+            totals = [
+                sum(sum(by_class[cls].values()) for by_class in report.counts.values()) for cls in residue.CLASSES
+            ]
+            if report.hits(outside_arena=live):
+                result = "[yellow]found (control)[/yellow]" if name == "leak_control" else "[red]FAIL[/red]"
+            else:
+                result = "[green]ok[/green]"
+            table.add_row(name, report.checkpoint, "non-arena" if live else "all", *map(str, totals), result)
+    console.print(table)
+    console.print(
+        "Counts: exact copies + 8-byte fragments + HMAC pads + hex + base64 of every secret, summed per region; "
+        f"'0 in' says where they must be 0. {scanned / 2**30:.1f} GiB read from /proc/<pid>/mem."
+    )
+    return failures, control_seen
+
+
+def cmd_selftest(args: argparse.Namespace, console: Console) -> int:
+    """Known-answer self-tests, and with ``--residue`` the memory-residue proof."""
+    if not args.residue:
+        from .keros.selftest import main as keros_selftest
+        from .sal.selftest import main as sal_selftest
+
+        return 1 if (sal_selftest() | keros_selftest()) else 0
+    from .testing.scenarios import SCENARIOS
+
+    try:
+        import cryptography  # noqa: F401  (the parent's independent oracle)
+    except ImportError:
+        console.print("[red]error:[/red] the residue proof needs the test extra: pip install 'cortex-sal[test]'")
+        return 2
+    unknown = [n for n in args.scenario or () if n not in SCENARIOS]
+    if unknown:
+        console.print(f"[red]error:[/red] unknown scenario {unknown[0]!r}; known: {', '.join(SCENARIOS)}")
+        return 2
+    names = args.scenario or [n for n in SCENARIOS if n != "leak_control"] + ["leak_control"]
+    console.width = max(console.width, 110)  # the table is unreadable when squeezed
+    failures, control_seen = _residue_table(console, names)
+    for failure in failures:
+        console.print(f"[red]residue[/red] {failure}")
+    if "leak_control" in names and not control_seen:
+        console.print("[red]the deliberate leak was not found: the scan cannot be trusted[/red]")
+        return 1
+    if failures:
+        return 1
+    checked = len([n for n in names if n != "leak_control"])
+    console.print(f"[green]no residue[/green] in {checked} scenario(s): every count that must be 0 is 0")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cortex-sal", description=__doc__)
     parser.add_argument("--version", action="version", version=f"cortex-sal {__version__}")
@@ -82,9 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo.add_argument("--fast", action="store_true", help="no pause between frames")
     p_demo.add_argument("--no-edf", action="store_true", help="synthetic source only")
     p_demo.set_defaults(func=cmd_demo)
+    p_self = sub.add_parser("selftest", help="known-answer self-tests; --residue scans a child's memory for secrets")
+    p_self.add_argument("--residue", action="store_true", help="run the residue scenarios and print the table")
+    p_self.add_argument("--scenario", action="append", metavar="NAME", help="only this residue scenario (repeatable)")
+    p_self.set_defaults(func=cmd_selftest)
     from .governance.cli import add_governance_parser
 
     add_governance_parser(sub)
+
     return parser
 
 

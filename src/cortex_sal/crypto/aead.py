@@ -3,6 +3,15 @@
 The key is read in place by libsodium; a decrypted plaintext that is secret goes
 straight into a secure buffer (:func:`aead_decrypt_into`). A bad tag raises
 :class:`~cortex_sal.errors.DecryptionError` and writes nothing.
+
+Stack scrub. libsodium's vectorised ChaCha20 (the AVX2 path, taken for 512 bytes and
+more) spills registers to the C stack: 16-byte pieces of the plaintext and keystream stay
+in the dead stack below the caller after a decrypt returns (measured by the residue row
+``aead``; ``sodium_stackzero`` does not reach them: they sit in the slots its own frame
+header occupies). Every successful decrypt is therefore followed, from the same Python
+function and through the same binding (so at the same C stack depth), by a decrypt of a
+public dummy message of the same shape (512 + n mod 512 bytes, or n below 512) under a
+public dummy key: the same code path writes the same spill slots with public values.
 """
 
 from __future__ import annotations
@@ -29,6 +38,24 @@ _encrypt_bytes = sodium.bind(
      ctypes.c_ulonglong, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p],
     ctypes.c_int,
 )  # fmt: skip
+
+
+_DUMMY_KEY = ctypes.create_string_buffer(KEY_SIZE)  # public: all zeros
+_DUMMY_NONCE = bytes(NONCE_SIZE)
+_SCRUB_BLOCK = 512  # libsodium's widest ChaCha20 loop
+_scrub_cache: dict[int, tuple[bytes, Any]] = {}
+
+
+def _scrub_message(length: int) -> tuple[bytes, Any]:
+    """A public dummy ciphertext whose decryption takes the same code path as ``length``
+    plaintext bytes, and an output buffer for it."""
+    shape = length if length < _SCRUB_BLOCK else _SCRUB_BLOCK + length % _SCRUB_BLOCK
+    entry = _scrub_cache.get(shape)
+    if entry is None:
+        out = ctypes.create_string_buffer(shape + TAG_SIZE)
+        _encrypt_bytes(out, None, bytes(shape), shape, b"", 0, None, _DUMMY_NONCE, _DUMMY_KEY)
+        entry = _scrub_cache[shape] = (out.raw, ctypes.create_string_buffer(max(shape, 1)))
+    return entry
 
 
 _scratch = threading.local()
@@ -98,6 +125,8 @@ def aead_decrypt_into(
                   key._address())  # fmt: skip
     if rc != 0:
         raise DecryptionError("AEAD tag did not verify (wrong key, nonce or associated data, or tampered ciphertext)")
+    dummy, dummy_out = _scrub_message(n)  # same function, same binding: same stack depth
+    _decrypt(dummy_out, None, None, dummy, len(dummy), b"", 0, _DUMMY_NONCE, _DUMMY_KEY)
     return int(mlen.value)
 
 
@@ -111,8 +140,15 @@ _decrypt_bytes = sodium.bind(
 
 def decrypt_unchecked(key_address: int, nonce: bytes, ciphertext: bytes, aad: bytes, out_address: int) -> bool:
     """The bare libsodium decrypt, for this package's hot paths whose arguments are already
-    checked (live buffers' addresses, ``bytes`` of exact sizes). True if the tag verified."""
-    return _decrypt_bytes(out_address, None, None, ciphertext, len(ciphertext), aad, len(aad), nonce, key_address) == 0  # type: ignore[no-any-return]
+    checked (live buffers' addresses, ``bytes`` of exact sizes). True if the tag verified.
+    A verified decrypt is followed by the stack scrub (module doc)."""
+    if _decrypt_bytes(out_address, None, None, ciphertext, len(ciphertext), aad, len(aad), nonce, key_address):
+        return False
+    size = len(ciphertext) - TAG_SIZE
+    entry = _scrub_cache.get(size if size < _SCRUB_BLOCK else _SCRUB_BLOCK + size % _SCRUB_BLOCK)
+    dummy, dummy_out = entry if entry is not None else _scrub_message(size)
+    _decrypt_bytes(dummy_out, None, None, dummy, len(dummy), b"", 0, _DUMMY_NONCE, _DUMMY_KEY)
+    return True
 
 
 def aead_decrypt(key: SecureKeyBuffer, nonce: bytes, ciphertext: bytes, aad: bytes = b"") -> SecureBuffer:

@@ -79,7 +79,7 @@ def _read_json(path: str | Path, what: str) -> Any:
     text = _read_text(path, what)
     try:
         return json.loads(text, object_pairs_hook=pairs, parse_constant=bad_constant)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:  # RecursionError: nested too deeply
         raise CliInputError(f"{what} {path} is not valid JSON: {e}") from None
 
 
@@ -182,12 +182,10 @@ def cmd_keygen(args: argparse.Namespace, console: Console) -> int:
         except OSError as e:
             raise CliInputError(f"cannot create {seed_path}: {e}") from None
         try:
-            with seed.export_bytearray() as raw:  # zeroed when the block exits
-                view = memoryview(raw)
+            with seed._view() as view:  # written from locked memory: no copy in the heap
                 done = 0
                 while done < len(view):
                     done += os.write(fd, view[done:])
-                view.release()
             os.fsync(fd)
         except OSError as e:
             os.close(fd)

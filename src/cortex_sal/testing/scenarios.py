@@ -101,6 +101,7 @@ def _leak_control_child(ctx: Context) -> None:
 # -- KEROS v1: our gateway in the child, an independent sensor in the parent ------------
 
 FRAMES_EACH_WAY = 100
+FRAME_PAYLOAD = 1024  # 256 float32 samples: the size of a real frame
 
 
 class IndependentV1Sensor:
@@ -173,7 +174,7 @@ def _keros_v1_parent(peer: Peer) -> None:
     sensor = IndependentV1Sensor()
     peer.send(sensor.hello())
     peer.send(sensor.receive_tee_hello(peer.receive()))
-    payloads = [os.urandom(256) for _ in range(FRAMES_EACH_WAY)]
+    payloads = [os.urandom(FRAME_PAYLOAD) for _ in range(FRAMES_EACH_WAY)]
     peer.know(gateway_ephemeral=gateway_ephemeral, **sensor.secrets())
     middle = FRAMES_EACH_WAY // 2
     peer.know(first_samples=payloads[0], middle_samples=payloads[middle], last_samples=payloads[-1])
@@ -328,7 +329,7 @@ def _bad_ack_child(ctx: Context) -> None:
 
 def _tampered_frame_parent(peer: Peer) -> None:
     sensor = _v1_handshake_parent(peer, bad_ack=False)
-    payload = os.urandom(256)
+    payload = os.urandom(FRAME_PAYLOAD)
     peer.know(samples=payload)
     frame = bytearray(sensor.frame(payload))
     frame[-1] ^= 0x01
@@ -357,6 +358,250 @@ def _tampered_frame_child(ctx: Context) -> None:
     ctx.checkpoint("after_compromise")
 
 
+# -- AEAD alone: key and plaintexts in locked memory, both directions ----------------------
+
+AEAD_MESSAGE = 1024
+
+
+def _chacha20_blocks(key: bytes, nonce: bytes, size: int) -> bytes:
+    """RFC 8439 ChaCha20 keystream from block 0: block 0 starts with the one-time Poly1305
+    key (2.6), blocks 1.. are the keystream that the plaintext is XORed with (2.8)."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+
+    encryptor = Cipher(algorithms.ChaCha20(key, bytes(4) + nonce), mode=None).encryptor()
+    return encryptor.update(bytes(size))
+
+
+def _aead_parent(peer: Peer) -> None:
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+    key, outgoing, incoming = os.urandom(32), os.urandom(AEAD_MESSAGE), os.urandom(AEAD_MESSAGE)
+    peer.send(key + outgoing)
+    nonce_out, nonce_in = b"\x00" * 11 + b"\x01", b"\x00" * 11 + b"\x02"
+    peer.know(
+        aead_key=key,
+        plaintext_out=outgoing,
+        plaintext_in=incoming,
+        poly1305_key_out=_chacha20_blocks(key, nonce_out, 32),
+        poly1305_key_in=_chacha20_blocks(key, nonce_in, 32),
+        # keystream XOR the public ciphertext is the plaintext: a spilled keystream is a leak too
+        keystream_out=_chacha20_blocks(key, nonce_out, 64 + AEAD_MESSAGE)[64:],
+        keystream_in=_chacha20_blocks(key, nonce_in, 64 + AEAD_MESSAGE)[64:],
+    )
+    if ChaCha20Poly1305(key).decrypt(nonce_out, peer.receive(), b"out") != outgoing:
+        raise RuntimeError("the child's ciphertext does not open with the independent library")
+    peer.send(ChaCha20Poly1305(key).encrypt(nonce_in, incoming, b"in"))
+    held = peer.checkpoint("session", session_live=True)
+    if not held.counts["plaintext_in"]["arena"]["exact"]:
+        raise RuntimeError("the decrypted plaintext should be in the arena while it is held")
+    peer.checkpoint("after_purge", session_live=False)
+
+
+def _aead_child(ctx: Context) -> None:
+    from ..crypto import aead_decrypt, aead_encrypt
+
+    key = ctx.read_key()
+    outgoing = ctx.read_secret(AEAD_MESSAGE)
+    ctx.send_public(aead_encrypt(key, b"\x00" * 11 + b"\x01", outgoing, b"out"))
+    incoming = aead_decrypt(key, b"\x00" * 11 + b"\x02", ctx.read_public(AEAD_MESSAGE + 16), b"in")
+    ctx.checkpoint("session")
+    for buf in (key, outgoing, incoming):
+        buf.secure_purge()
+    ctx.checkpoint("after_purge")
+
+
+# -- HMAC: a 32-byte key, a 64-byte key (pads = key XOR 0x36/0x5c) and a long key -----------
+
+
+def _hmac_parent(peer: Peer) -> None:
+    key32, key64, key100 = os.urandom(32), os.urandom(64), os.urandom(100)
+    message = os.urandom(200)
+    peer.send(key32 + key64 + key100 + message)
+    peer.know(
+        hmac_key32=key32,
+        hmac_key64=key64,
+        hmac_key100=key100,
+        hashed_key100=hashlib.sha256(key100).digest(),  # RFC 2104: a key longer than the block is hashed
+        # the secret outputs are over another message than the public tags
+        mac_into_32=hmac.digest(key32, message[::-1], "sha256"),
+        mac_into_64=hmac.digest(key64, message[::-1], "sha256"),
+        mac_into_100=hmac.digest(key100, message[::-1], "sha256"),
+    )
+    tags = [peer.receive() for _ in range(3)]
+    if tags != [hmac.digest(k, message, "sha256") for k in (key32, key64, key100)]:
+        raise RuntimeError("the child's HMAC tags differ from the independent library's")
+    peer.checkpoint("session", session_live=True)
+    peer.checkpoint("after_purge", session_live=False)
+
+
+def _hmac_child(ctx: Context) -> None:
+    from ..crypto import hmac_sha256, hmac_sha256_into, hmac_sha256_verify
+    from ..securemem import SecureKeyBuffer
+
+    keys = [ctx.read_key(), ctx.read_secret(64), ctx.read_secret(100)]
+    message = ctx.read_public(200)
+    outs = []
+    for key in keys:
+        tag = hmac_sha256(key, message)  # a public tag
+        if not hmac_sha256_verify(key, tag, message):
+            raise RuntimeError("a tag did not verify")
+        ctx.send_public(tag)
+        out = SecureKeyBuffer.allocate()
+        reverse = message[::-1]
+        hmac_sha256_into(key, out, reverse[:100], reverse[100:])  # a secret output, in two parts
+        outs.append(out)
+    ctx.checkpoint("session")
+    for buf in keys + outs:
+        buf.secure_purge()
+    ctx.checkpoint("after_purge")
+
+
+# -- LIMES: the liveness master ------------------------------------------------------------
+
+
+def _limes_parent(peer: Peer) -> None:
+    master = os.urandom(32)
+    peer.send(master)
+    peer.know(limes_master=master)
+    proof = peer.receive()
+    features, nonce, timestamp = proof[:40], proof[40:56], proof[56:64]
+    expected = hmac.digest(master, hashlib.sha256(features).digest() + nonce + timestamp, "sha256")
+    if peer.receive() != expected:
+        raise RuntimeError("the child's LIMES proof differs from the independent HMAC")
+    peer.checkpoint("session", session_live=True)
+    peer.checkpoint("after_purge", session_live=False)
+
+
+def _limes_child(ctx: Context) -> None:
+    from ..keros import ManualClock
+    from ..sal.liveness import LivenessProver, features_be
+
+    clock = ManualClock()
+    prover = LivenessProver(ctx.read_key(), clock=clock)
+    features = [0.1, 0.2, 0.3, 0.4, 0.5]
+    for _ in range(50):
+        proof = prover.prove(features)
+        if not prover.verify(features, proof):
+            raise RuntimeError("a fresh proof did not verify")
+        clock.advance(0.5)
+    ctx.send_public(features_be(features) + proof.nonce + struct.pack(">d", proof.timestamp))
+    ctx.send_public(proof.proof)
+    ctx.checkpoint("session")
+    prover.purge()
+    ctx.checkpoint("after_purge")
+
+
+# -- the clinical channel: shared secret and channel key, both roles ------------------------
+
+CLINICAL_MESSAGES = 20
+
+
+def _clinical_parent(peer: Peer) -> None:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    from ..sal.clinical import INFO, channel_salt
+
+    clinician = X25519PrivateKey.generate()
+    clinician_public = clinician.public_key().public_bytes_raw()
+    peer.send(clinician_public)
+    keys = {}
+    for role in ("sender", "receiver"):
+        child_public = peer.receive()
+        shared = clinician.exchange(X25519PublicKey.from_public_bytes(child_public))
+        key = HKDF(hashes.SHA256(), 32, channel_salt(child_public, clinician_public), INFO).derive(shared)
+        keys[role] = key
+        peer.know(**{f"{role}_shared_secret": shared, f"{role}_channel_key": key})
+    features = [os.urandom(40) for _ in range(CLINICAL_MESSAGES)]
+    peer.know(**{f"clinical_in_{i}": f for i, f in enumerate(features)})
+    for i, payload in enumerate(features):
+        counter = struct.pack(">Q", i + 1)
+        sealed = ChaCha20Poly1305(keys["receiver"]).encrypt(bytes(4) + counter, payload, counter)
+        peer.send(counter + sealed)
+    for i in range(CLINICAL_MESSAGES):
+        message = peer.receive()
+        counter = message[:8]
+        opened = ChaCha20Poly1305(keys["sender"]).decrypt(bytes(4) + counter, message[8:], counter)
+        if opened != hashlib.sha256(features[i]).digest():
+            raise RuntimeError(f"clinical message {i} does not match")
+    peer.checkpoint("session", session_live=True)
+    peer.checkpoint("after_close", session_live=False)
+
+
+def _clinical_child(ctx: Context) -> None:
+    from ..sal.clinical import ClinicalChannel
+
+    clinician_public = ctx.read_public(32)
+    sender = ClinicalChannel.establish(clinician_public, "sender")
+    ctx.send_public(sender.public_key)
+    receiver = ClinicalChannel.establish(clinician_public, "receiver")
+    ctx.send_public(receiver.public_key)
+    digests = []
+    for _ in range(CLINICAL_MESSAGES):
+        with receiver.open(ctx.read_public(8 + 40 + 16)) as features, features._view() as view:
+            digests.append(hashlib.sha256(view).digest())  # a public function of the features
+    for digest in digests:
+        ctx.send_public(sender.seal(digest))
+    ctx.checkpoint("session")
+    sender.close()
+    receiver.close()
+    ctx.checkpoint("after_close")
+
+
+# -- governance: a node key generated, stored, loaded, used to sign (the CLI's own path) ----
+
+
+def _ed25519_expanded(seed: bytes) -> dict[str, bytes]:
+    expanded = bytearray(hashlib.sha512(seed).digest())  # RFC 8032 5.1.5: scalar || prefix
+    expanded[0] &= 248
+    expanded[31] &= 127
+    expanded[31] |= 64
+    return {"scalar": bytes(expanded[:32]), "prefix": bytes(expanded[32:])}
+
+
+def _governance_parent(peer: Peer) -> None:
+    key_dir = peer.receive().decode()
+    with open(os.path.join(key_dir, "seed.key"), "rb") as fh:  # the secret at rest, read by the test
+        seed = fh.read()
+    expanded = _ed25519_expanded(seed)
+    peer.know(node_seed=seed, node_scalar=expanded["scalar"], node_prefix=expanded["prefix"])
+    peer.checkpoint("after_keygen", session_live=False)
+    peer.checkpoint("signing", session_live=True)
+    peer.checkpoint("after_sign", session_live=False)
+
+
+def _governance_child(ctx: Context) -> None:
+    import contextlib
+    import io
+    import tempfile
+    from pathlib import Path
+
+    from ..cli import main
+    from ..crypto import Ed25519SigningKey
+    from ..governance.cli import SEED_FILE, _load_seed
+
+    def cortex_sal(*argv: str) -> None:  # the command line's own path; its output kept off our stdout
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            if main(list(argv)) != 0:
+                raise RuntimeError(f"cortex-sal {argv[0]} {argv[1]} failed: {out.getvalue()}")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        keys, proposal = Path(tmp) / "node", Path(tmp) / "proposal.json"
+        cortex_sal("governance", "keygen", "--institution", "Residue Institute", "--jurisdiction", "DE",
+                   "--out", str(keys))  # fmt: skip
+        ctx.send_public(str(keys).encode())
+        ctx.checkpoint("after_keygen")
+        with _load_seed(keys / SEED_FILE) as seed, Ed25519SigningKey(seed) as key:
+            key.sign(b"a proposal digest")
+            ctx.checkpoint("signing")
+        cortex_sal("governance", "propose", "--type", "clinical_threshold_change", "--set", "bridge_max_std=0.45",
+                   "--cite", "Doe et al. 2024", "--proposer", str(keys), "--out", str(proposal))  # fmt: skip
+        cortex_sal("governance", "sign", str(proposal), "--key", str(keys), "--out", str(Path(tmp) / "sig.json"))
+        ctx.checkpoint("after_sign")
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in [
@@ -367,6 +612,11 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("ed25519_signing", _ed25519_parent, _ed25519_child),
         Scenario("keros_v1_bad_ack", _bad_ack_parent, _bad_ack_child),
         Scenario("keros_v1_tampered_frame", _tampered_frame_parent, _tampered_frame_child),
+        Scenario("aead", _aead_parent, _aead_child),
+        Scenario("hmac", _hmac_parent, _hmac_child),
+        Scenario("limes_master", _limes_parent, _limes_child),
+        Scenario("clinical_channel", _clinical_parent, _clinical_child),
+        Scenario("governance_node_key", _governance_parent, _governance_child),
     ]
 }
 
