@@ -452,3 +452,92 @@ def test_memfd_secret_backend_under_memlock_limit(policy):
         assert first["locked"] is True  # the mmap fallback fits the limit
         assert second["locked"] is False
         assert any("mlock" in p for p in second["problems"])
+
+
+# -- the child's warning filter, and a budget used up before the first region ------------------
+
+
+@needs_cap_drop
+def test_restricted_child_runs_under_warnings_as_errors():
+    """The guard behind "no Python warning either way": in the child a warning *is* an error."""
+    result, proc = run_child(
+        """
+        import warnings
+        result["warnoptions"] = sys.warnoptions
+        try:
+            warnings.warn("probe", UserWarning, stacklevel=1)
+            result["probe"] = "not raised"
+        except UserWarning:
+            result["probe"] = "raised"
+        keys = [SecureKeyBuffer() for _ in range(2000)]  # past the limit: degraded, quietly
+        result["locked"] = status().locked
+        """,
+        {"CORTEX_SAL_LOCK_POLICY": "best-effort"},
+    )
+    assert result["warnoptions"] == ["error"]
+    assert result["probe"] == "raised"
+    assert result["locked"] is False
+    assert proc.stderr == ""
+
+
+BUDGET_USED_UP = """
+from cortex_sal.securemem import _libc
+hog = _libc.mmap(MEMLOCK, _libc.PROT_READ | _libc.PROT_WRITE, _libc.MAP_PRIVATE | _libc.MAP_ANONYMOUS)
+result["hog_locked"] = _libc.mlock(hog, MEMLOCK) == 0  # the whole RLIMIT_MEMLOCK, before any region
+try:
+    key = SecureKeyBuffer()
+    result["outcome"] = "allocated"
+except MemoryLockError as exc:
+    result["outcome"] = "MemoryLockError"
+    result["is_secure_memory_error"] = isinstance(exc, SecureMemoryError)
+    result["message"] = str(exc)
+    result["regions"] = len(arena().regions())
+    result["live"] = list(arena().live_slots())
+    result["wf"] = wf_mappings()
+    key = None
+if key is not None:
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+    from cortex_sal.crypto import aead_decrypt, aead_encrypt
+    with key.export_bytearray() as lent:
+        oracle = ChaCha20Poly1305(bytes(lent))
+    nonce = bytes(range(12))
+    sealed = aead_encrypt(key, nonce, b"still works", b"aad")
+    with aead_decrypt(key, nonce, sealed, b"aad") as opened:
+        with opened.export_bytearray() as plain:
+            result["aead"] = sealed == oracle.encrypt(nonce, b"still works", b"aad") and bytes(plain) == b"still works"
+    result["work"] = key_works(key)
+    result["status"] = regions_json()
+# give the budget back: strict now gets its (locked) first region; best-effort's existing
+# region stays unlocked, and status() keeps saying so
+_libc.munlock(hog, MEMLOCK)
+later = SecureKeyBuffer()
+result["later"] = [r["locked"] for r in regions_json()["regions"]]
+"""
+
+
+@needs_cap_drop
+@pytest.mark.parametrize("policy", ["best-effort", "strict"])
+def test_first_region_refused_when_the_budget_is_used_up(policy):
+    result, _ = run_child(
+        f"MEMLOCK = {MEMLOCK_LIMIT}\n" + BUDGET_USED_UP,
+        {"CORTEX_SAL_LOCK_POLICY": policy},
+    )
+    assert result["hog_locked"] is True
+    if policy == "best-effort":
+        assert result["outcome"] == "allocated"
+        assert result["work"] is True and result["aead"] is True
+        s = result["status"]
+        assert s["locked"] is False and s["degraded"] is True
+        (region,) = s["regions"]
+        assert region["locked"] is False and region["locked_kb"] == 0
+        assert any("mlock" in p and os.strerror(errno.ENOMEM) in p for p in region["problems"])
+        assert region["dump_excluded"] is True and region["wipe_on_fork"] is True
+        assert any("mlock" in m and "best-effort" in m for m in result["log"])
+    else:
+        assert result["outcome"] == "MemoryLockError"
+        assert result["is_secure_memory_error"] is True
+        assert "mlock" in result["message"] and os.strerror(errno.ENOMEM) in result["message"]
+        assert result["regions"] == 0 and result["live"] == [0, 0]
+        assert result["wf"] == 0  # the refused region was unmapped
+        assert result["log"] == []
+    assert result["later"] == ([False] if policy == "best-effort" else [True])

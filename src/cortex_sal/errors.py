@@ -8,6 +8,8 @@ Where a Python built-in meaning applies, the class also derives from it
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 
 class CortexError(Exception):
     """Base class of every error raised by Cortex SAL."""
@@ -58,6 +60,10 @@ class ForkedBufferError(PurgedBufferError):
     """A secure buffer inherited across ``fork()``: the kernel wiped it in the child."""
 
 
+class ProcessHardeningError(SecureMemoryError):
+    """``harden_process()`` could not make the process non-dumpable or set its core limit to 0."""
+
+
 # --- cryptography --------------------------------------------------------
 
 
@@ -86,6 +92,35 @@ class InvalidSignatureError(CryptoError):
 
 class SensorNotCertifiedError(CortexError):
     """A sensor is unknown to the registry, revoked, or below the capability minima."""
+
+
+class CertificateReason(StrEnum):
+    """Why a certificate (or a revocation list) was refused: stable, machine-readable values."""
+
+    MALFORMED = "malformed"
+    UNKNOWN_ISSUER = "unknown_issuer"
+    BAD_SIGNATURE = "bad_signature"
+    WRONG_KIND = "wrong_kind"
+    NOT_YET_VALID = "not_yet_valid"
+    EXPIRED = "expired"
+    WRONG_KEY = "wrong_key"
+    REVOKED = "revoked"
+    MODEL_UNKNOWN = "model_unknown"
+    MODEL_BELOW_MINIMUM = "model_below_minimum"
+    MODEL_REVOKED = "model_revoked"
+    STALE = "stale"
+
+
+class CertificateError(SensorNotCertifiedError):
+    """A certificate or revocation list is refused; ``reason`` (a :class:`CertificateReason`) says why."""
+
+    def __init__(self, reason: CertificateReason, message: str) -> None:
+        self.reason = CertificateReason(reason)
+        self.message = message
+        super().__init__(f"{message} (reason: {self.reason.value})")
+
+    def __reduce__(self) -> tuple[type[CertificateError], tuple[CertificateReason, str]]:
+        return (type(self), (self.reason, self.message))
 
 
 class SensorBusError(CortexError):

@@ -9,6 +9,7 @@
 
 from .arena import BACKEND_MEMFD_SECRET, BACKEND_MMAP, BEST_EFFORT, STRICT, configure
 from .buffer import KEY_SIZE, SecureBuffer, SecureKeyBuffer
+from .harden import HardeningReport, harden_process
 from .status import ArenaStatus, RegionStatus, status
 from .tensor import SecureTensorBuffer
 
@@ -19,10 +20,12 @@ __all__ = [
     "KEY_SIZE",
     "STRICT",
     "ArenaStatus",
+    "HardeningReport",
     "RegionStatus",
     "SecureBuffer",
     "SecureKeyBuffer",
     "SecureTensorBuffer",
     "configure",
+    "harden_process",
     "status",
 ]

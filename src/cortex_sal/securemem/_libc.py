@@ -25,6 +25,9 @@ MADV_DONTFORK = 10
 MADV_DONTDUMP = 16
 MADV_WIPEONFORK = 18
 
+PR_GET_DUMPABLE = 3
+PR_SET_DUMPABLE = 4
+
 SYS_memfd_secret = 447  # x86_64 and aarch64
 SYS_getrandom = 318 if os.uname().machine == "x86_64" else 278
 
@@ -53,6 +56,10 @@ _munlock.restype = ctypes.c_int
 _madvise = _libc.madvise
 _madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 _madvise.restype = ctypes.c_int
+
+_prctl = _libc.prctl
+_prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+_prctl.restype = ctypes.c_int
 
 _syscall = _libc.syscall
 _syscall.restype = ctypes.c_long
@@ -97,6 +104,10 @@ def munlock(addr: int, length: int) -> int:
 
 def madvise(addr: int, length: int, advice: int) -> int:
     return int(_madvise(addr, length, advice))
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    return int(_prctl(option, arg2, arg3, arg4, arg5))
 
 
 def memfd_secret() -> int:
