@@ -132,3 +132,13 @@ def test_selftest_residue_fails_when_the_control_is_not_seen(monkeypatch, capsys
 def test_selftest_residue_refuses_an_unknown_scenario(capsys) -> None:
     assert main(["selftest", "--residue", "--scenario", "no_such_path"]) == 2
     assert "unknown scenario 'no_such_path'" in capsys.readouterr().out
+
+
+def test_an_error_message_with_markup_characters_is_printed_verbatim(tmp_path: Path, capsys) -> None:
+    """A user-chosen name such as "[/x]" inside an error must not crash rich's markup parser."""
+    ca = tmp_path / "ca"
+    assert main(["ca", "init", "--kind", "site", "--name", "[/x]", "--out", str(ca)]) == 0
+    argv = ["ca", "issue-sensor", "--ca", str(ca), "--model", "eeg_fp1_certified_v1", "--serial", "SN-1",
+            "--days", "1", "--out", str(tmp_path / "sensor")]  # fmt: skip
+    assert main(argv) == 2  # a site CA cannot issue sensor certificates; its name is in the message
+    assert "[/x]" in capsys.readouterr().out

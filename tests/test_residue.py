@@ -37,6 +37,9 @@ def _reports_text(reports: list) -> str:
         ("limes_master", ("limes_master",)),
         ("clinical_channel", ("sender_channel_key", "receiver_channel_key")),
         ("governance_node_key", ("node_seed",)),
+        ("noise_transport", ("ordered_key", "lossy_key", "samples_8")),
+        ("keros_v2_gateway", ("child_static_private", "transport_i2r", "transport_r2i")),
+        ("keros_v2_sensor", ("child_static_private", "transport_i2r", "transport_r2i")),
     ],
 )
 def test_no_residue(scenario: str, live_secrets: tuple[str, ...]) -> None:
@@ -60,3 +63,34 @@ def test_the_harness_finds_a_deliberate_leak() -> None:
     assert any("/exact=" in hit for hit in outside), session.table()
     assert any("/hex=" in hit for hit in outside), session.table()
     assert verdict(reports), "a leak must fail the verdict"
+
+
+def test_the_noise_oracle_agrees_with_an_independent_implementation() -> None:
+    """The v2 rows trust the parent's Noise peer for every ck, k and DH output they look for:
+    it must interoperate with the `noiseprotocol` package, both roles, hash included."""
+    import os
+
+    from noise.connection import Keypair, NoiseConnection
+
+    from cortex_sal.testing.noise_oracle import IndependentNoiseXX
+
+    prologue = b"cortex-sensor-noise-v1"
+    for oracle_initiates in (True, False):
+        oracle = IndependentNoiseXX(oracle_initiates, os.urandom(32), os.urandom(32), prologue)
+        other = NoiseConnection.from_name(b"Noise_XX_25519_ChaChaPoly_SHA256")
+        other.set_as_responder() if oracle_initiates else other.set_as_initiator()
+        other.set_prologue(prologue)
+        other.set_keypair_from_private_bytes(Keypair.STATIC, os.urandom(32))
+        other.start_handshake()
+        if oracle_initiates:
+            assert other.read_message(oracle.write_1()) == b""
+            assert oracle.read_2(other.write_message(b"two")) == b"two"
+            assert other.read_message(oracle.write_3(b"three")) == b"three"
+        else:
+            assert oracle.read_1(other.write_message(b"")) == b""
+            assert other.read_message(oracle.write_2(b"two")) == b"two"
+            assert oracle.read_3(other.write_message(b"three")) == b"three"
+        assert other.handshake_finished and oracle.h == other.get_handshake_hash()
+        assert other.decrypt(oracle.encrypt(b"up")) == b"up"
+        assert oracle.decrypt(other.encrypt(b"down")) == b"down"
+        assert {"ck_1", "ck_2", "ck_3", "k_3", "dh_ee", "dh_es", "dh_se", "transport_i2r"} <= set(oracle.secrets())

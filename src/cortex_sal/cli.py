@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
@@ -161,7 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .governance.cli import add_governance_parser
 
     add_governance_parser(sub)
+    from .keros.ca_cli import add_ca_parser
 
+    add_ca_parser(sub)
     return parser
 
 
@@ -175,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args, console))
     except CortexError as exc:
-        console.print(f"[red]error:[/red] {type(exc).__name__}: {exc}")
+        console.print(f"[red]error:[/red] {type(exc).__name__}: {escape(str(exc))}")
         return 2
 
 

@@ -9,6 +9,7 @@ touches a secret.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -602,6 +603,154 @@ def _governance_child(ctx: Context) -> None:
         ctx.checkpoint("after_sign")
 
 
+# -- KEROS v2 (Noise XX, certified keys): our side in the child, an independent peer in the parent
+
+V2_FRAMES = 50
+V2_MODEL = "eeg_fp1_certified_v1"
+
+
+def _send_chunk(peer: Peer, data: bytes) -> None:
+    peer.send(struct.pack(">I", len(data)) + data)
+
+
+def _read_chunk(ctx: Context) -> bytes:
+    (size,) = struct.unpack(">I", ctx.read_public(4))
+    return ctx.read_public(size)
+
+
+def _v2_parent(peer: Peer, *, child_is_gateway: bool) -> None:
+    import json
+
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey as OracleKey
+
+    from ..keros.certificate import CertificateAuthority
+    from ..keros.v2 import PROLOGUE
+    from .noise_oracle import IndependentNoiseXX
+
+    now = int(time.time())
+    child_static, child_ephemeral = os.urandom(32), os.urandom(32)
+    oracle = IndependentNoiseXX(child_is_gateway, os.urandom(32), os.urandom(32), PROLOGUE)
+    child_public = OracleKey.from_private_bytes(child_static).public_key().public_bytes_raw()
+    sensor_public, gateway_public = (oracle.s_pub, child_public) if child_is_gateway else (child_public, oracle.s_pub)
+    with CertificateAuthority.generate("manufacturer", "Residue Devices") as maker, \
+            CertificateAuthority.generate("site", "Residue Ward") as site:  # fmt: skip
+        sensor_cert = maker.issue_sensor(sensor_public, model_id=V2_MODEL, serial="SN-1", not_before=now - 60,
+                                         not_after=now + 3600)  # fmt: skip
+        gateway_cert = site.issue_gateway(gateway_public, gateway_name="gw", serial="GW-1", not_before=now - 60,
+                                          not_after=now + 3600)  # fmt: skip
+        roots = [maker.root.to_json(), site.root.to_json()]
+    peer.send(child_static + child_ephemeral)
+    child_cert = gateway_cert if child_is_gateway else sensor_cert
+    _send_chunk(peer, json.dumps({"roots": roots, "certificate": child_cert.hex()}).encode())
+    if child_is_gateway:
+        _send_chunk(peer, oracle.write_1())
+        if oracle.read_2(peer.receive()) != gateway_cert:
+            raise RuntimeError("the gateway did not send its certificate")
+        _send_chunk(peer, oracle.write_3(sensor_cert))
+    else:
+        oracle.read_1(peer.receive())
+        _send_chunk(peer, oracle.write_2(gateway_cert))
+        if oracle.read_3(peer.receive()) != sensor_cert:
+            raise RuntimeError("the sensor did not send its certificate")
+    secrets = oracle.secrets()
+    own = {f"peer_{k}": secrets.pop(k) for k in ("static_private", "ephemeral_private")}  # the parent's own keys
+    peer.know(child_static_private=child_static, child_ephemeral_private=child_ephemeral, **own, **secrets)
+    peer.checkpoint("handshake", session_live=True)
+    payloads = [os.urandom(FRAME_PAYLOAD) for _ in range(V2_FRAMES)]
+    peer.know(first_samples=payloads[0], middle_samples=payloads[V2_FRAMES // 2], last_samples=payloads[-1])
+    for i, payload in enumerate(payloads):
+        _send_chunk(peer, oracle.encrypt(payload))
+        if i == V2_FRAMES // 2:
+            report = peer.checkpoint("mid_session", session_live=True)
+            if not report.counts["middle_samples"]["arena"]["exact"]:
+                raise RuntimeError("the decrypted samples should be in the arena at mid_session")
+        if oracle.decrypt(peer.receive()) != hashlib.sha256(payload).digest():
+            raise RuntimeError(f"reply {i} does not match")
+    peer.checkpoint("after_close", session_live=False)
+
+
+def _v2_child(ctx: Context, *, gateway_side: bool) -> None:
+    import json
+
+    from ..crypto import X25519PrivateKey
+    from ..keros.certificate import RootCA, TrustStore
+    from ..keros.v2 import GatewayV2, SensorV2
+    from ..securemem import SecureBuffer
+
+    static, ephemeral = X25519PrivateKey(ctx.read_key()), X25519PrivateKey(ctx.read_key())
+    setup = json.loads(_read_chunk(ctx))
+    trust = TrustStore([RootCA.from_json(r) for r in setup["roots"]])
+    certificate = bytes.fromhex(setup["certificate"])
+    if gateway_side:
+        gateway = GatewayV2(static, certificate, trust, ephemeral=ephemeral)
+        ctx.send_public(gateway.receive_sensor_hello(_read_chunk(ctx)))
+        gateway.receive_sensor_finish(_read_chunk(ctx))
+        transport = gateway.transport()
+    else:
+        sensor = SensorV2(static, certificate, trust, ephemeral=ephemeral)
+        ctx.send_public(sensor.start())
+        ctx.send_public(sensor.receive_gateway_hello(_read_chunk(ctx)))
+        transport = sensor.transport()
+    ctx.checkpoint("handshake")
+    with SecureBuffer(FRAME_PAYLOAD) as samples:
+        for i in range(V2_FRAMES):
+            transport.decrypt_into(_read_chunk(ctx), samples)
+            if i == V2_FRAMES // 2:
+                ctx.checkpoint("mid_session")
+            with samples._view() as view:
+                digest = hashlib.sha256(view).digest()  # a public function of the samples
+            ctx.send_public(transport.encrypt(digest))
+    transport.close()
+    static.purge()  # the caller's long-term key: this scenario's session is its whole life
+    ctx.checkpoint("after_close")
+
+
+# -- the Noise transport alone: a key from the pipe, messages decrypted straight into the arena
+
+NOISE_MESSAGES = 8
+
+
+def _noise_transport_parent(peer: Peer) -> None:
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+    ordered_key, lossy_key = os.urandom(32), os.urandom(32)
+    peer.send(ordered_key + lossy_key)
+    samples = [os.urandom(FRAME_PAYLOAD) for _ in range(2 * NOISE_MESSAGES)]
+    peer.know(ordered_key=ordered_key, lossy_key=lossy_key, **{f"samples_{i}": x for i, x in enumerate(samples)})
+    for n in range(NOISE_MESSAGES):  # ordered: the implicit nonce n
+        nonce = bytes(4) + struct.pack("<Q", n)
+        _send_chunk(peer, ChaCha20Poly1305(ordered_key).encrypt(nonce, samples[n], b""))
+    for n in reversed(range(NOISE_MESSAGES)):  # lossy: explicit nonce, out of order
+        nonce = bytes(4) + struct.pack("<Q", n)
+        sealed = ChaCha20Poly1305(lossy_key).encrypt(nonce, samples[NOISE_MESSAGES + n], b"")
+        _send_chunk(peer, struct.pack(">Q", n) + sealed)
+    last = peer.checkpoint("decrypted", session_live=True)
+    if not last.counts[f"samples_{NOISE_MESSAGES}"]["arena"]["exact"]:
+        raise RuntimeError("the last decrypted samples should be in the arena")
+    peer.checkpoint("after_close", session_live=False)
+
+
+def _noise_transport_child(ctx: Context) -> None:
+    from ..keros.noise import CipherState
+    from ..keros.noise.transport import NoiseTransport
+    from ..securemem import SecureBuffer
+
+    ordered = NoiseTransport(None, CipherState(ctx.read_key()))
+    lossy = NoiseTransport(None, CipherState(ctx.read_key()), lossy=True)
+    held = []
+    for transport in (ordered, lossy):
+        for _ in range(NOISE_MESSAGES):
+            out = SecureBuffer(FRAME_PAYLOAD)
+            transport.decrypt_into(_read_chunk(ctx), out)
+            held.append(out)
+    ctx.checkpoint("decrypted")  # right after the last decrypt: nothing else ran in between
+    for transport in (ordered, lossy):
+        transport.close()
+    for out in held:
+        out.secure_purge()
+    ctx.checkpoint("after_close")
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in [
@@ -617,6 +766,17 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("limes_master", _limes_parent, _limes_child),
         Scenario("clinical_channel", _clinical_parent, _clinical_child),
         Scenario("governance_node_key", _governance_parent, _governance_child),
+        Scenario("noise_transport", _noise_transport_parent, _noise_transport_child),
+        Scenario(
+            "keros_v2_gateway",
+            functools.partial(_v2_parent, child_is_gateway=True),
+            functools.partial(_v2_child, gateway_side=True),
+        ),
+        Scenario(
+            "keros_v2_sensor",
+            functools.partial(_v2_parent, child_is_gateway=False),
+            functools.partial(_v2_child, gateway_side=False),
+        ),
     ]
 }
 

@@ -1,0 +1,1024 @@
+"""The Noise state machines of spec revision 34, sections 5.1-5.3, on locked memory.
+
+Named and behaving as the spec names them: :class:`CipherState` (k, n), :class:`SymmetricState`
+(ck, h and a CipherState) and :class:`HandshakeState` (s, e, rs, re and the message patterns).
+Suite: ``25519_ChaChaPoly_SHA256`` only.
+
+Custody, the reason this is not a thin wrapper over ``noiseprotocol``:
+
+* ``ck``, every cipher key ``k``, the HKDF temp key, ``temp_h``, the psks, the DH outputs and the
+  e/s private keys live in :class:`~cortex_sal.securemem.SecureBuffer` slots and never become
+  ``bytes``; libsodium reads and writes them in place (HMAC-SHA256 through
+  :func:`~cortex_sal.crypto.hmac.hmac_raw`, whose state lives in the arena; X25519 is libsodium's
+  ``crypto_scalarmult_curve25519`` exactly as :mod:`cortex_sal.crypto.x25519` calls it, same
+  low-order refusal, but writing the shared secret into the SymmetricState's locked workspace
+  instead of a new slot per DH; ChaCha20-Poly1305 IETF with Noise's nonce
+  ``0x00000000 || n as u64 little-endian``). ``ck`` and the scratch areas (temp key, ``temp_h``,
+  DH output) share one arena slot, the workspace.
+* each is wiped the line after its last use: the DH output after its ``MixKey``, the temp key
+  at the end of each HKDF, ``temp_h`` after its ``MixHash``, a psk after its ``MixKeyAndHash``,
+  the ephemeral private key after the last DH token that needs it, ``ck`` and the handshake
+  ``k`` in :meth:`SymmetricState.split`. A ``MixKey`` writes the new ``k`` over the old one.
+* the transcript hash ``h`` is public (it is the handshake hash, a channel binding value) and
+  uses ``hashlib``. ``temp_h`` (from ``MixKeyAndHash``, psk patterns only) is hashed into ``h``
+  through a memoryview onto its locked slot: no ``bytes`` copy is made, OpenSSL's SHA-256
+  context holds the block for the call and zeroes its block buffer after compressing it.
+
+A static key passed as ``s`` belongs to the caller: the handshake reads it in place and never
+purges it. An injected ephemeral (``e``, for known-answer tests) belongs to the handshake
+once the constructor returns. psks are copied into the handshake's own locked buffers, which it
+wipes after use; the caller's psk buffers are left alone.
+
+Failures are terminal: any error while writing or reading a message (bad tag, wrong length,
+low-order public key, wrong turn, a message over 65535 bytes) purges every secret the
+handshake holds, moves it to :attr:`HandshakeStatus.FAILED` and re-raises; every later call
+raises :class:`~cortex_sal.errors.HandshakeError`. A call refused for its argument's *type*
+changes nothing.
+
+Not thread-safe: one object is used by one thread at a time (like every sans-IO machine here).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+import hashlib
+import logging
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+from ...crypto import X25519PrivateKey
+from ...crypto._sodium import sodium
+from ...crypto.hmac import hmac_raw
+from ...crypto.x25519 import x25519_public_key
+from ...errors import (
+    CortexError,
+    CryptoError,
+    DecryptionError,
+    HandshakeError,
+    InvalidArgumentError,
+    LowOrderPointError,
+    NotCopyableError,
+    SessionExpiredError,
+    WrongLengthError,
+    WrongTypeError,
+)
+from ...securemem import SecureBuffer, SecureKeyBuffer
+from .patterns import HandshakePattern, parse_pattern
+
+log = logging.getLogger("cortex_sal.keros.noise")
+
+HASHLEN = 32
+DHLEN = 32
+KEY_SIZE = 32
+TAG_SIZE = 16
+MAX_MESSAGE = 65535  # a Noise message, tag included (spec section 3)
+MAX_PLAINTEXT = MAX_MESSAGE - TAG_SIZE
+MAX_NONCE = 2**64 - 1  # reserved: EncryptWithAd/DecryptWithAd refuse it, REKEY uses it
+
+_V = ctypes.c_void_p
+_ULL = ctypes.c_ulonglong
+_ENCRYPT = sodium.bind(
+    "crypto_aead_chacha20poly1305_ietf_encrypt", [_V, _V, _V, _ULL, _V, _ULL, _V, _V, _V], ctypes.c_int
+)
+_DECRYPT = sodium.bind(
+    "crypto_aead_chacha20poly1305_ietf_decrypt", [_V, _V, _V, _V, _ULL, _V, _ULL, _V, _V], ctypes.c_int
+)
+# The hot paths' bindings of the same two declared, import-checked symbols, WITHOUT argtypes
+# and through PyDLL: ctypes converts nothing per call and keeps the GIL for the ~1 us the call
+# takes (argument conversion and the GIL round trip are a quarter of a 1 KiB call). Their callers
+# pass only ctypes objects (char arrays, c_void_p, c_ulonglong lengths from _LENS), bytes or None -
+# never a Python int, which ctypes would pass as a C int. Used by this package's fast paths only.
+_fast = ctypes.PyDLL(sodium.path)  # the same loaded library, a separate set of function objects
+_ENCRYPT_FAST = _fast.crypto_aead_chacha20poly1305_ietf_encrypt
+_ENCRYPT_FAST.restype = ctypes.c_int
+_DECRYPT_FAST = _fast.crypto_aead_chacha20poly1305_ietf_decrypt
+_DECRYPT_FAST.restype = ctypes.c_int
+
+
+class _Lengths(dict[int, ctypes.c_ulonglong]):
+    """Immutable ``unsigned long long`` length arguments, kept once per length used up to a
+    Noise message's size (so at most 65552 of them); longer ones are made per call."""
+
+    def __missing__(self, n: int) -> ctypes.c_ulonglong:
+        u = ctypes.c_ulonglong(n)
+        if n <= MAX_MESSAGE + 16:
+            self[n] = u
+        return u
+
+
+_LENS = _Lengths()
+
+# The stack scrub (see cortex_sal.crypto.aead): libsodium's AVX2 ChaCha20 spills pieces of the
+# plaintext and keystream to the C stack, below the caller. After a decrypt into locked memory
+# the same binding decrypts a public dummy of the same shape, called from the same function with
+# arguments of the same kinds (so at the same stack depth): the spill slots then hold public data.
+_SCRUB_BLOCK = 512  # libsodium's widest ChaCha20 loop
+_SCRUB_KEY = ctypes.create_string_buffer(32)  # public: zeros
+_SCRUB_KEY_PTR = ctypes.c_void_p(ctypes.addressof(_SCRUB_KEY))
+_SCRUB_NONCE = bytes(12)
+_scrubs: dict[int, tuple[ctypes.c_void_p, bytes, ctypes.c_ulonglong, Any]] = {}
+
+
+def _scrub_args(plain_len: int) -> tuple[ctypes.c_void_p, bytes, ctypes.c_ulonglong, Any]:
+    """(target, dummy ciphertext, its length) of a public message whose decryption takes the
+    code path of ``plain_len`` plaintext bytes (and the buffer that keeps target alive)."""
+    shape = plain_len if plain_len < _SCRUB_BLOCK else _SCRUB_BLOCK + plain_len % _SCRUB_BLOCK
+    args = _scrubs.get(shape)
+    if args is None:
+        sealed = ctypes.create_string_buffer(shape + TAG_SIZE)
+        _ENCRYPT(sealed, None, bytes(shape), shape, b"", 0, None, _SCRUB_NONCE, _SCRUB_KEY_PTR)
+        out = ctypes.create_string_buffer(max(shape, 1))
+        args = _scrubs[shape] = (ctypes.c_void_p(ctypes.addressof(out)), sealed.raw, _LENS[shape + TAG_SIZE], out)
+    return args
+
+
+# SymmetricState's locked workspace: ck, then scratch areas zeroed after each use
+_CK, _TEMP_KEY, _TEMP_H, _DH = 0, 32, 64, 96
+_WS_SIZE = 128
+
+_nonce = struct.Struct("<4xQ").pack  # Noise's ChaChaPoly nonce: 32 zero bits || n little-endian
+_REKEY_NONCE = _nonce(MAX_NONCE)
+_ZEROS32 = bytes(KEY_SIZE)
+_zero = sodium.sodium_memzero
+
+
+def _public(data: object, what: str) -> bytes:
+    """A public bytes-like argument as ``bytes``; a secure buffer is refused (it would leak)."""
+    if type(data) is bytes:
+        return data
+    if isinstance(data, SecureBuffer):
+        raise WrongTypeError(f"{what} is public data: pass bytes, not a {type(data).__name__}")
+    if isinstance(data, bytes | bytearray | memoryview):
+        return bytes(data)
+    raise WrongTypeError(f"{what} must be bytes, got {type(data).__name__}")
+
+
+def _live_key(key: object, what: str) -> SecureKeyBuffer:
+    if not isinstance(key, SecureKeyBuffer):
+        raise WrongTypeError(f"{what} must be a SecureKeyBuffer, got {type(key).__name__}")
+    key._address()  # raises PurgedBufferError / ForkedBufferError for a dead buffer
+    return key
+
+
+def rekey_key(key: SecureKeyBuffer) -> SecureKeyBuffer:
+    """REKEY(k) of spec section 4.2: the first 32 bytes of ENCRYPT(k, 2^64-1, empty, 32 zeros).
+
+    The 48-byte ENCRYPT output is written into a locked scratch slot and the new key is
+    copied from there into a new :class:`SecureKeyBuffer`; ``key`` is left to the caller.
+    """
+    scratch = SecureBuffer(KEY_SIZE + TAG_SIZE)
+    try:
+        if _ENCRYPT(scratch._address(), None, _ZEROS32, KEY_SIZE, None, 0, None, _REKEY_NONCE, key._address()) != 0:
+            raise CryptoError("ChaCha20-Poly1305 encryption failed during REKEY")
+        new = SecureKeyBuffer.allocate()
+        new.write(scratch, 0, KEY_SIZE)
+    finally:
+        scratch.secure_purge()
+    return new  # type: ignore[no-any-return]
+
+
+class CipherState:
+    """``k`` and ``n`` of spec section 5.1. ``k`` lives in a :class:`SecureKeyBuffer` this object owns.
+
+    Without a key (during a handshake, before the first ``MixKey``) ``EncryptWithAd`` and
+    ``DecryptWithAd`` return their input, as the spec says. Nonce ``2^64-1`` is reserved:
+    when ``n`` reaches it every further call raises :class:`SessionExpiredError`.
+    ``close()`` purges the key; every later call raises :class:`SessionExpiredError`.
+    """
+
+    __slots__ = ("__weakref__", "_closed", "_k", "_n", "_out", "_out_cap")
+
+    def __init__(self, key: SecureKeyBuffer | None = None) -> None:
+        """``key`` (optional) is taken over: this object purges it when rekeyed or closed."""
+        if key is not None:
+            _live_key(key, "CipherState key")
+        self._k: SecureKeyBuffer | None = key
+        self._n = 0
+        self._closed = False
+        self._out: Any = None  # this object's ciphertext/plaintext scratch (public data only)
+        self._out_cap = 0
+
+    # -- spec functions -----------------------------------------------------------------
+
+    def initialize_key(self, key: SecureKeyBuffer | None) -> None:
+        """InitializeKey(key): take ``key`` over (purging the previous one) and set ``n = 0``."""
+        self._check_open()
+        if key is not None:
+            _live_key(key, "CipherState key")
+        old, self._k, self._n = self._k, key, 0
+        if old is not None and old is not key:
+            old.secure_purge()
+
+    def has_key(self) -> bool:
+        self._check_open()
+        return self._k is not None
+
+    def set_nonce(self, nonce: int) -> None:
+        """SetNonce(nonce)."""
+        self._check_open()
+        if not isinstance(nonce, int) or isinstance(nonce, bool):
+            raise WrongTypeError(f"nonce must be an int, got {type(nonce).__name__}")
+        if not 0 <= nonce <= MAX_NONCE:
+            raise InvalidArgumentError(f"nonce must be between 0 and 2^64-1, got {nonce}")
+        self._n = nonce
+
+    @property
+    def n(self) -> int:
+        """The next nonce."""
+        return self._n
+
+    def _scratch(self, size: int) -> Any:
+        if size > self._out_cap:
+            self._out_cap = max(size, 2048)
+            self._out = ctypes.create_string_buffer(self._out_cap)
+        return self._out
+
+    def encrypt_with_ad(self, ad: bytes, plaintext: bytes | SecureBuffer) -> bytes:
+        """EncryptWithAd(ad, plaintext): ``ciphertext || tag`` under nonce ``n``, then ``n += 1``.
+
+        ``plaintext`` may be a :class:`SecureBuffer`, read in place (a secret sensor sample).
+        At most 65519 bytes, so that the Noise message (tag included) fits 65535.
+        """
+        key = self._k
+        n = self._n
+        if type(plaintext) is bytes and type(ad) is bytes and key is not None and n < MAX_NONCE:
+            size = len(plaintext)
+            if size <= MAX_PLAINTEXT:
+                out = self._out if size + TAG_SIZE <= self._out_cap else self._scratch(size + TAG_SIZE)
+                adlen = len(ad)
+                _ENCRYPT_FAST(
+                    out, None, plaintext, _LENS[size], ad, _LENS[adlen],
+                    None, _nonce(n), key._pointer(),
+                )  # fmt: skip
+                self._n = n + 1
+                return out[: size + TAG_SIZE]  # type: ignore[no-any-return]
+        return self._encrypt_checked(ad, plaintext)
+
+    def _encrypt_checked(self, ad: object, plaintext: object) -> bytes:
+        self._check_open()
+        ad_b = _public(ad, "associated data")
+        if isinstance(plaintext, SecureBuffer):
+            pointer: object = plaintext._address()
+            size = len(plaintext)
+        elif isinstance(plaintext, bytes | bytearray | memoryview):
+            pointer = plaintext = bytes(plaintext)
+            size = len(plaintext)
+        else:
+            raise WrongTypeError(f"plaintext must be bytes or a SecureBuffer, got {type(plaintext).__name__}")
+        if size > MAX_PLAINTEXT:
+            raise WrongLengthError(
+                f"a {size}-byte plaintext does not fit a Noise message: at most {MAX_PLAINTEXT} bytes "
+                f"(65535 including the {TAG_SIZE}-byte tag)"
+            )
+        if self._k is None:
+            if isinstance(plaintext, SecureBuffer):
+                raise WrongTypeError("a SecureBuffer plaintext cannot be sent in clear (this CipherState has no key)")
+            return pointer  # type: ignore[return-value]  # the spec: no key, ciphertext = plaintext
+        if self._n >= MAX_NONCE:
+            raise SessionExpiredError("CipherState nonces are exhausted (n reached 2^64-1): rekeying cannot help")
+        out = self._scratch(size + TAG_SIZE)
+        if _ENCRYPT(out, None, pointer, size, ad_b, len(ad_b), None, _nonce(self._n), self._k._pointer()) != 0:
+            raise CryptoError("ChaCha20-Poly1305 encryption failed")
+        self._n += 1
+        return out[: size + TAG_SIZE]  # type: ignore[no-any-return]
+
+    def decrypt_with_ad(self, ad: bytes, ciphertext: bytes) -> bytes:
+        """DecryptWithAd(ad, ciphertext) for public payloads; ``n += 1`` only if the tag verified.
+
+        A bad tag raises :class:`DecryptionError` and leaves ``n`` unchanged.
+        """
+        key = self._k
+        n = self._n
+        if type(ciphertext) is bytes and type(ad) is bytes and key is not None and n < MAX_NONCE:
+            size = len(ciphertext)
+            if TAG_SIZE <= size <= MAX_MESSAGE:
+                out = self._out if size <= self._out_cap else self._scratch(size)
+                adlen = len(ad)
+                rc = _DECRYPT_FAST(
+                    out, None, None, ciphertext, _LENS[size], ad,
+                    _LENS[adlen], _nonce(n), key._pointer(),
+                )  # fmt: skip
+                if rc != 0:
+                    raise DecryptionError("Noise message failed authentication (wrong key, nonce or ad, or tampered)")
+                self._n = n + 1
+                return out[: size - TAG_SIZE]  # type: ignore[no-any-return]
+        return self._decrypt_checked(ad, ciphertext, None, 0)  # type: ignore[return-value]
+
+    def decrypt_into(self, ad: bytes, ciphertext: bytes, out: SecureBuffer, offset: int = 0) -> int:
+        """DecryptWithAd for a secret payload: the plaintext goes straight into ``out`` at ``offset``.
+
+        Returns the plaintext length. On a bad tag libsodium zeroes the target region and
+        :class:`DecryptionError` is raised; ``n`` is unchanged.
+        """
+        if not isinstance(out, SecureBuffer):
+            raise WrongTypeError(f"out must be a SecureBuffer, got {type(out).__name__}")
+        return self._decrypt_checked(ad, ciphertext, out, offset)  # type: ignore[return-value]
+
+    def _decrypt_checked(self, ad: object, ciphertext: object, out: SecureBuffer | None, offset: int) -> bytes | int:
+        self._check_open()
+        ad_b = _public(ad, "associated data")
+        ct = _public(ciphertext, "ciphertext")
+        size = len(ct)
+        if size > MAX_MESSAGE:
+            raise WrongLengthError(f"a {size}-byte Noise message exceeds the 65535-byte maximum")
+        if out is not None:
+            if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+                raise InvalidArgumentError(f"offset must be a non-negative int, got {offset!r}")
+            plain_len = size - (TAG_SIZE if self._k is not None else 0)
+            if offset + plain_len > len(out):
+                raise WrongLengthError(
+                    f"a {plain_len}-byte plaintext at offset {offset} does not fit a {len(out)}-byte buffer"
+                )
+        if self._k is None:  # the spec: no key, plaintext = ciphertext (public handshake data)
+            if out is None:
+                return ct
+            if size:
+                out.write(ct, offset)
+            return size
+        if size < TAG_SIZE:
+            raise WrongLengthError(f"a {size}-byte Noise ciphertext cannot hold the {TAG_SIZE}-byte tag")
+        if self._n >= MAX_NONCE:
+            raise SessionExpiredError("CipherState nonces are exhausted (n reached 2^64-1): rekeying cannot help")
+        target: object = self._scratch(size) if out is None else out._address() + offset
+        if _DECRYPT(target, None, None, ct, size, ad_b, len(ad_b), _nonce(self._n), self._k._pointer()) != 0:
+            raise DecryptionError("Noise message failed authentication (wrong key, nonce or ad, or tampered)")
+        self._n += 1
+        if out is None:
+            return self._out[: size - TAG_SIZE]  # type: ignore[no-any-return]
+        dummy = _scrub_args(size - TAG_SIZE)  # a secret plaintext: scrub the stack (same binding, same depth)
+        _DECRYPT(dummy[0], None, None, dummy[1], dummy[2], b"", _LENS[0], _SCRUB_NONCE, _SCRUB_KEY_PTR)
+        return size - TAG_SIZE
+
+    def rekey(self) -> None:
+        """Rekey() of spec section 4.2: ``k = REKEY(k)``; ``n`` is unchanged. The old key is purged."""
+        self._check_open()
+        if self._k is None:
+            raise CryptoError("Rekey() needs a key: this CipherState has none")
+        new = rekey_key(self._k)
+        old, self._k = self._k, new
+        old.secure_purge()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SessionExpiredError("this CipherState is closed (its key was purged)")
+
+    def close(self) -> None:
+        """Purge the key. Idempotent; every later call raises :class:`SessionExpiredError`."""
+        self._closed = True
+        key, self._k = self._k, None
+        if key is not None:
+            key.secure_purge()
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    def _fresh_key_address(self) -> int:
+        """For :class:`SymmetricState`: the address where the next ``k`` is written in place
+        (allocating the slot on first use); ``n`` restarts at 0, as InitializeKey says."""
+        if self._k is None:
+            self._k = SecureKeyBuffer.allocate()
+        self._n = 0
+        return self._k._address()
+
+    def __enter__(self) -> CipherState:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __reduce_ex__(self, protocol: object) -> Any:
+        raise NotCopyableError("a CipherState holds a key: it cannot be pickled or copied")
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("keyed" if self._k is not None else "empty")
+        return f"<CipherState {state} n={self._n}>"
+
+
+class SymmetricState:
+    """``ck``, ``h`` and a :class:`CipherState` (spec section 5.2). ``ck`` lives in locked memory.
+
+    ``InitializeSymmetric`` runs in the constructor. :meth:`split` purges ``ck`` and the
+    handshake's ``k`` once both transport keys are derived.
+    """
+
+    __slots__ = ("_h", "_ws", "cipher_state")
+
+    def __init__(self, protocol_name: bytes) -> None:
+        if not isinstance(protocol_name, bytes):
+            raise WrongTypeError(f"protocol_name must be bytes, got {type(protocol_name).__name__}")
+        if len(protocol_name) <= HASHLEN:
+            self._h = protocol_name.ljust(HASHLEN, b"\x00")
+        else:
+            self._h = hashlib.sha256(protocol_name).digest()
+        # one locked workspace (one arena slot instead of four): ck, and three scratch areas
+        # zeroed after each use - the HKDF temp key, temp_h, and the DH output
+        self._ws: SecureBuffer | None = SecureBuffer(_WS_SIZE)
+        self._ws.write(self._h, _CK)  # ck = h (public until the first MixKey)
+        self.cipher_state = CipherState()
+
+    def _workspace(self) -> int:
+        if self._ws is None:
+            raise HandshakeError("SymmetricState already split: ck is gone")
+        return self._ws._address()
+
+    # HKDF(chaining_key, input_key_material, num_outputs) of spec section 4.3, on addresses.
+    def _hkdf(self, ikm: object, ikm_len: int, out1: int, out2: int, out3: int | None = None) -> None:
+        ws = self._workspace()
+        temp_key = ws + _TEMP_KEY
+        try:
+            hmac_raw(ws + _CK, HASHLEN, [(ikm, ikm_len)], temp_key)  # temp_key = HMAC(ck, ikm)
+            hmac_raw(temp_key, HASHLEN, [(b"\x01", 1)], out1)  # output1 = HMAC(temp_key, 0x01)
+            hmac_raw(temp_key, HASHLEN, [(out1, HASHLEN), (b"\x02", 1)], out2)  # output2
+            if out3 is not None:
+                hmac_raw(temp_key, HASHLEN, [(out2, HASHLEN), (b"\x03", 1)], out3)  # output3
+        finally:
+            _zero(temp_key, HASHLEN)  # the temp key, the line after its last use
+
+    def mix_key(self, input_key_material: SecureBuffer | bytes) -> None:
+        """MixKey: ``ck, temp_k = HKDF(ck, ikm, 2)``; ``InitializeKey(temp_k)`` (written in place)."""
+        if isinstance(input_key_material, SecureBuffer):
+            ikm: object = input_key_material._address()
+            ikm_len = len(input_key_material)
+        else:
+            ikm = _public(input_key_material, "input key material")
+            ikm_len = len(ikm)  # type: ignore[arg-type]
+        ck = self._workspace() + _CK
+        self._hkdf(ikm, ikm_len, ck, self.cipher_state._fresh_key_address())
+
+    def mix_key_dh(self, private_key: SecureKeyBuffer, public_key: bytes) -> None:
+        """``MixKey(DH(private_key, public_key))``: X25519 written into the locked workspace and
+        zeroed right after the MixKey. A low-order public key raises :class:`LowOrderPointError`.
+
+        This is :func:`cortex_sal.crypto.x25519.x25519_shared_secret` (the same libsodium call,
+        the same refusal) without a new arena slot per DH.
+        """
+        ws = self._workspace()
+        dh = ws + _DH
+        public = _public(public_key, "X25519 public key")
+        if len(public) != DHLEN:
+            raise WrongLengthError(f"an X25519 public key is {DHLEN} bytes, got {len(public)}")
+        try:
+            if sodium.crypto_scalarmult_curve25519(dh, private_key._address(), public) != 0:
+                raise LowOrderPointError("X25519 peer public key is a low-order point (the shared secret is all zeros)")
+            self._hkdf(dh, DHLEN, ws + _CK, self.cipher_state._fresh_key_address())
+        finally:
+            _zero(dh, DHLEN)  # the shared secret, the line after its last use
+
+    def mix_hash(self, data: bytes) -> None:
+        """MixHash: ``h = HASH(h || data)``."""
+        self._h = hashlib.sha256(self._h + data).digest()
+
+    def mix_key_and_hash(self, input_key_material: SecureBuffer) -> None:
+        """MixKeyAndHash: ``ck, temp_h, temp_k = HKDF(ck, ikm, 3)``; ``MixHash(temp_h)``;
+        ``InitializeKey(temp_k)``. ``temp_h`` stays in locked memory and is zeroed right after."""
+        if not isinstance(input_key_material, SecureBuffer):
+            raise WrongTypeError(f"a psk must be a SecureKeyBuffer, got {type(input_key_material).__name__}")
+        ws = self._workspace()
+        assert self._ws is not None
+        try:
+            self._hkdf(
+                input_key_material._address(),
+                len(input_key_material),
+                ws + _CK,
+                ws + _TEMP_H,
+                self.cipher_state._fresh_key_address(),
+            )
+            hasher = hashlib.sha256(self._h)
+            with self._ws._view() as view:
+                hasher.update(view[_TEMP_H : _TEMP_H + HASHLEN])  # read in place: no bytes copy
+            self._h = hasher.digest()
+        finally:
+            _zero(ws + _TEMP_H, HASHLEN)
+
+    def get_handshake_hash(self) -> bytes:
+        return self._h
+
+    @property
+    def h(self) -> bytes:
+        return self._h
+
+    def encrypt_and_hash(self, plaintext: bytes) -> bytes:
+        """EncryptAndHash: ``ciphertext = EncryptWithAd(h, plaintext)``; ``MixHash(ciphertext)``."""
+        ciphertext = self.cipher_state.encrypt_with_ad(self._h, plaintext)
+        self.mix_hash(ciphertext)
+        return ciphertext
+
+    def decrypt_and_hash(self, ciphertext: bytes) -> bytes:
+        """DecryptAndHash: ``plaintext = DecryptWithAd(h, ciphertext)``; ``MixHash(ciphertext)``."""
+        plaintext = self.cipher_state.decrypt_with_ad(self._h, ciphertext)
+        self.mix_hash(ciphertext)
+        return plaintext
+
+    def split(self) -> tuple[CipherState, CipherState]:
+        """Split: ``temp_k1, temp_k2 = HKDF(ck, empty, 2)`` into two new CipherStates; then
+        ``ck`` and the workspace are purged. ``temp_k1`` is written over the handshake ``k``
+        (dead from here on), whose slot the first CipherState takes over."""
+        self._workspace()
+        k1 = self.cipher_state._k or SecureKeyBuffer.allocate()
+        self.cipher_state._k = None
+        k2 = SecureKeyBuffer.allocate()
+        try:
+            self._hkdf(None, 0, k1._address(), k2._address())
+        except BaseException:
+            k1.secure_purge()
+            k2.secure_purge()
+            raise
+        finally:
+            self.close()
+        return CipherState(k1), CipherState(k2)
+
+    def close(self) -> None:
+        """Purge ``ck`` and the workspace, and the handshake cipher key. Idempotent."""
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            ws.secure_purge()
+        self.cipher_state.close()
+
+    def _secret_buffers(self) -> list[SecureBuffer]:
+        return [b for b in (self._ws, self.cipher_state._k) if b is not None]
+
+    def __reduce_ex__(self, protocol: object) -> Any:
+        raise NotCopyableError("a SymmetricState holds ck: it cannot be pickled or copied")
+
+
+class HandshakeStatus(enum.Enum):
+    HANDSHAKE = "HANDSHAKE"  # messages remain
+    COMPLETE = "COMPLETE"  # all messages done, Split() ran
+    FAILED = "FAILED"  # an error: every secret purged, terminal
+    CLOSED = "CLOSED"  # close() before completion: every secret purged, terminal
+
+
+# (token, initiator) -> (local key is e, remote key is re)
+_DH_KEYS = {
+    ("ee", True): (True, True),
+    ("ee", False): (True, True),
+    ("es", True): (True, False),
+    ("es", False): (False, True),
+    ("se", True): (False, True),
+    ("se", False): (True, False),
+    ("ss", True): (False, False),
+    ("ss", False): (False, False),
+}
+
+
+def _private_key(key: object, what: str) -> SecureKeyBuffer | None:
+    if key is None:
+        return None
+    if isinstance(key, X25519PrivateKey):
+        key = key.key_buffer
+    if not isinstance(key, SecureKeyBuffer):
+        raise WrongTypeError(f"{what} must be an X25519PrivateKey or a SecureKeyBuffer, got {type(key).__name__}")
+    key._address()  # a purged key is refused here, before anything is built
+    return key
+
+
+def _public_key(key: object, what: str) -> bytes | None:
+    if key is None:
+        return None
+    data = _public(key, what)
+    if len(data) != DHLEN:
+        raise WrongLengthError(f"{what} must be exactly {DHLEN} bytes, got {len(data)}")
+    return data
+
+
+class HandshakeState:
+    """A Noise handshake for one side (spec section 5.3), as a sans-IO object.
+
+    ``protocol_name``: ``"Noise_XX_25519_ChaChaPoly_SHA256"`` or just the pattern with its
+    modifiers (``"XX"``, ``"IKpsk2"``). ``s``: this side's static key (caller-owned, read in
+    place, never purged here). ``rs``: the peer's static public key, only for patterns that
+    pre-know it (``<- s`` / ``-> s`` pre-messages); a pattern that *transmits* it refuses an ``rs``
+    (the received key would silently replace it). ``e``: an injected ephemeral for known-answer
+    tests, owned by the handshake from then on. ``psks``: one 32-byte SecureKeyBuffer per
+    ``psk`` token, copied. ``re`` exists for completeness: no supported pattern pre-knows ``re``.
+
+    Call :meth:`write_message` / :meth:`read_message` in turn; after the last message,
+    :attr:`status` is COMPLETE and :meth:`split` hands over the two transport CipherStates.
+    """
+
+    __slots__ = (
+        "_e",
+        "_e_pub",
+        "_e_uses",
+        "_failure",
+        "_handshake_hash",
+        "_index",
+        "_initiator",
+        "_pattern",
+        "_psks",
+        "_re",
+        "_rs",
+        "_s",
+        "_s_pub",
+        "_s_uses",
+        "_split",
+        "_status",
+        "_sym",
+        "protocol_name",
+    )
+
+    def __init__(
+        self,
+        protocol_name: str | bytes,
+        initiator: bool,
+        prologue: bytes = b"",
+        *,
+        s: X25519PrivateKey | SecureKeyBuffer | None = None,
+        e: X25519PrivateKey | SecureKeyBuffer | None = None,
+        rs: bytes | None = None,
+        re: bytes | None = None,
+        psks: Sequence[SecureKeyBuffer] | None = None,
+    ) -> None:
+        # every check first: a refused construction allocates and takes over nothing
+        pattern = parse_pattern(protocol_name)
+        if not isinstance(initiator, bool):
+            raise WrongTypeError(f"initiator must be a bool, got {type(initiator).__name__}")
+        prologue_b = _public(prologue, "prologue")
+        s_key = _private_key(s, "s (static private key)")
+        e_key = _private_key(e, "e (injected ephemeral private key)")
+        rs_b = _public_key(rs, "rs (remote static public key)")
+        re_b = _public_key(re, "re (remote ephemeral public key)")
+        if psks is None:
+            psk_list: list[SecureKeyBuffer] = []
+        elif isinstance(psks, SecureBuffer) or not isinstance(psks, list | tuple):
+            raise WrongTypeError(f"psks must be a list of SecureKeyBuffer, got {type(psks).__name__}")
+        else:
+            psk_list = [_live_key(p, "each psk") for p in psks]
+        name = pattern.name
+        facts = pattern.facts(initiator)
+        if facts.static_needed != (s_key is not None):
+            need = "needs" if s_key is None else "does not use"
+            raise InvalidArgumentError(f"pattern {name} {need} a local static key s for this role")
+        if rs_b is not None and not facts.remote_static_premessage:
+            why = "transmits it during the handshake" if facts.remote_static_transmitted else "has no rs"
+            raise InvalidArgumentError(f"pattern {name} refuses a pre-known rs: it {why}")
+        if rs_b is None and facts.remote_static_premessage:
+            raise InvalidArgumentError(f"pattern {name} needs the peer's static public key rs for this role")
+        if (re_b is not None) != facts.remote_ephemeral_premessage:
+            raise InvalidArgumentError(f"pattern {name} has no pre-known remote ephemeral: re must be None")
+        if e_key is not None and not facts.sends_e:
+            raise InvalidArgumentError(f"pattern {name} generates no ephemeral key for this role: e must be None")
+        if len(psk_list) != pattern.psk_count:
+            raise InvalidArgumentError(f"pattern {name} needs {pattern.psk_count} psk(s), got {len(psk_list)}")
+        if s_key is not None and s_key is e_key:
+            raise InvalidArgumentError("s and e must be different keys")
+
+        self._pattern = pattern
+        self.protocol_name = pattern.protocol_name()
+        self._initiator = initiator
+        self._status = HandshakeStatus.HANDSHAKE
+        self._failure: str | None = None
+        self._index = 0
+        self._split: tuple[CipherState, CipherState] | None = None
+        self._handshake_hash: bytes | None = None
+        self._s = s_key
+        self._s_pub = x25519_public_key(s_key) if s_key is not None else None
+        self._e = e_key
+        self._e_pub: bytes | None = None
+        self._rs = rs_b
+        self._re = re_b
+        self._psks: list[SecureKeyBuffer] = []
+        self._sym: SymmetricState | None = None
+        # DH tokens that use each local private key: the key is let go after the last one
+        self._e_uses = facts.e_uses
+        self._s_uses = facts.s_uses
+        try:
+            for p in psk_list:
+                copy = SecureKeyBuffer.allocate()
+                self._psks.append(copy)
+                copy.write(p)
+            sym = self._sym = SymmetricState(self.protocol_name.encode("ascii"))
+            sym.mix_hash(prologue_b)
+            for token in pattern.initiator_pre:  # the initiator's pre-message keys first
+                sym.mix_hash(self._pre_key(token, initiator_side=True))
+            for token in pattern.responder_pre:
+                sym.mix_hash(self._pre_key(token, initiator_side=False))
+        except BaseException:
+            self._e = None  # a constructor that raises takes nothing over: e stays the caller's
+            self._wipe()
+            raise
+        if self._s_uses == 0:
+            self._s = None  # no DH uses the static private key: its public half is all we need
+
+    def _pre_key(self, token: str, *, initiator_side: bool) -> bytes:
+        mine = initiator_side == self._initiator
+        if token == "s":
+            key = self._s_pub if mine else self._rs
+        else:  # "e": no supported pattern has one; kept for the spec's fallback shape
+            key = self._ephemeral_public() if mine else self._re
+        if key is None:
+            raise InvalidArgumentError(f"pre-message token {token} needs a key that was not given")
+        return key
+
+    # -- state ------------------------------------------------------------------------------
+
+    @property
+    def pattern(self) -> HandshakePattern:
+        return self._pattern
+
+    @property
+    def initiator(self) -> bool:
+        return self._initiator
+
+    @property
+    def status(self) -> HandshakeStatus:
+        return self._status
+
+    @property
+    def failure(self) -> str | None:
+        """Why the handshake failed (no secret in it), or None."""
+        return self._failure
+
+    @property
+    def is_complete(self) -> bool:
+        return self._status is HandshakeStatus.COMPLETE
+
+    @property
+    def message_index(self) -> int:
+        """How many handshake messages have been written or read so far."""
+        return self._index
+
+    @property
+    def is_my_turn(self) -> bool:
+        """True if the next call is :meth:`write_message`, False if :meth:`read_message`."""
+        if self._status is not HandshakeStatus.HANDSHAKE:
+            return False
+        return self._pattern.messages[self._index].from_initiator == self._initiator
+
+    @property
+    def remote_static(self) -> bytes | None:
+        """The peer's static public key: pre-known, or as soon as the message carrying it was read."""
+        return self._rs
+
+    @property
+    def local_static(self) -> bytes | None:
+        """This side's static public key (None if the pattern uses none)."""
+        return self._s_pub
+
+    @property
+    def remote_ephemeral(self) -> bytes | None:
+        return self._re
+
+    @property
+    def handshake_hash(self) -> bytes:
+        """The final ``h`` (channel binding value), once the handshake is COMPLETE."""
+        if self._handshake_hash is None:
+            raise HandshakeError(
+                f"the handshake hash exists once the handshake is complete (status {self._status.value})"
+            )
+        return self._handshake_hash
+
+    def get_handshake_hash(self) -> bytes:
+        """GetHandshakeHash(): the current ``h`` (the final one once COMPLETE)."""
+        if self._handshake_hash is not None:
+            return self._handshake_hash
+        self._check_running("get_handshake_hash")
+        assert self._sym is not None
+        return self._sym.get_handshake_hash()
+
+    def _check_running(self, call: str) -> None:
+        if self._status is HandshakeStatus.HANDSHAKE:
+            return
+        if self._status is HandshakeStatus.FAILED:
+            raise HandshakeError(f"{call} refused: the handshake FAILED ({self._failure})")
+        if self._status is HandshakeStatus.CLOSED:
+            raise HandshakeError(f"{call} refused: the handshake was closed")
+        raise HandshakeError(f"{call} refused: the handshake is complete; use split() and a transport")
+
+    # -- messages -----------------------------------------------------------------------------
+
+    def write_message(self, payload: bytes = b"") -> bytes:
+        """WriteMessage(payload): the next handshake message. The payload is public (certificates)."""
+        payload_b = _public(payload, "handshake payload")
+        self._check_running("write_message")
+        try:
+            if not self.is_my_turn:
+                raise HandshakeError(
+                    f"write_message out of turn: message {self._index + 1} of {self._pattern.name} "
+                    f"comes from the {'responder' if self._initiator else 'initiator'}"
+                )
+            fixed, tag = self._pattern.layouts[self._index]
+            if fixed + len(payload_b) + tag > MAX_MESSAGE:
+                raise WrongLengthError(
+                    f"a {len(payload_b)}-byte payload makes a {fixed + len(payload_b) + tag}-byte handshake message; "
+                    f"the maximum is {MAX_MESSAGE} (at most {MAX_MESSAGE - fixed - tag} payload bytes here)"
+                )
+            sym = self._sym
+            assert sym is not None
+            parts: list[bytes] = []
+            for token in self._pattern.messages[self._index].tokens:
+                if token == "e":
+                    pub = self._ephemeral_public()
+                    parts.append(pub)
+                    sym.mix_hash(pub)
+                    if self._pattern.is_psk:
+                        sym.mix_key(pub)
+                    if self._e_uses == 0:
+                        self._drop_e()
+                elif token == "s":
+                    assert self._s_pub is not None
+                    parts.append(sym.encrypt_and_hash(self._s_pub))
+                elif token == "psk":
+                    self._mix_psk(sym)
+                else:
+                    self._dh(sym, token)
+            parts.append(sym.encrypt_and_hash(payload_b))
+            message = b"".join(parts)
+            self._advance()
+        except BaseException as exc:
+            self._fail(exc)
+            raise
+        return message
+
+    def read_message(self, message: bytes) -> bytes:
+        """ReadMessage(message): process the peer's handshake message, return its (public) payload."""
+        msg = _public(message, "handshake message")
+        self._check_running("read_message")
+        try:
+            if self.is_my_turn:
+                raise HandshakeError(
+                    f"read_message out of turn: message {self._index + 1} of {self._pattern.name} "
+                    f"comes from the {'initiator' if self._initiator else 'responder'} (this side)"
+                )
+            if len(msg) > MAX_MESSAGE:
+                raise WrongLengthError(f"a {len(msg)}-byte handshake message exceeds the {MAX_MESSAGE}-byte maximum")
+            fixed, tag = self._pattern.layouts[self._index]
+            if len(msg) < fixed + tag:
+                raise WrongLengthError(
+                    f"handshake message {self._index + 1} of {self._pattern.name} needs at least {fixed + tag} "
+                    f"bytes, got {len(msg)}"
+                )
+            sym = self._sym
+            assert sym is not None
+            pos = 0
+            for token in self._pattern.messages[self._index].tokens:
+                if token == "e":
+                    self._re = msg[pos : pos + DHLEN]
+                    pos += DHLEN
+                    sym.mix_hash(self._re)
+                    if self._pattern.is_psk:
+                        sym.mix_key(self._re)
+                elif token == "s":
+                    n = DHLEN + (TAG_SIZE if sym.cipher_state._k is not None else 0)
+                    self._rs = sym.decrypt_and_hash(msg[pos : pos + n])
+                    pos += n
+                elif token == "psk":
+                    self._mix_psk(sym)
+                else:
+                    self._dh(sym, token)
+            payload = sym.decrypt_and_hash(msg[pos:])
+            self._advance()
+        except BaseException as exc:
+            self._fail(exc)
+            raise
+        return payload
+
+    def _ephemeral_public(self) -> bytes:
+        if self._e is None:
+            self._e = SecureKeyBuffer()  # GENERATE_KEYPAIR: 32 random bytes drawn in locked memory
+        if self._e_pub is None:
+            self._e_pub = x25519_public_key(self._e)
+        return self._e_pub
+
+    def _dh(self, sym: SymmetricState, token: str) -> None:
+        """MixKey(DH(...)) for one DH token; the shared secret is purged right after."""
+        # ee: DH(e, re); es: DH(e, rs) initiator / DH(s, re) responder;
+        # se: DH(s, re) initiator / DH(e, rs) responder; ss: DH(s, rs)
+        use_e, use_re = _DH_KEYS[token, self._initiator]
+        remote = self._re if use_re else self._rs
+        private = self._e if use_e else self._s
+        if private is None or remote is None:
+            raise HandshakeError(f"token {token}: a key it needs is missing")
+        sym.mix_key_dh(private, remote)  # raises LowOrderPointError
+        if use_e:
+            self._e_uses -= 1
+            if self._e_uses == 0:
+                self._drop_e()  # the ephemeral, the line after its last DH
+        else:
+            self._s_uses -= 1
+            if self._s_uses == 0:
+                self._s = None  # the caller's static key after its last DH: let go, never purged here
+
+    def _mix_psk(self, sym: SymmetricState) -> None:
+        if not self._psks:
+            raise HandshakeError("psk token without a psk")
+        psk = self._psks.pop(0)
+        try:
+            sym.mix_key_and_hash(psk)
+        finally:
+            psk.secure_purge()  # our copy, the line after its last use
+
+    def _drop_e(self) -> None:
+        e, self._e = self._e, None
+        if e is not None:
+            e.secure_purge()
+
+    def _advance(self) -> None:
+        self._index += 1
+        if self._index < len(self._pattern.messages):
+            return
+        sym = self._sym
+        assert sym is not None
+        self._handshake_hash = sym.get_handshake_hash()
+        self._split = sym.split()  # purges ck and the handshake k
+        self._sym = None
+        self._drop_e()
+        self._s = None
+        self._status = HandshakeStatus.COMPLETE
+
+    def split(self) -> tuple[CipherState, CipherState]:
+        """Split()'s two CipherStates ``(c1, c2)``: ``c1`` encrypts initiator -> responder,
+        ``c2`` responder -> initiator (one-way patterns use only ``c1``). Handed over once:
+        the caller owns and closes them."""
+        if self._status is not HandshakeStatus.COMPLETE:
+            self._check_running("split")
+            raise HandshakeError(f"split refused: {len(self._pattern.messages) - self._index} message(s) remain")
+        if self._split is None:
+            raise HandshakeError("split refused: the CipherStates were already handed over")
+        pair, self._split = self._split, None
+        return pair
+
+    # -- failure and lifecycle -------------------------------------------------------------------
+
+    def _fail(self, exc: BaseException) -> None:
+        why = str(exc) if isinstance(exc, CortexError) else f"internal error ({type(exc).__name__})"
+        self._status = HandshakeStatus.FAILED
+        self._failure = why
+        self._wipe()
+        log.info("Noise handshake %s failed: %s", self._pattern.name, why)
+
+    def _wipe(self) -> None:
+        self._drop_e()
+        self._s = None
+        psks, self._psks = self._psks, []
+        for psk in psks:
+            psk.secure_purge()
+        sym, self._sym = self._sym, None
+        if sym is not None:
+            sym.close()
+        pair, self._split = self._split, None
+        if pair is not None:
+            for cs in pair:
+                cs.close()
+
+    def abort(self, why: str = "aborted by the caller") -> None:
+        """Fail the handshake on the caller's grounds (e.g. a certificate in a payload did not
+        verify): FAILED with ``why`` as the reason, every secret purged. No-op once COMPLETE."""
+        if not isinstance(why, str):
+            raise WrongTypeError(f"why must be a str, got {type(why).__name__}")
+        if self._status is HandshakeStatus.HANDSHAKE:
+            self._fail(HandshakeError(why))
+        elif self._status is HandshakeStatus.COMPLETE:
+            return
+        self._wipe()
+
+    def close(self) -> None:
+        """Purge everything this handshake still holds (abort, or drop un-taken CipherStates).
+
+        Before completion this is terminal (CLOSED); the caller's static key is not touched.
+        """
+        if self._status is HandshakeStatus.HANDSHAKE:
+            self._status = HandshakeStatus.CLOSED
+        self._wipe()
+
+    def __enter__(self) -> HandshakeState:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __reduce_ex__(self, protocol: object) -> Any:
+        raise NotCopyableError("a HandshakeState holds secrets: it cannot be pickled or copied")
+
+    def _secret_buffers(self) -> list[SecureBuffer]:
+        """Every locked buffer this handshake currently owns (tests check they end purged)."""
+        out: list[SecureBuffer] = [*self._psks]
+        if self._e is not None:
+            out.append(self._e)
+        if self._sym is not None:
+            out += self._sym._secret_buffers()
+        if self._split is not None:
+            out += [cs._k for cs in self._split if cs._k is not None]
+        return out
+
+    def __repr__(self) -> str:
+        role = "initiator" if self._initiator else "responder"
+        return f"<HandshakeState {self._pattern.name} {role} {self._status.value} message={self._index}>"
+
+
+__all__ = [
+    "MAX_MESSAGE",
+    "MAX_NONCE",
+    "MAX_PLAINTEXT",
+    "TAG_SIZE",
+    "CipherState",
+    "HandshakeState",
+    "HandshakeStatus",
+    "SymmetricState",
+    "rekey_key",
+]

@@ -1,0 +1,752 @@
+"""A sans-IO Noise transport over Split()'s two CipherStates, for one side of a session.
+
+Feed it plaintexts and get wire messages, feed it wire messages and get plaintexts; it never
+touches a socket. The two directions have independent keys, nonces and rekey epochs.
+
+Wire format
+-----------
+* **ordered** mode (a reliable, in-order link such as TCP): each message is exactly a Noise
+  transport message, ``ciphertext || tag (16)``, under the implicit nonce ``n`` (0, 1, 2, ...)
+  of the sending direction. Without rekeying this is plain Noise, readable by any Noise
+  implementation (``noiseprotocol``'s ``encrypt``/``decrypt``).
+* **lossy** mode (datagrams that may be lost, reordered or duplicated): each message is
+  ``nonce (u64 big-endian, 8 bytes) || ciphertext || tag (16)``. The nonce is the Noise nonce
+  ``n`` used for the AEAD (``0x00000000 || n little-endian``): tampering with it fails the tag.
+
+In both modes the Noise message (``ciphertext || tag``) is at most 65535 bytes, so a plaintext is
+at most 65519 bytes; a longer one is refused before anything is encrypted, and a longer incoming
+message is refused before any decryption. ``ad`` (default empty) is associated data both ends
+supply out of band.
+
+Replay window (lossy mode)
+--------------------------
+The receiver remembers the highest nonce it accepted and a bitmap of the ``window`` (>= 1024,
+default 1024) nonces behind it. A nonce is accepted at most once; one more than ``window``
+behind the highest is refused with :class:`ReplayAttackError` ("too old"), as is a repeat.
+Every check runs before the AEAD; the window (and any key change) moves **only after the tag
+verified**, so a forged or tampered message changes no state at all.
+
+Rekeying (spec section 11.3)
+----------------------------
+``Rekey()`` of spec section 4.2 (``k = REKEY(k)``; the nonce is not reset) runs at *epoch*
+boundaries, each direction on its own, by the same rule at both ends:
+
+* the nonce space is cut into epochs of ``E = rekey_every`` nonces (``2**32`` when ``rekey_every``
+  is None); nonce ``n`` belongs to epoch ``n // E`` and is encrypted under ``k_epoch``, where
+  ``k_0`` is Split()'s key and ``k_{j+1} = REKEY(k_j)``. With a count, the key therefore changes
+  after every ``E`` messages of a direction;
+* time: with ``rekey_interval_s``, a *sender* whose current epoch started that long ago (on its
+  injected clock) skips the rest of that epoch: its next message uses the first nonce of the
+  next epoch, ``(epoch + 1) * E``, under the next key. Only the sender reads a clock; the nonce
+  tells the receiver everything, so the two ends never need synchronised clocks;
+* an ordered receiver expects nonce ``n``; when ``n`` starts a new epoch it derives the next key
+  first. If the tag fails under ``n``, it tries once more with the first nonce of the next epoch
+  and the next key (a sender's time skip). The new key replaces the old one only if that tag
+  verifies;
+* a lossy receiver reads the epoch from the explicit nonce. A message of the current epoch uses
+  the current key. A message of a later epoch (at most ``max_epoch_skip``, default 16, ahead:
+  further is refused, bounding the work a forgery can cause) gets its key derived tentatively;
+  only if the tag verifies does that epoch become current. The key (and replay bitmap) of the
+  epoch just before the current one is kept for late messages until the first of: a newer epoch
+  starts, ``window`` nonces of the current epoch have passed (every older nonce is then out of
+  the window anyway), or ``rekey_grace_s`` (default 5 s) since the switch on the receiver's clock.
+  Older epochs are refused with :class:`ReplayAttackError`. In lossy mode ``rekey_every`` must be
+  at least ``window``, so that every nonce inside the window belongs to the current or the
+  previous epoch: the acceptance rule is exactly "not seen before, and not more than ``window``
+  behind the highest nonce accepted", across epoch changes (until the grace time runs out).
+
+Both ends must use the same ``rekey_every`` (None on both is fine); ``rekey_interval_s`` may
+differ, it only drives the local sender. The old key is purged the moment the new one is
+installed; ``close()`` purges every key, and every later call raises
+:class:`SessionExpiredError`. Nonce ``2**64 - 1`` is reserved (REKEY uses it): a sender that
+reaches it raises :class:`SessionExpiredError` (re-handshake).
+
+Errors
+------
+A refused message changes nothing (nonces, windows, keys): :class:`FrameAuthError` (the tag did
+not verify, or a nonce too many epochs ahead), :class:`ReplayAttackError` (a repeat, too old, or
+of a retired epoch), :class:`FrameFormatError` (truncated, over 65535 bytes, reserved nonce).
+An outgoing plaintext over 65519 bytes raises :class:`WrongLengthError`; wrong argument types
+raise :class:`WrongTypeError`. The transport does not close itself on a bad message (on an ordered
+link the caller will usually drop the connection; on a lossy one it drops the datagram).
+
+Not thread-safe: one object is used by one thread at a time.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+from typing import Any
+
+from ...errors import (
+    FrameAuthError,
+    FrameFormatError,
+    InvalidArgumentError,
+    NotCopyableError,
+    ReplayAttackError,
+    SensorBusError,
+    SessionExpiredError,
+    WrongLengthError,
+    WrongTypeError,
+)
+from ...securemem import SecureBuffer, SecureKeyBuffer
+from ..clock import SYSTEM_CLOCK, Clock
+from .state import (
+    _DECRYPT,
+    _DECRYPT_FAST,
+    _ENCRYPT,
+    _ENCRYPT_FAST,
+    _LENS,
+    _SCRUB_KEY_PTR,
+    _SCRUB_NONCE,
+    MAX_MESSAGE,
+    MAX_NONCE,
+    MAX_PLAINTEXT,
+    TAG_SIZE,
+    CipherState,
+    HandshakeState,
+    HandshakeStatus,
+    _nonce,
+    _scrub_args,
+    rekey_key,
+)
+
+NONCE_SIZE = 8  # lossy mode's explicit nonce
+DEFAULT_WINDOW = 1024
+MIN_WINDOW = 1024
+MAX_WINDOW = 1 << 16
+DEFAULT_EPOCH = 1 << 32  # the epoch length when rekey_every is None
+DEFAULT_MAX_EPOCH_SKIP = 16
+DEFAULT_REKEY_GRACE_S = 5.0
+_INITIAL_SCRATCH = 4096 + NONCE_SIZE + 2 * 16
+
+_BE64 = struct.Struct(">Q")
+_pack_be = _BE64.pack_into
+_unpack_be = _BE64.unpack_from
+
+
+def _int_option(value: object, what: str, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise WrongTypeError(f"{what} must be an int, got {type(value).__name__}")
+    if not low <= value <= high:
+        raise InvalidArgumentError(f"{what} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _seconds_option(value: object, what: str) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise WrongTypeError(f"{what} must be a number of seconds, got {type(value).__name__}")
+    if not value > 0:
+        raise InvalidArgumentError(f"{what} must be positive, got {value!r}")
+    return float(value)
+
+
+class _Epoch:
+    """A lossy receiver's key epoch: its key and its replay window."""
+
+    __slots__ = ("highest", "index", "key", "seen", "started")
+
+    def __init__(self, index: int, key: SecureKeyBuffer, started: float) -> None:
+        self.index = index
+        self.key = key
+        self.highest = -1  # nothing accepted yet
+        self.seen = 0  # bit d set: nonce highest - d was accepted
+        self.started = started
+
+
+class NoiseTransport:
+    """Encrypt and decrypt Noise transport messages for one side (see the module docstring).
+
+    ``send``/``recv`` are taken over (closed with this object); either may be None for the
+    silent direction of a one-way pattern. Both must be fresh from Split() (``n == 0``).
+    """
+
+    __slots__ = (
+        "_clock",
+        "_closed",
+        "_cur",
+        "_epoch_len",
+        "_grace",
+        "_interval",
+        "_lossy",
+        "_mask",
+        "_max_skip",
+        "_oaddr",
+        "_obody",
+        "_obuf",
+        "_ocap",
+        "_out_max",
+        "_prev",
+        "_r_limit",
+        "_r_low",
+        "_recv_epoch",
+        "_rk",
+        "_rn",
+        "_s_limit",
+        "_s_started",
+        "_send_epoch",
+        "_sk",
+        "_sn",
+        "_why_closed",
+        "_window",
+    )
+
+    def __init__(
+        self,
+        send: CipherState | None,
+        recv: CipherState | None,
+        *,
+        lossy: bool = False,
+        rekey_every: int | None = None,
+        rekey_interval_s: float | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        window: int = DEFAULT_WINDOW,
+        max_epoch_skip: int = DEFAULT_MAX_EPOCH_SKIP,
+        rekey_grace_s: float = DEFAULT_REKEY_GRACE_S,
+    ) -> None:
+        for cs, what in ((send, "send"), (recv, "recv")):
+            if cs is None:
+                continue
+            if not isinstance(cs, CipherState):
+                raise WrongTypeError(f"{what} must be a CipherState or None, got {type(cs).__name__}")
+            if cs.is_closed or cs._k is None:
+                raise InvalidArgumentError(f"{what} CipherState must be keyed and open (fresh from split())")
+            if cs._n != 0:
+                raise InvalidArgumentError(f"{what} CipherState must be fresh from split() (n == 0), got n={cs._n}")
+            cs._k._address()  # a purged or fork-inherited key is refused now
+        if send is None and recv is None:
+            raise InvalidArgumentError("a transport needs at least one direction")
+        if send is not None and send is recv:
+            raise InvalidArgumentError("send and recv must be different CipherStates")
+        if not isinstance(lossy, bool):
+            raise WrongTypeError(f"lossy must be a bool, got {type(lossy).__name__}")
+        window = _int_option(window, "window", MIN_WINDOW, MAX_WINDOW)
+        epoch_len = DEFAULT_EPOCH if rekey_every is None else _int_option(rekey_every, "rekey_every", 1, DEFAULT_EPOCH)
+        if lossy and epoch_len < window:
+            raise InvalidArgumentError(
+                f"in lossy mode rekey_every ({epoch_len}) must be at least the replay window ({window})"
+            )
+        interval = None if rekey_interval_s is None else _seconds_option(rekey_interval_s, "rekey_interval_s")
+        grace = _seconds_option(rekey_grace_s, "rekey_grace_s")
+        max_skip = _int_option(max_epoch_skip, "max_epoch_skip", 1, 1 << 16)
+        if not callable(getattr(clock, "monotonic", None)):
+            raise WrongTypeError(f"clock must have a monotonic() method, got {type(clock).__name__}")
+
+        self._lossy = lossy
+        self._epoch_len = epoch_len
+        self._interval = interval
+        self._grace = grace
+        self._max_skip = max_skip
+        self._window = window
+        self._mask = (1 << (window + 1)) - 1
+        self._clock = clock
+        self._closed = False
+        self._why_closed = ""
+        self._ocap = 0
+        self._obuf: Any = None
+        self._oaddr = 0
+        self._obody: Any = None
+        self._out_max = -1
+        self._out(_INITIAL_SCRATCH)
+        # sending direction: its key, next nonce, epoch and when that epoch started
+        self._sk: SecureKeyBuffer | None = None
+        self._sn = 0
+        self._send_epoch = 0
+        self._s_started = 0.0
+        # receiving direction (ordered: key + next nonce; lossy: current/previous epochs)
+        self._rk: SecureKeyBuffer | None = None
+        self._rn = 0
+        self._recv_epoch = 0
+        self._cur: _Epoch | None = None
+        self._prev: _Epoch | None = None
+        now = clock.monotonic() if interval is not None or lossy else 0.0
+        if send is not None:
+            self._sk, send._k = send._k, None  # taken over: the CipherState is left empty and closed
+            send.close()
+            self._s_started = now
+        if recv is not None:
+            self._rk, recv._k = recv._k, None
+            recv.close()
+            if lossy:
+                assert self._rk is not None
+                self._cur = _Epoch(0, self._rk, now)
+        self._set_limits()
+
+    @classmethod
+    def from_handshake(cls, handshake: HandshakeState, **options: Any) -> NoiseTransport:
+        """The transport of a COMPLETE handshake (takes its CipherStates over via ``split()``).
+
+        The initiator sends with ``c1`` and receives with ``c2``, the responder the other way
+        round; for a one-way pattern the initiator only sends and the responder only receives
+        (``c2`` is closed unused).
+        """
+        if not isinstance(handshake, HandshakeState):
+            raise WrongTypeError(f"handshake must be a HandshakeState, got {type(handshake).__name__}")
+        if handshake.status is not HandshakeStatus.COMPLETE:
+            raise InvalidArgumentError(f"the handshake is not complete (status {handshake.status.value})")
+        c1, c2 = handshake.split()
+        if handshake.pattern.one_way:
+            c2.close()
+            send, recv = (c1, None) if handshake.initiator else (None, c1)
+        else:
+            send, recv = (c1, c2) if handshake.initiator else (c2, c1)
+        try:
+            return cls(send, recv, **options)
+        except BaseException:
+            for cs in (c1, c2):
+                cs.close()
+            raise
+
+    # -- properties ----------------------------------------------------------------------------
+
+    @property
+    def lossy(self) -> bool:
+        return self._lossy
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    @property
+    def rekey_every(self) -> int:
+        """The epoch length E in nonces (2**32 when no count was given)."""
+        return self._epoch_len
+
+    @property
+    def window(self) -> int:
+        return self._window
+
+    @property
+    def send_nonce(self) -> int:
+        """The nonce the next sent message will use (before any time skip)."""
+        return self._sn
+
+    @property
+    def send_epoch(self) -> int:
+        return self._send_epoch
+
+    @property
+    def recv_nonce(self) -> int:
+        """Ordered mode: the nonce expected next. Lossy mode: the highest accepted plus one."""
+        if self._lossy:
+            return self._cur.highest + 1 if self._cur is not None else 0
+        return self._rn
+
+    @property
+    def recv_epoch(self) -> int:
+        if self._lossy:
+            return self._cur.index if self._cur is not None else 0
+        return self._recv_epoch
+
+    @property
+    def recv_highest(self) -> int:
+        """Lossy mode: the highest nonce accepted so far (-1 before the first)."""
+        return self._cur.highest if self._cur is not None else -1
+
+    @property
+    def has_previous_epoch_key(self) -> bool:
+        """Lossy mode: whether the previous epoch's key is still kept for late messages."""
+        return self._prev is not None
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _set_limits(self) -> None:
+        """The fast paths run while the next nonce stays inside the current epoch (and no clock
+        needs reading); anything else takes the checked path."""
+        if self._closed or self._sk is None or self._interval is not None:
+            self._s_limit = -1
+        else:
+            self._s_limit = min((self._send_epoch + 1) * self._epoch_len, MAX_NONCE)
+        self._r_low = self._recv_epoch * self._epoch_len
+        if self._closed or self._rk is None:
+            self._r_limit = -1
+        elif self._lossy:
+            self._r_limit = -1 if self._prev is not None else min((self._recv_epoch + 1) * self._epoch_len, MAX_NONCE)
+        else:
+            self._r_limit = min((self._recv_epoch + 1) * self._epoch_len, MAX_NONCE)
+
+    def _out(self, size: int) -> Any:
+        """This transport's scratch buffer for public data (ciphertexts, bytes plaintexts), >= size."""
+        if size > self._ocap:
+            self._ocap = min(max(size, 2 * self._ocap, _INITIAL_SCRATCH), MAX_MESSAGE + NONCE_SIZE)
+            self._obuf = ctypes.create_string_buffer(self._ocap)
+            self._oaddr = ctypes.addressof(self._obuf)
+            self._obody = ctypes.c_void_p(self._oaddr + NONCE_SIZE)  # where a lossy message's body starts
+            head = NONCE_SIZE if self._lossy else 0
+            self._out_max = min(MAX_PLAINTEXT, self._ocap - TAG_SIZE - head)  # fast-path plaintext bound
+        return self._obuf
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SessionExpiredError(f"the Noise transport is closed ({self._why_closed}); re-handshake")
+
+    # -- sending -----------------------------------------------------------------------------------
+
+    def encrypt(self, plaintext: bytes | SecureBuffer, ad: bytes = b"") -> bytes:
+        """One wire message for ``plaintext`` (bytes, or a SecureBuffer read in place; at most 65519 bytes)."""
+        n = self._sn
+        if n < self._s_limit and type(plaintext) is bytes and type(ad) is bytes:
+            size = len(plaintext)
+            if size <= self._out_max:
+                adlen = len(ad)
+                if self._lossy:
+                    _pack_be(self._obuf, 0, n)
+                    _ENCRYPT_FAST(
+                        self._obody, None, plaintext, _LENS[size], ad,
+                        _LENS[adlen], None, _nonce(n), self._sk._pointer(),  # type: ignore[union-attr]
+                    )  # fmt: skip
+                    self._sn = n + 1
+                    return self._obuf[: size + TAG_SIZE + NONCE_SIZE]  # type: ignore[no-any-return]
+                _ENCRYPT_FAST(
+                    self._obuf, None, plaintext, _LENS[size], ad,
+                    _LENS[adlen], None, _nonce(n), self._sk._pointer(),  # type: ignore[union-attr]
+                )  # fmt: skip
+                self._sn = n + 1
+                return self._obuf[: size + TAG_SIZE]  # type: ignore[no-any-return]
+        return self._encrypt_checked(plaintext, ad)
+
+    def _encrypt_checked(self, plaintext: object, ad: object) -> bytes:
+        self._check_open()
+        if self._sk is None:
+            raise SensorBusError("this side of a one-way transport only receives")
+        if type(ad) is not bytes:
+            if not isinstance(ad, bytes | bytearray | memoryview) or isinstance(ad, SecureBuffer):
+                raise WrongTypeError(f"ad must be bytes, got {type(ad).__name__}")
+            ad = bytes(ad)
+        if isinstance(plaintext, SecureBuffer):
+            size = len(plaintext)
+            pointer: object = None
+        elif isinstance(plaintext, bytes | bytearray | memoryview):
+            plaintext = pointer = bytes(plaintext)
+            size = len(plaintext)
+        else:
+            raise WrongTypeError(f"plaintext must be bytes or a SecureBuffer, got {type(plaintext).__name__}")
+        if size > MAX_PLAINTEXT:
+            raise WrongLengthError(
+                f"a {size}-byte plaintext does not fit a Noise message: at most {MAX_PLAINTEXT} bytes "
+                f"(65535 including the {TAG_SIZE}-byte tag); nothing was encrypted"
+            )
+        n = self._sn
+        epoch = self._send_epoch
+        now = 0.0
+        if self._interval is not None:
+            now = self._clock.monotonic()
+            boundary = (epoch + 1) * self._epoch_len
+            if now - self._s_started >= self._interval and n < boundary:
+                n = boundary  # a time rekey: skip to the first nonce of the next epoch
+        if n >= MAX_NONCE:
+            raise SessionExpiredError("the sending nonces are exhausted (2^64-1 is reserved); re-handshake")
+        if n // self._epoch_len != epoch:
+            new = rekey_key(self._sk)
+            old, self._sk = self._sk, new
+            old.secure_purge()  # the old key, the moment the new one is in place
+            self._send_epoch = epoch + 1
+            self._s_started = now if self._interval is not None else 0.0
+        if isinstance(plaintext, SecureBuffer):
+            pointer = plaintext._address()
+        out = self._out(size + TAG_SIZE + NONCE_SIZE)
+        if self._lossy:
+            _pack_be(out, 0, n)
+            target = self._oaddr + NONCE_SIZE
+        else:
+            target = self._oaddr
+        if _ENCRYPT(target, None, pointer, size, ad, len(ad), None, _nonce(n), self._sk._pointer()) != 0:
+            raise SensorBusError("ChaCha20-Poly1305 encryption failed")
+        self._sn = n + 1
+        self._set_limits()
+        head = NONCE_SIZE if self._lossy else 0
+        return out[: head + size + TAG_SIZE]  # type: ignore[no-any-return]
+
+    # -- receiving ---------------------------------------------------------------------------------
+
+    def decrypt(self, message: bytes, ad: bytes = b"") -> bytes:
+        """The plaintext of one wire message, as bytes (for public payloads)."""
+        if type(message) is bytes and type(ad) is bytes:
+            if len(message) > self._ocap:
+                self._out(len(message))  # the scratch holds any plaintext the fast path may write
+            size = self._open_fast(message, ad, self._obuf)
+            if size >= 0:
+                return self._obuf[:size]  # type: ignore[no-any-return]
+        return self._decrypt_checked(message, ad, None, 0)  # type: ignore[return-value]
+
+    def decrypt_into(self, message: bytes, out: SecureBuffer, offset: int = 0, ad: bytes = b"") -> int:
+        """Decrypt one wire message straight into locked memory (``out`` at ``offset``); return its length.
+
+        On a failed tag libsodium zeroes the target region; nothing else changes.
+        """
+        if type(message) is bytes and type(ad) is bytes and type(offset) is int and isinstance(out, SecureBuffer):
+            plain = len(message) - (NONCE_SIZE if self._lossy else 0) - TAG_SIZE
+            if 0 <= offset and offset + plain <= len(out):
+                size = self._open_fast(message, ad, ctypes.c_void_p(out._address() + offset), secret=True)
+                if size >= 0:
+                    return size
+        if not isinstance(out, SecureBuffer):
+            raise WrongTypeError(f"out must be a SecureBuffer, got {type(out).__name__}")
+        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+            raise InvalidArgumentError(f"offset must be a non-negative int, got {offset!r}")
+        return self._decrypt_checked(message, ad, out, offset)  # type: ignore[return-value]
+
+    def _open_fast(self, message: bytes, ad: bytes, target: object, secret: bool = False) -> int:
+        """The common case, in as few steps as possible: a message of the current epoch, no
+        clock to read. Returns the plaintext length, or -1 for "take the checked path" (which
+        also re-checks and reports a failed tag). ``target``: a ctypes pointer or char array."""
+        size = len(message)
+        adlen = len(ad)
+        if not self._lossy:
+            n = self._rn
+            if n < self._r_limit and TAG_SIZE <= size <= MAX_MESSAGE:
+                rc = _DECRYPT_FAST(
+                    target, None, None, message, _LENS[size], ad, _LENS[adlen], _nonce(n),
+                    self._rk._pointer(),  # type: ignore[union-attr]
+                )  # fmt: skip
+                if rc == 0:
+                    self._rn = n + 1
+                    if secret:  # the stack scrub of state.py: same binding, same depth
+                        dummy = _scrub_args(size - TAG_SIZE)
+                        _DECRYPT_FAST(dummy[0], None, None, dummy[1], dummy[2], b"", _LENS[0], _SCRUB_NONCE,
+                                      _SCRUB_KEY_PTR)  # fmt: skip
+                    return size - TAG_SIZE
+        elif NONCE_SIZE + TAG_SIZE <= size <= NONCE_SIZE + MAX_MESSAGE:
+            (n,) = _unpack_be(message)
+            if self._r_low <= n < self._r_limit:  # the current epoch, and no previous key kept
+                cur = self._cur
+                d = cur.highest - n  # type: ignore[union-attr]
+                if d < 0 or (d <= self._window and not (cur.seen >> d) & 1):  # type: ignore[union-attr]
+                    body_size = size - NONCE_SIZE
+                    rc = _DECRYPT_FAST(
+                        target, None, None, message[NONCE_SIZE:], _LENS[body_size], ad, _LENS[adlen],
+                        _nonce(n), cur.key._pointer(),  # type: ignore[union-attr]
+                    )  # fmt: skip
+                    if rc == 0:  # the tag verified: only now does the window move
+                        if d < 0:
+                            cur.seen = ((cur.seen << -d) | 1) & self._mask  # type: ignore[union-attr]
+                            cur.highest = n  # type: ignore[union-attr]
+                        else:
+                            cur.seen |= 1 << d  # type: ignore[union-attr]
+                        if secret:  # the stack scrub of state.py: same binding, same depth
+                            dummy = _scrub_args(body_size - TAG_SIZE)
+                            _DECRYPT_FAST(dummy[0], None, None, dummy[1], dummy[2], b"", _LENS[0], _SCRUB_NONCE,
+                                          _SCRUB_KEY_PTR)  # fmt: skip
+                        return body_size - TAG_SIZE
+        return -1
+
+    def _decrypt_checked(self, message: object, ad: object, out: SecureBuffer | None, offset: int) -> bytes | int:
+        if type(message) is not bytes:
+            if not isinstance(message, bytes | bytearray | memoryview) or isinstance(message, SecureBuffer):
+                raise WrongTypeError(f"message must be bytes, got {type(message).__name__}")
+            message = bytes(message)
+        if type(ad) is not bytes:
+            if not isinstance(ad, bytes | bytearray | memoryview) or isinstance(ad, SecureBuffer):
+                raise WrongTypeError(f"ad must be bytes, got {type(ad).__name__}")
+            ad = bytes(ad)
+        self._check_open()
+        if self._rk is None:
+            raise SensorBusError("this side of a one-way transport only sends")
+        assert isinstance(message, bytes) and isinstance(ad, bytes)
+        head = NONCE_SIZE if self._lossy else 0
+        size = len(message)
+        if size < head + TAG_SIZE:
+            raise FrameFormatError(f"a {size}-byte message is truncated: at least {head + TAG_SIZE} bytes")
+        if size - head > MAX_MESSAGE:
+            raise FrameFormatError(
+                f"a {size - head}-byte Noise message exceeds the {MAX_MESSAGE}-byte maximum (tag included)"
+            )
+        plain_len = size - head - TAG_SIZE
+        if out is not None and offset + plain_len > len(out):
+            raise WrongLengthError(
+                f"a {plain_len}-byte plaintext at offset {offset} does not fit a {len(out)}-byte buffer"
+            )
+        if self._lossy:
+            return self._decrypt_lossy(message, ad, out, offset, plain_len)
+        return self._decrypt_ordered(message, ad, out, offset, plain_len)
+
+    def _open(
+        self, key: SecureKeyBuffer, n: int, body: bytes, ad: bytes, out: SecureBuffer | None, offset: int
+    ) -> bool:
+        if out is None:
+            if self._ocap < len(body):
+                self._out(len(body))
+            target: object = self._obuf
+        else:
+            target = out._address() + offset
+        if _DECRYPT(target, None, None, body, len(body), ad, len(ad), _nonce(n), key._pointer()) != 0:
+            return False
+        if out is not None:  # a secret plaintext: the stack scrub of state.py (same binding, same depth)
+            dummy = _scrub_args(len(body) - TAG_SIZE)
+            _DECRYPT(dummy[0], None, None, dummy[1], dummy[2], b"", _LENS[0], _SCRUB_NONCE, _SCRUB_KEY_PTR)
+        return True
+
+    def _result(self, out: SecureBuffer | None, plain_len: int) -> bytes | int:
+        return self._obuf[:plain_len] if out is None else plain_len  # type: ignore[no-any-return]
+
+    def _decrypt_ordered(
+        self, message: bytes, ad: bytes, out: SecureBuffer | None, offset: int, plain_len: int
+    ) -> bytes | int:
+        assert self._rk is not None
+        n = self._rn
+        if n >= MAX_NONCE:
+            raise SessionExpiredError("the receiving nonces are exhausted (2^64-1 is reserved); re-handshake")
+        epoch = self._recv_epoch
+        next_key: SecureKeyBuffer | None = None
+        try:
+            if n // self._epoch_len == epoch:
+                candidates = [(n, False)]
+                skip = (epoch + 1) * self._epoch_len  # a sender's time rekey lands here
+                if skip < MAX_NONCE:
+                    candidates.append((skip, True))
+            else:
+                candidates = [(n, True)]  # n starts the next epoch
+            for nonce, is_next in candidates:
+                if is_next and next_key is None:
+                    next_key = rekey_key(self._rk)
+                if self._open(next_key if is_next else self._rk, nonce, message, ad, out, offset):  # type: ignore[arg-type]
+                    if is_next:
+                        old, self._rk, next_key = self._rk, next_key, None
+                        old.secure_purge()
+                        self._recv_epoch = epoch + 1
+                    self._rn = nonce + 1
+                    self._set_limits()
+                    return self._result(out, plain_len)
+        finally:
+            if next_key is not None:
+                next_key.secure_purge()  # a tentative key that did not verify
+        raise FrameAuthError(f"message {n} failed authentication (tampered, forged, or out of order)")
+
+    def _decrypt_lossy(
+        self, message: bytes, ad: bytes, out: SecureBuffer | None, offset: int, plain_len: int
+    ) -> bytes | int:
+        cur = self._cur
+        assert cur is not None
+        (n,) = _unpack_be(message)
+        if n >= MAX_NONCE:
+            raise FrameFormatError("nonce 2^64-1 is reserved: no message uses it")
+        now = self._clock.monotonic()
+        # an expired previous key is not used, but only an authenticated message purges it:
+        # nothing unauthenticated changes state
+        prev = self._prev if self._prev is not None and not self._previous_expired(now) else None
+        if cur.highest - n > self._window:  # the window is the global one, across epochs
+            raise ReplayAttackError(
+                f"nonce {n} is {cur.highest - n} behind the highest accepted ({cur.highest}); "
+                f"the window is {self._window}"
+            )
+        epoch = n // self._epoch_len
+        body = message[NONCE_SIZE:]
+        if epoch == cur.index or (prev is not None and epoch == prev.index):
+            slot = cur if epoch == cur.index else prev
+            assert slot is not None
+            d = self._window_check(slot, n)
+            if not self._open(slot.key, n, body, ad, out, offset):
+                raise FrameAuthError(f"message {n} failed authentication (tampered or forged); window unchanged")
+            self._window_accept(slot, n, d)
+            self._expire_previous(now)
+            return self._result(out, plain_len)
+        if epoch < cur.index:
+            raise ReplayAttackError(f"nonce {n} belongs to key epoch {epoch}, already retired (current {cur.index})")
+        ahead = epoch - cur.index
+        if ahead > self._max_skip:
+            raise FrameAuthError(
+                f"nonce {n} is {ahead} key epochs ahead (at most {self._max_skip}): not authenticated; "
+                "if the peer is genuine, re-handshake"
+            )
+        # a later epoch: derive its key tentatively, keep it only if the tag verifies
+        chain: list[SecureKeyBuffer] = []
+        try:
+            key = cur.key
+            for _ in range(ahead):
+                key = rekey_key(key)
+                chain.append(key)
+            if not self._open(key, n, body, ad, out, offset):
+                raise FrameAuthError(f"message {n} failed authentication (tampered or forged); keys unchanged")
+            new = _Epoch(epoch, chain.pop(), now)
+            new.highest, new.seen = n, 1
+            old_prev = self._prev
+            if ahead == 1:
+                self._prev = cur
+            else:  # epochs were skipped: the one just before the new one may still send late messages
+                self._prev = _Epoch(epoch - 1, chain.pop(), now)
+                cur.key.secure_purge()
+            if old_prev is not None:
+                old_prev.key.secure_purge()
+            self._cur = new
+            self._rk = new.key
+            self._recv_epoch = epoch
+            self._set_limits()
+            return self._result(out, plain_len)
+        finally:
+            for k in chain:
+                k.secure_purge()  # intermediate (and, on failure, all) tentative keys
+
+    def _window_check(self, slot: _Epoch, n: int) -> int:
+        d = slot.highest - n
+        if d >= 0:
+            if d > self._window:
+                raise ReplayAttackError(
+                    f"nonce {n} is {d} behind the highest accepted ({slot.highest}); the window is {self._window}"
+                )
+            if (slot.seen >> d) & 1:
+                raise ReplayAttackError(f"nonce {n} was already accepted (replay)")
+        return d
+
+    def _window_accept(self, slot: _Epoch, n: int, d: int) -> None:
+        if d < 0:
+            slot.seen = ((slot.seen << -d) | 1) & self._mask
+            slot.highest = n
+        else:
+            slot.seen |= 1 << d
+
+    def _previous_expired(self, now: float) -> bool:
+        """The previous epoch's key is done once ``window`` nonces of the current epoch have
+        passed (every older nonce is out of the window) or ``rekey_grace_s`` after the switch."""
+        cur = self._cur
+        assert cur is not None
+        return cur.highest - cur.index * self._epoch_len >= self._window or now - cur.started >= self._grace
+
+    def _expire_previous(self, now: float) -> None:
+        prev = self._prev
+        if prev is not None and self._previous_expired(now):
+            self._prev = None
+            prev.key.secure_purge()
+            self._set_limits()
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Purge every key (both directions, any previous epoch). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._why_closed = "closed"
+        keys = [self._sk, self._rk]
+        for ep in (self._cur, self._prev):
+            if ep is not None:
+                keys.append(ep.key)
+        self._sk = self._rk = None
+        self._cur = self._prev = None
+        for key in keys:
+            if key is not None:
+                key.secure_purge()
+        self._set_limits()
+
+    def _secret_buffers(self) -> list[SecureKeyBuffer]:
+        """Every key this transport holds (tests check they end purged)."""
+        keys = [k for k in (self._sk, self._rk) if k is not None]
+        keys += [ep.key for ep in (self._cur, self._prev) if ep is not None and ep.key not in keys]
+        return keys
+
+    def __enter__(self) -> NoiseTransport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __reduce_ex__(self, protocol: object) -> Any:
+        raise NotCopyableError("a NoiseTransport holds keys: it cannot be pickled or copied")
+
+    def __repr__(self) -> str:
+        mode = "lossy" if self._lossy else "ordered"
+        state = "closed" if self._closed else "open"
+        return f"<NoiseTransport {mode} {state} sent={self._sn} recv={self.recv_nonce}>"
+
+
+__all__ = ["DEFAULT_WINDOW", "NONCE_SIZE", "NoiseTransport"]
