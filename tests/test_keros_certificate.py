@@ -704,3 +704,61 @@ def _fuzz_world() -> dict[str, object]:
 
 
 _FUZZ: dict[str, Any] = _fuzz_world()
+
+
+# -- the signature cache ----------------------------------------------------------------------------
+
+
+def test_a_remembered_signature_skips_only_the_ed25519_step(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[bytes] = []
+    real = certmod.ed25519_verify
+
+    def counting(public_key: bytes, message: bytes, signature: bytes) -> None:
+        if bytes(message).startswith(CERT_CONTEXT):  # not the revocation lists' signatures
+            calls.append(public_key)
+        real(public_key, message, signature)
+
+    monkeypatch.setattr(certmod, "ed25519_verify", counting)
+    certmod.clear_signature_cache()
+    world.verify_sensor()
+    world.verify_sensor()
+    assert len(calls) == 1  # the same bytes under the same root: verified once
+    # every other check still runs on a remembered certificate
+    assert reason_of(lambda: world.verify_sensor(now=NA + 1)) is CertificateReason.EXPIRED
+    assert reason_of(lambda: world.verify_sensor(remote_static=world.gateway_pub)) is CertificateReason.WRONG_KEY
+    assert reason_of(lambda: world.verify_sensor(trust=TrustStore([world.site.root]))) is (
+        CertificateReason.UNKNOWN_ISSUER
+    )
+    revoked = TrustStore([world.maker.root])
+    revoked.add_revocation_list(world.maker.revocation_list([SERIAL], issued_at=NOW))
+    assert reason_of(lambda: world.verify_sensor(trust=revoked)) is CertificateReason.REVOKED
+    # a byte changed is other bytes: verified (and refused) again
+    tampered = bytearray(world.sensor_cert)
+    tampered[-1] ^= 1
+    assert reason_of(lambda: world.verify_sensor(bytes(tampered))) is CertificateReason.BAD_SIGNATURE
+    assert len(calls) == 2
+    certmod.clear_signature_cache()
+    world.verify_sensor()
+    assert len(calls) == 3
+
+
+def test_a_failed_signature_is_never_remembered(world: World) -> None:
+    certmod.clear_signature_cache()
+    tampered = bytearray(world.sensor_cert)
+    tampered[-2] ^= 0x10
+    for _ in range(2):
+        assert reason_of(lambda: world.verify_sensor(bytes(tampered))) is CertificateReason.BAD_SIGNATURE
+    assert not certmod._verified_signatures
+
+
+def test_the_signature_cache_is_bounded(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    certmod.clear_signature_cache()
+    monkeypatch.setattr(certmod, "SIGNATURE_CACHE_SIZE", 3)
+    for i in range(5):
+        key = X25519PrivateKey.generate()
+        cert = world.maker.issue_sensor(key.public_bytes(), model_id=MODEL, serial=f"SN-C{i}", not_before=NB,
+                                        not_after=NA)  # fmt: skip
+        world.verify_sensor(cert, remote_static=key.public_bytes())
+        key.purge()
+    assert len(certmod._verified_signatures) == 3
+    certmod.clear_signature_cache()

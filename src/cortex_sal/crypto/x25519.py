@@ -45,12 +45,15 @@ class X25519PrivateKey:
 
     ``generate()`` draws the scalar inside locked memory; ``from_buffer()`` takes
     ownership of an existing buffer. ``purge()`` (or leaving the ``with`` block) zeroes it.
+    The public key is computed once and kept (it is public; a static key is asked for it on
+    every handshake): do not rewrite :attr:`key_buffer` in place.
     """
 
-    __slots__ = ("_key",)
+    __slots__ = ("_key", "_public")
 
     def __init__(self, key: SecureKeyBuffer) -> None:
         self._key = secret(key, "X25519 private key", KEY_SIZE)
+        self._public: bytes | None = None
 
     @classmethod
     def generate(cls) -> X25519PrivateKey:
@@ -65,7 +68,10 @@ class X25519PrivateKey:
         return self._key
 
     def public_bytes(self) -> bytes:
-        return x25519_public_key(self._key)
+        public = self._public
+        if public is None or self._key.is_purged:  # a purged key has no public key any more
+            public = self._public = x25519_public_key(self._key)
+        return public
 
     def exchange(self, peer_public_key: bytes) -> SecureKeyBuffer:
         return x25519_shared_secret(self._key, peer_public_key)

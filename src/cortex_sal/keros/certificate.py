@@ -18,6 +18,7 @@ everything in this module is public data. No I/O here: files are ``keros.ca_cli`
 
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import hmac
@@ -25,6 +26,7 @@ import json
 import math
 import re
 import struct
+import threading
 import time
 import unicodedata
 from collections.abc import Iterable
@@ -621,6 +623,36 @@ def _check_now(now: float | None) -> float:
     return float(now)
 
 
+# Certificates whose signature verified, by (root public key, exact certificate bytes): a sensor
+# reconnecting to its gateway presents the same bytes each time, and the Ed25519 verification is
+# the largest part of a check. Every other check (issuer still trusted, kind, window, key binding,
+# revocation, registry) still runs on every call; only a successful signature is remembered.
+SIGNATURE_CACHE_SIZE = 4096
+_verified_signatures: collections.OrderedDict[tuple[bytes, bytes], None] = collections.OrderedDict()
+_signature_lock = threading.Lock()
+
+
+def _signature_seen(root_key: bytes, data: bytes) -> bool:
+    with _signature_lock:
+        if (root_key, data) in _verified_signatures:
+            _verified_signatures.move_to_end((root_key, data))
+            return True
+        return False
+
+
+def _remember_signature(root_key: bytes, data: bytes) -> None:
+    with _signature_lock:
+        _verified_signatures[(root_key, data)] = None
+        if len(_verified_signatures) > SIGNATURE_CACHE_SIZE:
+            _verified_signatures.popitem(last=False)
+
+
+def clear_signature_cache() -> None:
+    """Forget every remembered signature (the next check of each certificate verifies it again)."""
+    with _signature_lock:
+        _verified_signatures.clear()
+
+
 def verify_certificate(
     cert: bytes,
     *,
@@ -650,12 +682,14 @@ def verify_certificate(
     root = trust._roots.get(issuer)
     if root is None:
         raise CertificateError(Reason.UNKNOWN_ISSUER, f"certificate issuer {issuer.hex()[:16]} is not a trusted root")
-    try:
-        ed25519_verify(root.public_key, CERT_CONTEXT + data[:end], data[end:])
-    except InvalidSignatureError:
-        raise CertificateError(
-            Reason.BAD_SIGNATURE, f"certificate signature does not verify under CA {root.name!r}"
-        ) from None
+    if not _signature_seen(root.public_key, data):
+        try:
+            ed25519_verify(root.public_key, CERT_CONTEXT + data[:end], data[end:])
+        except InvalidSignatureError:
+            raise CertificateError(
+                Reason.BAD_SIGNATURE, f"certificate signature does not verify under CA {root.name!r}"
+            ) from None
+        _remember_signature(root.public_key, data)
     if got_kind != expected:
         raise CertificateError(
             Reason.WRONG_KIND,

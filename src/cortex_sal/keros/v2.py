@@ -110,7 +110,7 @@ class _Party:
             raise InvalidArgumentError(
                 f"a {self._role} needs a {self._own_kind.name.lower()} certificate, got a {own.kind.name.lower()} one"
             )
-        if own.subject_key != static_key.public_bytes():
+        if own.subject_key != static_key.public_bytes():  # computed once per key object
             raise InvalidArgumentError(f"the {self._role}'s certificate does not certify its static key")
         self._certificate = bytes(certificate)  # public
         self._trust = trust

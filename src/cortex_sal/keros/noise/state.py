@@ -677,7 +677,10 @@ class HandshakeState:
         self._split: tuple[CipherState, CipherState] | None = None
         self._handshake_hash: bytes | None = None
         self._s = s_key
-        self._s_pub = x25519_public_key(s_key) if s_key is not None else None
+        if isinstance(s, X25519PrivateKey):
+            self._s_pub: bytes | None = s.public_bytes()  # computed once per key object
+        else:
+            self._s_pub = x25519_public_key(s_key) if s_key is not None else None
         self._e = e_key
         self._e_pub: bytes | None = None
         self._rs = rs_b
