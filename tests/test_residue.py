@@ -37,6 +37,7 @@ def _reports_text(reports: list) -> str:
         ("limes_master", ("limes_master",)),
         ("clinical_channel", ("sender_channel_key", "receiver_channel_key")),
         ("governance_node_key", ("node_seed",)),
+        ("ca_keys", ("ca_seed", "sensor_static")),
         ("noise_transport", ("ordered_key", "lossy_key", "samples_8")),
         ("keros_v2_gateway", ("child_static_private", "transport_i2r", "transport_r2i")),
         ("keros_v2_sensor", ("child_static_private", "transport_i2r", "transport_r2i")),

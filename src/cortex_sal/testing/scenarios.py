@@ -574,32 +574,24 @@ def _governance_parent(peer: Peer) -> None:
 
 
 def _governance_child(ctx: Context) -> None:
-    import contextlib
-    import io
     import tempfile
     from pathlib import Path
 
-    from ..cli import main
     from ..crypto import Ed25519SigningKey
     from ..governance.cli import SEED_FILE, _load_seed
 
-    def cortex_sal(*argv: str) -> None:  # the command line's own path; its output kept off our stdout
-        with contextlib.redirect_stdout(io.StringIO()) as out:
-            if main(list(argv)) != 0:
-                raise RuntimeError(f"cortex-sal {argv[0]} {argv[1]} failed: {out.getvalue()}")
-
     with tempfile.TemporaryDirectory() as tmp:
         keys, proposal = Path(tmp) / "node", Path(tmp) / "proposal.json"
-        cortex_sal("governance", "keygen", "--institution", "Residue Institute", "--jurisdiction", "DE",
-                   "--out", str(keys))  # fmt: skip
+        _cortex_sal("governance", "keygen", "--institution", "Residue Institute", "--jurisdiction", "DE",
+                    "--out", str(keys))  # fmt: skip
         ctx.send_public(str(keys).encode())
         ctx.checkpoint("after_keygen")
         with _load_seed(keys / SEED_FILE) as seed, Ed25519SigningKey(seed) as key:
             key.sign(b"a proposal digest")
             ctx.checkpoint("signing")
-        cortex_sal("governance", "propose", "--type", "clinical_threshold_change", "--set", "bridge_max_std=0.45",
-                   "--cite", "Doe et al. 2024", "--proposer", str(keys), "--out", str(proposal))  # fmt: skip
-        cortex_sal("governance", "sign", str(proposal), "--key", str(keys), "--out", str(Path(tmp) / "sig.json"))
+        _cortex_sal("governance", "propose", "--type", "clinical_threshold_change", "--set", "bridge_max_std=0.45",
+                    "--cite", "Doe et al. 2024", "--proposer", str(keys), "--out", str(proposal))  # fmt: skip
+        _cortex_sal("governance", "sign", str(proposal), "--key", str(keys), "--out", str(Path(tmp) / "sig.json"))
         ctx.checkpoint("after_sign")
 
 
@@ -751,6 +743,56 @@ def _noise_transport_child(ctx: Context) -> None:
     ctx.checkpoint("after_close")
 
 
+# -- the CA tool: a CA key and a sensor's static key generated, stored and loaded by the CLI -----
+
+
+def _ca_keys_parent(peer: Peer) -> None:
+    root = peer.receive().decode()
+    with open(os.path.join(root, "ca", "ca.key"), "rb") as fh:  # the secrets at rest, read by the test
+        ca_seed = fh.read()
+    with open(os.path.join(root, "sensor", "static.key"), "rb") as fh:
+        static = fh.read()
+    expanded = _ed25519_expanded(ca_seed)
+    peer.know(ca_seed=ca_seed, ca_scalar=expanded["scalar"], ca_prefix=expanded["prefix"], sensor_static=static)
+    peer.checkpoint("after_issue", session_live=False)
+    peer.checkpoint("loaded", session_live=True)
+    peer.checkpoint("after_purge", session_live=False)
+
+
+def _ca_keys_child(ctx: Context) -> None:
+    import tempfile
+    from pathlib import Path
+
+    from ..keros.ca_cli import load_ca, load_identity
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ca, sensor = Path(tmp) / "ca", Path(tmp) / "sensor"
+        _cortex_sal("ca", "init", "--kind", "manufacturer", "--name", "Residue Devices", "--out", str(ca))
+        _cortex_sal("ca", "issue-sensor", "--ca", str(ca), "--model", V2_MODEL, "--serial", "SN-1", "--days", "1",
+                    "--out", str(sensor))  # fmt: skip
+        ctx.send_public(tmp.encode())
+        ctx.checkpoint("after_issue")
+        authority = load_ca(ca)
+        static, _certificate = load_identity(sensor)
+        authority.revocation_list(["SN-1"], issued_at=int(time.time()))  # a signature with the loaded key
+        ctx.checkpoint("loaded")
+        authority.purge()
+        static.purge()
+        ctx.checkpoint("after_purge")
+
+
+def _cortex_sal(*argv: str) -> None:
+    """The command line's own code path, its output kept off the child's protocol stdout."""
+    import contextlib
+    import io
+
+    from ..cli import main
+
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        if main(list(argv)) != 0:
+            raise RuntimeError(f"cortex-sal {' '.join(argv[:2])} failed: {out.getvalue()}")
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in [
@@ -767,6 +809,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("clinical_channel", _clinical_parent, _clinical_child),
         Scenario("governance_node_key", _governance_parent, _governance_child),
         Scenario("noise_transport", _noise_transport_parent, _noise_transport_child),
+        Scenario("ca_keys", _ca_keys_parent, _ca_keys_child),
         Scenario(
             "keros_v2_gateway",
             functools.partial(_v2_parent, child_is_gateway=True),
