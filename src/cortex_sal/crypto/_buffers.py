@@ -54,6 +54,8 @@ class Input:
             self.length = len(data)
             self.pointer = data  # ctypes passes a bytes object as a char* to its contents
             self._keep = data
+        elif isinstance(data, memoryview) and not data.readonly and not data.c_contiguous:
+            raise WrongTypeError(f"{what} must be a contiguous buffer, got a strided memoryview")
         elif isinstance(data, bytearray) or (isinstance(data, memoryview) and not data.readonly):
             view = memoryview(data).cast("B") if isinstance(data, memoryview) else data
             self.length = len(view)

@@ -161,7 +161,11 @@ def truncated_hash(value: str) -> str:
     """The form an identifier takes in the audit trail: SHA-256 of its UTF-8 bytes, first 16 hex digits."""
     if not isinstance(value, str):
         raise AuditError(f"truncated_hash takes a str, not {type(value).__name__}")
-    return hashlib.sha256(value.encode("utf-8")).hexdigest()[:16]
+    try:
+        raw = value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise AuditError("truncated_hash takes valid Unicode text (the value holds a lone surrogate)") from None
+    return hashlib.sha256(raw).hexdigest()[:16]
 
 
 # --- details policy ------------------------------------------------------------------
@@ -445,7 +449,7 @@ def _jsonl_records(path: Path) -> Iterator[tuple[object, str | None]]:
         try:
             text = line.decode("ascii")
             record = _strict_loads(text)
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
             yield None, f"not a valid canonical JSON line ({exc})"
             continue
         yield record, None
@@ -513,7 +517,7 @@ class AuditTrail:
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
             row = self._conn.execute("SELECT format FROM audit_head WHERE id = 0").fetchone()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, UnicodeDecodeError) as exc:  # a TEXT column that is not UTF-8
             self._conn.close()
             self._conn = None
             raise AuditError(f"{self._path} is not a usable audit trail: {exc}") from None
@@ -586,7 +590,7 @@ class AuditTrail:
             except BaseException as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
+                if isinstance(exc, sqlite3.Error | UnicodeDecodeError):
                     raise AuditError(f"cannot append to the audit trail: {exc}") from None
                 raise
         return AuditEntry(count, timestamp, event, MappingProxyType(frozen), last_hash, ehash)
@@ -598,7 +602,7 @@ class AuditTrail:
         with self._lock:
             try:
                 count, last_hash = self._db().execute("SELECT count, last_hash FROM audit_head WHERE id = 0").fetchone()
-            except (sqlite3.Error, TypeError) as exc:
+            except (sqlite3.Error, TypeError, UnicodeDecodeError) as exc:
                 raise AuditError(f"cannot read the audit head: {exc}") from None
         return AuditHead(count, last_hash)
 
@@ -615,7 +619,7 @@ class AuditTrail:
                     ).fetchall()
                 finally:
                     conn.execute("COMMIT")
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, UnicodeDecodeError) as exc:
                 raise AuditError(f"cannot read the audit trail: {exc}") from None
         if head_row is None:
             raise AuditError("the audit head is missing")
@@ -631,7 +635,7 @@ class AuditTrail:
             return None, "details column is not text"
         try:
             details = _strict_loads(details_text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
             return None, f"details are not valid JSON ({exc})"
         record = {
             "index": idx,

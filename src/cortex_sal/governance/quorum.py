@@ -78,6 +78,8 @@ _REGISTRY_FORMAT = "cortex-governance-registry-v1"
 _NODE_ID_RE = re.compile(r"[0-9a-f]{16}")
 _JURISDICTION_RE = re.compile(r"[A-Z]{2}")
 _MAX_SAFE_INTEGER = 2**53 - 1
+_MAX_DEPTH = 32  # nesting of arrays and objects in a proposal's content (deeper is refused, not recursed into)
+_MAX_JSON_DEPTH = 64  # the same for canonical JSON (a bundle wraps the content in two more objects)
 
 
 class Refusal(StrEnum):
@@ -116,7 +118,7 @@ def canonical_json(value: object) -> bytes:
     ``-0`` -> ``0``, integral floats without a fraction); ``list``/``tuple`` as arrays;
     mappings with ``str`` keys as objects, members sorted by the UTF-16 code units of their
     keys, no whitespace anywhere. Refused (``ProposalError``): NaN, infinities, larger ints,
-    non-``str`` keys, any other type.
+    non-``str`` keys, nesting deeper than 64 arrays/objects, any other type.
     """
     out: list[str] = []
     _encode(value, out)
@@ -126,7 +128,9 @@ def canonical_json(value: object) -> bytes:
         raise ProposalError("canonical JSON: a string holds a lone surrogate") from e
 
 
-def _encode(value: object, out: list[str]) -> None:
+def _encode(value: object, out: list[str], depth: int = 0) -> None:
+    if depth > _MAX_JSON_DEPTH:
+        raise ProposalError(f"canonical JSON: nested deeper than {_MAX_JSON_DEPTH} arrays or objects")
     if value is None:
         out.append("null")
     elif value is True:
@@ -144,7 +148,7 @@ def _encode(value: object, out: list[str]) -> None:
         for i, item in enumerate(value):
             if i:
                 out.append(",")
-            _encode(item, out)
+            _encode(item, out, depth + 1)
         out.append("]")
     elif isinstance(value, Mapping):
         for key in value:
@@ -156,7 +160,7 @@ def _encode(value: object, out: list[str]) -> None:
                 out.append(",")
             out.append(_jcs_string(key))
             out.append(":")
-            _encode(value[key], out)
+            _encode(value[key], out, depth + 1)
         out.append("}")
     else:
         raise ProposalError(f"canonical JSON: cannot encode a {type(value).__name__}")
@@ -211,8 +215,10 @@ def _jcs_float(x: float) -> str:
     return sign + body
 
 
-def _freeze(value: object, where: str) -> object:
+def _freeze(value: object, where: str, depth: int = 0) -> object:
     """A deep, read-only copy of a JSON value (dicts -> mappingproxy, lists -> tuple)."""
+    if depth > _MAX_DEPTH:
+        raise ProposalError(f"{where}: nested deeper than {_MAX_DEPTH} arrays or objects")
     if value is None or isinstance(value, bool | str):
         return value
     if isinstance(value, int):
@@ -222,13 +228,13 @@ def _freeze(value: object, where: str) -> object:
         _jcs_float(value)
         return value
     if isinstance(value, list | tuple):
-        return tuple(_freeze(v, f"{where}[{i}]") for i, v in enumerate(value))
+        return tuple(_freeze(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value))
     if isinstance(value, Mapping):
         out = {}
         for k, v in value.items():
             if not isinstance(k, str):
                 raise ProposalError(f"{where}: object keys must be str, got {type(k).__name__}")
-            out[k] = _freeze(v, f"{where}.{k}")
+            out[k] = _freeze(v, f"{where}.{k}", depth + 1)
         return MappingProxyType(out)
     raise ProposalError(f"{where}: {type(value).__name__} is not a JSON value")
 
@@ -244,7 +250,12 @@ def _thaw(value: object) -> object:
 def _parse_int(digits: str) -> int | float:
     """JSON numbers are IEEE-754 doubles (RFC 8785): an integral literal beyond 2**53 - 1 is a float."""
     n = int(digits)
-    return n if abs(n) <= _MAX_SAFE_INTEGER else float(n)
+    if abs(n) <= _MAX_SAFE_INTEGER:
+        return n
+    try:
+        return float(n)
+    except OverflowError:
+        raise BundleError(f"integer literal of {len(digits)} digits is beyond the IEEE-754 double range") from None
 
 
 def _strict_loads(text: str | bytes) -> object:
@@ -268,7 +279,10 @@ def _strict_loads(text: str | bytes) -> object:
 def _timestamp(value: object, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise WrongTypeError(f"{what} must be a number of seconds since the epoch, got {type(value).__name__}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond the double range
+        value = math.inf
     if not math.isfinite(value) or value < 0:
         raise InvalidArgumentError(f"{what} must be a finite, non-negative epoch time")
     return value
@@ -333,6 +347,10 @@ class GovernanceNode:
             raise WrongLengthError(f"public_key must be {PUBLIC_KEY_SIZE} bytes, got {len(self.public_key)}")
         if not isinstance(self.institution, str) or not self.institution.strip():
             raise InvalidArgumentError("institution must be a non-empty string")
+        try:
+            self.institution.encode("utf-8")  # the node id hashes it
+        except UnicodeEncodeError:
+            raise InvalidArgumentError("institution must be valid Unicode text (it holds a lone surrogate)") from None
         if not isinstance(self.jurisdiction, str) or not _JURISDICTION_RE.fullmatch(self.jurisdiction):
             raise InvalidArgumentError(
                 f"jurisdiction must be an ISO 3166-1 alpha-2 code (two uppercase letters) or 'EU', "
@@ -458,7 +476,10 @@ def _check_threshold_content(content: object) -> dict[str, object]:
             _jcs_int(value)
             out[name] = value
         else:
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:  # an int beyond the double range
+                value = math.inf
             if not math.isfinite(value):
                 raise ProposalError(f"{name} must be finite")
             out[name] = value
@@ -499,6 +520,7 @@ class Proposal:
         object.__setattr__(self, "citations", citations)
         object.__setattr__(self, "created", created)
         object.__setattr__(self, "expires", created + PROPOSAL_LIFETIME_S)
+        self.canonical_bytes()  # what nodes sign must exist (a lone surrogate has no UTF-8): ProposalError
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -561,6 +583,8 @@ class Signature:
     def __post_init__(self) -> None:
         if not isinstance(self.node_id, str):
             raise WrongTypeError("node_id must be a str")
+        if not _NODE_ID_RE.fullmatch(self.node_id):
+            raise InvalidArgumentError("node_id must be a node id (16 lowercase hex digits)")
         if not isinstance(self.signature, bytes):
             raise WrongTypeError(f"signature must be bytes, got {type(self.signature).__name__}")
         if len(self.signature) != SIGNATURE_SIZE:

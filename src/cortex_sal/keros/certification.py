@@ -82,6 +82,7 @@ class SensorCertificationAuthority:
             raise WrongTypeError(f"sensor_id must be a non-empty str, got {type(sensor_id).__name__}")
         if not isinstance(sensor_ack, bytes | bytearray | memoryview):
             raise WrongTypeError(f"sensor_ack must be bytes, got {type(sensor_ack).__name__}")
+        id_hash = sensor_id_hash(sensor_id)  # refuses an id that is not valid Unicode before any key exists
         _check_ephemeral(tee_private_key)
         try:
             key = self.perform_ecdh_handshake(sensor_id, sensor_ephemeral_pub, tee_private_key, challenge)
@@ -98,9 +99,7 @@ class SensorCertificationAuthority:
         except BaseException:
             key.secure_purge()
             raise
-        sid = v1.session_id(
-            sensor_id_hash(sensor_id), bytes(sensor_ephemeral_pub), tee_private_key.public_bytes(), bytes(challenge)
-        )
+        sid = v1.session_id(id_hash, bytes(sensor_ephemeral_pub), tee_private_key.public_bytes(), bytes(challenge))
         return {"session_key": key, "status": "ok", "session_id": sid}
 
 

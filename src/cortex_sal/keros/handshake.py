@@ -20,7 +20,7 @@ import os
 from collections.abc import Iterable
 
 from ..crypto import X25519PrivateKey
-from ..errors import CortexError, HandshakeError, SensorNotCertifiedError, WrongTypeError
+from ..errors import CortexError, HandshakeError, InvalidArgumentError, SensorNotCertifiedError, WrongTypeError
 from ..securemem import SecureKeyBuffer
 from . import v1
 from .clock import SYSTEM_CLOCK, Clock
@@ -190,8 +190,14 @@ class GatewayHandshake(_Handshake):
     ) -> None:
         super().__init__(clock, ephemeral_key)
         self.gateway_id_hash = sensor_id_hash(gateway_id)
+        if registry is not None and not isinstance(registry, SensorRegistry):
+            raise WrongTypeError(f"registry must be a SensorRegistry, got {type(registry).__name__}")
         self.registry = registry or SensorRegistry.default()
+        if sensor_ids is not None and (isinstance(sensor_ids, str) or not isinstance(sensor_ids, Iterable)):
+            raise WrongTypeError(f"sensor_ids must be an iterable of str, got {type(sensor_ids).__name__}")
         self._candidates = list(sensor_ids) if sensor_ids is not None else [m.model_id for m in self.registry.models()]
+        if isinstance(freshness_s, bool) or not isinstance(freshness_s, int | float) or not freshness_s >= 0:
+            raise InvalidArgumentError(f"freshness_s must be a number of seconds >= 0, got {freshness_s!r}")
         self._freshness_s = float(freshness_s)
         self._challenge: bytes | None = None
         self.sensor_id: str | None = None

@@ -38,7 +38,11 @@ def sensor_id_hash(sensor_id: str) -> bytes:
     """The 32-byte identifier hash sent on the wire instead of the id (SHA-256 of UTF-8)."""
     if not isinstance(sensor_id, str) or not sensor_id:
         raise WrongTypeError(f"sensor_id must be a non-empty str, got {type(sensor_id).__name__}")
-    return hashlib.sha256(sensor_id.encode("utf-8")).digest()
+    try:
+        raw = sensor_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgumentError("sensor_id must be valid Unicode text (it holds a lone surrogate)") from None
+    return hashlib.sha256(raw).digest()
 
 
 def model_of(sensor_id: str) -> str:
@@ -53,10 +57,14 @@ class SensorRegistry:
     def __init__(
         self, models: Iterable[SensorModel], *, min_snr_db: float = MIN_SNR_DB, min_bits: int = MIN_BITS
     ) -> None:
-        self.min_snr_db = float(min_snr_db)
-        self.min_bits = int(min_bits)
+        self.min_snr_db = _number(min_snr_db, "min_snr_db")
+        self.min_bits = _integer(min_bits, "min_bits")
         self._models: dict[str, SensorModel] = {}
+        if isinstance(models, str | bytes) or not isinstance(models, Iterable):
+            raise WrongTypeError(f"models must be an iterable of SensorModel, got {type(models).__name__}")
         for model in models:
+            if not isinstance(model, SensorModel):
+                raise WrongTypeError(f"models must be SensorModel instances, got {type(model).__name__}")
             self._models[model.model_id] = model
         self._revoked: set[str] = set()
 
@@ -79,6 +87,10 @@ class SensorRegistry:
             ) from None
         except UnicodeDecodeError:
             raise InvalidArgumentError(f"sensor registry {path} is not UTF-8 text") from None
+        except RecursionError:
+            raise InvalidArgumentError(f"sensor registry {path} is nested too deeply") from None
+        except ValueError as exc:  # e.g. a path with a NUL byte
+            raise InvalidArgumentError(f"cannot read sensor registry {path!r}: {exc}") from None
         loaded = cls._from_document(doc, str(path))
         if extend is None:
             return loaded
@@ -96,7 +108,7 @@ class SensorRegistry:
         try:
             min_snr_db = float(minimums.get("snr_db", MIN_SNR_DB))
             min_bits = int(minimums.get("bits", MIN_BITS))
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise InvalidArgumentError(f"{where}: 'minimums' is malformed ({exc!r})") from None
         if not math.isfinite(min_snr_db):
             raise InvalidArgumentError(f"{where}: minimum SNR must be finite")
@@ -109,7 +121,7 @@ class SensorRegistry:
                     snr_db=float(entry["snr_db"]),
                     bits=int(entry["bits"]),
                 )
-            except (KeyError, TypeError, ValueError) as exc:
+            except (KeyError, TypeError, ValueError, OverflowError) as exc:
                 raise InvalidArgumentError(f"{where}: model #{i} is malformed ({exc!r})") from None
             if not model.model_id or "/" in model.model_id or not math.isfinite(model.snr_db):
                 raise InvalidArgumentError(f"{where}: model #{i} has an invalid id or SNR")
@@ -151,6 +163,10 @@ class SensorRegistry:
 
     def find_by_hash(self, id_hash: bytes, candidates: Iterable[str]) -> str | None:
         """The sensor id among ``candidates`` whose hash is ``id_hash``."""
+        if not isinstance(id_hash, bytes):
+            raise WrongTypeError(f"id_hash must be bytes, got {type(id_hash).__name__}")
+        if isinstance(candidates, str) or not isinstance(candidates, Iterable):
+            raise WrongTypeError(f"candidates must be an iterable of sensor ids, got {type(candidates).__name__}")
         for sensor_id in candidates:
             if sensor_id_hash(sensor_id) == id_hash:
                 return sensor_id

@@ -23,6 +23,17 @@ SAMPLE_DTYPE = np.dtype("<f4")
 FRAME_PAYLOAD_BYTES = SAMPLES_PER_FRAME * SAMPLE_DTYPE.itemsize
 
 
+def sample_array(samples: object) -> np.ndarray[Any, Any]:
+    """``np.asarray(samples)``; input numpy cannot turn into an array (ragged lists, ...) is an
+    ``InvalidArgumentError`` whose message carries no sample value."""
+    try:
+        return np.asarray(samples)
+    except (ValueError, TypeError):
+        raise InvalidArgumentError(
+            f"raw samples must form a rectangular numeric array, got {type(samples).__name__}"
+        ) from None
+
+
 class RawBiometricFrame:
     """Raw samples of one frame, held in a :class:`SecureTensorBuffer`."""
 
@@ -51,16 +62,19 @@ class RawBiometricFrame:
     @classmethod
     def from_samples(cls, samples: npt.ArrayLike) -> RawBiometricFrame:
         """Copy samples (1-D, finite) in once; the caller's array is theirs to wipe."""
-        arr = np.asarray(samples)
+        arr = sample_array(samples)
         if arr.ndim != 1 or arr.size == 0:
             raise InvalidArgumentError(f"raw samples must be a non-empty 1-D array, got shape {arr.shape}")
         if arr.dtype.kind not in "iuf":
             raise InvalidArgumentError(f"raw samples must be numeric, got dtype {arr.dtype}")
         raw = cls(arr.size)
         try:
-            np.copyto(raw._buffer.array, arr, casting="unsafe")
+            with np.errstate(over="ignore"):  # a value beyond float32 becomes inf: refused just below
+                np.copyto(raw._buffer.array, arr, casting="unsafe")
             if not np.isfinite(raw._buffer.array).all():
-                raise InvalidArgumentError("raw samples must be finite (NaN or infinity found)")
+                raise InvalidArgumentError(
+                    "raw samples must be finite (NaN or infinity found, or a value beyond float32)"
+                )
         except BaseException:
             raw.close()
             raise

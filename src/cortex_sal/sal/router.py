@@ -77,10 +77,17 @@ assert _PAYLOAD_DTYPE.itemsize == RESEARCH_PAYLOAD_SIZE
 
 
 def _real(value: object) -> float | None:
-    """``value`` as a float if it is a real, non-bool number; else ``None``."""
+    """``value`` as a float if it is a real, non-bool number; else ``None``.
+
+    A number beyond the float range (a huge ``int`` or ``Fraction``) becomes an infinity,
+    which every caller refuses as not finite.
+    """
     if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
         return None
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 def _integer(value: object) -> int | None:
@@ -96,7 +103,8 @@ def _check_array(value: object, what: str, shape: tuple[int, ...], *, f32: bool)
         return f"{what} must have shape {shape}, got {value.shape}"
     if value.dtype.kind not in "iuf":
         return f"{what} must hold real numbers, got dtype {value.dtype}"
-    arr = value.astype(np.float64)
+    with np.errstate(over="ignore"):  # a longdouble beyond float64 becomes inf: refused just below
+        arr = value.astype(np.float64)
     if not np.isfinite(arr).all():
         return f"{what} must be finite (NaN or infinity found)"
     if f32 and bool((np.abs(arr) > FLOAT32_MAX).any()):
@@ -301,6 +309,19 @@ class TelemetryRouter:
         A schema error anywhere refuses the whole batch (``SchemaError``) before any state
         changes; replays are answered row by row, as the single path does.
         """
+        for what, column in (
+            ("polyvagal_states", polyvagal_states),
+            ("frame_seqs", frame_seqs),
+            ("sensor_id_hashes", sensor_id_hashes),
+        ):
+            try:
+                if isinstance(column, str | bytes):
+                    raise TypeError
+                len(column)
+            except TypeError:
+                raise SchemaError(
+                    f"{what} must be a sequence (one item per row), got {type(column).__name__}"
+                ) from None
         n = len(sensor_id_hashes)
         f = _check_array(features, "features", (n, *FEATURES_SHAPE), f32=False)
         if isinstance(f, str):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +46,7 @@ from .features import (
     spectral_bins_batch,
     state_label,
 )
-from .frame import SAMPLES_PER_FRAME, RawBiometricFrame
+from .frame import SAMPLES_PER_FRAME, RawBiometricFrame, sample_array
 from .liveness import LivenessProver
 from .obfuscation import obfuscate, obfuscate_batch
 from .router import TelemetryRouter
@@ -203,7 +203,7 @@ class CognitiveShield:
         """The seed's entry: 256 raw samples, copied once into locked memory."""
         state = self._sensor(sensor_id)
         started = time.perf_counter()
-        arr = np.asarray(raw)
+        arr = sample_array(raw)
         if arr.shape != (SAMPLES_PER_FRAME,):
             raise InvalidArgumentError(f"a frame holds {SAMPLES_PER_FRAME} samples, got shape {arr.shape}")
         with RawBiometricFrame.from_samples(arr) as frame:
@@ -303,18 +303,25 @@ class CognitiveShield:
         the sensor axis; the per-sensor state (drift, consent, liveness, router) is updated
         row by row. Results equal the single path's, row for row.
         """
+        if isinstance(sensor_ids, str) or not isinstance(sensor_ids, Iterable):
+            raise WrongTypeError(f"sensor_ids must be a sequence of sensor ids, got {type(sensor_ids).__name__}")
         states = [self._sensor(s) for s in sensor_ids]
         if len({id(s) for s in states}) != len(states):
             raise InvalidArgumentError("a batch holds at most one frame per sensor")
-        arr = np.asarray(raw)
+        arr = sample_array(raw)
         if arr.shape != (len(states), SAMPLES_PER_FRAME):
             raise InvalidArgumentError(f"batch must have shape ({len(states)}, {SAMPLES_PER_FRAME}), got {arr.shape}")
+        if arr.dtype.kind not in "iuf":  # as the single path (RawBiometricFrame.from_samples)
+            raise InvalidArgumentError(f"raw samples must be numeric, got dtype {arr.dtype}")
         started = time.perf_counter()
         t = self._thresholds  # read once: a frame sees one policy, even if apply_policy runs meanwhile
         with SecureTensorBuffer(arr.shape, np.float32) as buffer:
-            np.copyto(buffer.array, arr, casting="unsafe")
+            with np.errstate(over="ignore"):  # a value beyond float32 becomes inf: refused just below
+                np.copyto(buffer.array, arr, casting="unsafe")
             if not np.isfinite(buffer.array).all():
-                raise InvalidArgumentError("raw samples must be finite (NaN or infinity found)")
+                raise InvalidArgumentError(
+                    "raw samples must be finite (NaN or infinity found, or a value beyond float32)"
+                )
             features = phase_a_batch(buffer.array)
             bins = spectral_bins_batch(buffer.array)
         tensors = obfuscate_batch(features, [s.id_hash for s in states], self._salt)

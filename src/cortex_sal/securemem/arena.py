@@ -49,6 +49,9 @@ DEDICATED_THRESHOLD = 16 * 1024  # slots at least this large get a region of the
 _PAGE = _libc.PAGE_SIZE
 
 
+_MAX_ALLOCATION = 2**62  # far beyond any address space, far below size_t's wrap-around
+
+
 def _round_up(n: int, to: int) -> int:
     return (n + to - 1) // to * to
 
@@ -205,6 +208,8 @@ class Arena:
     def allocate(self, size: int) -> Slot:
         if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
             raise InvalidArgumentError(f"secure allocation size must be a positive int, got {size!r}")
+        if size > _MAX_ALLOCATION:  # beyond it, C's size_t would wrap: a tiny mapping for a huge slot
+            raise InvalidArgumentError(f"secure allocation of {size} bytes exceeds the address space")
         span = _round_up(size, ALIGN) + CANARY_SIZE
         with self._lock:
             self._check_open()

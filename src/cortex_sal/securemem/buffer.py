@@ -118,14 +118,17 @@ class SecureBuffer:
 
         Uses ``os.readv`` on the slot itself: no userspace buffer ever holds the bytes.
         """
-        if not isinstance(fd, int) or isinstance(fd, bool) or fd < 0:
+        if not isinstance(fd, int) or isinstance(fd, bool) or not 0 <= fd < 2**31:
             raise WrongTypeError(f"fd must be a non-negative int, got {fd!r}")
         buf = cls._new(size)
         try:
             with buf._view() as dst:
                 done = 0
                 while done < len(dst):
-                    got = os.readv(fd, [dst[done:]])
+                    try:
+                        got = os.readv(fd, [dst[done:]])
+                    except OSError as exc:  # not open, not readable, a directory, ...
+                        raise InvalidArgumentError(f"cannot read a secret from fd {fd}: {exc.strerror}") from None
                     if got == 0:
                         raise WrongLengthError(f"fd closed after {done} of {len(dst)} secret bytes")
                     done += got

@@ -65,7 +65,10 @@ class SecureTensorBuffer(SecureBuffer):
 
     def fill_from(self, samples: npt.ArrayLike) -> None:
         """Copy samples of exactly this shape in (converting to this dtype, in place)."""
-        src = np.asarray(samples)
+        try:
+            src = np.asarray(samples)
+        except (ValueError, TypeError):  # ragged nested sequences; the message would echo samples
+            raise InvalidArgumentError(f"samples must form an array of shape {self._shape}") from None
         if src.shape != self._shape:
             raise InvalidArgumentError(f"samples have shape {src.shape}, buffer holds {self._shape}")
         np.copyto(self.array, src, casting="same_kind")

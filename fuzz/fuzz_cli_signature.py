@@ -1,0 +1,13 @@
+"""atheris entry point: the governance CLI's sig.json loader.
+
+    python fuzz/fuzz_cli_signature.py -atheris_runs=100000 [-max_total_time=SECONDS] [CORPUS_DIR]
+    python fuzz/fuzz_cli_signature.py --replay CRASH_FILE
+
+The oracle is ``fuzzlib.TARGETS["cli_signature"]``, the same one ``tests/test_fuzz_*.py`` run under
+hypothesis; see fuzz/README.md.
+"""
+
+import fuzzrun
+
+if __name__ == "__main__":
+    fuzzrun.run("cli_signature")
