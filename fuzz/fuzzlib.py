@@ -1981,3 +1981,21 @@ def main(name: str) -> None:
 
     atheris.Setup(sys.argv, one_input)
     atheris.Fuzz()
+
+
+class TargetCache:
+    """A test module's targets, each built on first use and closed together at the end
+    (``target = TargetCache()``; ``target(name)``; a module fixture calls ``target.close()``)."""
+
+    def __init__(self) -> None:
+        self._targets: dict[str, Target] = {}
+
+    def __call__(self, name: str) -> Target:
+        if name not in self._targets:
+            self._targets[name] = TARGETS[name]()
+        return self._targets[name]
+
+    def close(self) -> None:
+        for t in self._targets.values():
+            t.close()
+        self._targets.clear()

@@ -39,21 +39,13 @@ from fuzzlib import Mutation, Plan
 
 FUZZ = settings(max_examples=10_000, deadline=None)
 
-_targets: dict[str, fuzzlib.Target] = {}
-
-
-def target(name: str) -> fuzzlib.Target:
-    if name not in _targets:
-        _targets[name] = fuzzlib.TARGETS[name]()
-    return _targets[name]
+target = fuzzlib.TargetCache()
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _close_targets() -> Iterator[None]:
     yield
-    for t in _targets.values():
-        t.close()
-    _targets.clear()
+    target.close()
 
 
 # -- bundles and registries -----------------------------------------------------------------------
