@@ -29,6 +29,7 @@ The certificate and Noise parsers get their targets here when those modules land
 from __future__ import annotations
 
 import atexit
+import contextlib
 import copy
 import gc
 import hashlib
@@ -41,7 +42,7 @@ import struct
 import sys
 import tempfile
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -269,6 +270,22 @@ def refusal(allowed: Sequence[type[BaseException]], fn: Callable[[], Any]) -> tu
         return None, exc
 
 
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """Keep the cyclic garbage collector off for a window whose slot counts are compared.
+
+    A secure buffer of some unrelated, earlier object freed by a collection in the middle of
+    the window would change the count by chance; reference counting still frees at once.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 _warm = False
 
 
@@ -337,15 +354,8 @@ class Target:
     name = "target"
 
     def __call__(self, plan: Plan) -> str:
-        # the cyclic GC stays off while one input runs: a secure buffer of some unrelated,
-        # earlier object freed by a collection in the middle would upset the slot counts
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
+        with paused_gc():
             return self.run(plan)
-        finally:
-            if enabled:
-                gc.enable()
 
     def run(self, plan: Plan) -> str:  # pragma: no cover - overridden
         raise NotImplementedError

@@ -34,8 +34,9 @@ from cortex_sal.crypto import (
 )
 from cortex_sal.errors import DecryptionError, InvalidSignatureError, LowOrderPointError
 from cortex_sal.securemem import SecureBuffer, SecureKeyBuffer
+from hypothesis_profiles import examples
 
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 key32 = st.binary(min_size=32, max_size=32)
 nonce12 = st.binary(min_size=12, max_size=12)
@@ -98,7 +99,7 @@ def test_x25519_arbitrary_peer_bytes_match(priv: bytes, peer: bytes) -> None:
 # -- HKDF-SHA256 ----------------------------------------------------------------------------
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(80), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     ikm=st.binary(min_size=1, max_size=100),
     salt=st.one_of(st.none(), st.binary(min_size=0, max_size=100)),

@@ -21,12 +21,13 @@ from hypothesis import event, example, given, settings
 from cortex_sal.crypto import Ed25519SigningKey, aead_encrypt, ed25519_verify, hmac_sha256
 from cortex_sal.errors import WrongTypeError
 from cortex_sal.securemem import SecureKeyBuffer
+from hypothesis_profiles import examples
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
 import fuzzlib
 from fuzzlib import Mutation, Plan
 
-FUZZ = settings(max_examples=10_000, deadline=None)
+FUZZ = settings(max_examples=examples(10_000), deadline=None)
 
 target = fuzzlib.TargetCache()
 

@@ -32,12 +32,13 @@ from cortex_sal.governance.quorum import (
     canonical_json,
 )
 from cortex_sal.keros import ManualClock
+from hypothesis_profiles import examples
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
 import fuzzlib
 from fuzzlib import Mutation, Plan
 
-FUZZ = settings(max_examples=10_000, deadline=None)
+FUZZ = settings(max_examples=examples(10_000), deadline=None)
 
 target = fuzzlib.TargetCache()
 

@@ -35,12 +35,13 @@ from hypothesis import event, example, given, settings
 from cortex_sal.errors import HandshakeError, InvalidArgumentError
 from cortex_sal.keros import GatewayHandshake, ManualClock, SensorCertificationAuthority, SensorHandshake
 from cortex_sal.keros.registry import SensorRegistry, sensor_id_hash
+from hypothesis_profiles import examples
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
 import fuzzlib
 from fuzzlib import Mutation, Plan
 
-FUZZ = settings(max_examples=10_000, deadline=None)
+FUZZ = settings(max_examples=examples(10_000), deadline=None)
 
 target = fuzzlib.TargetCache()
 

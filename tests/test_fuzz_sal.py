@@ -29,12 +29,13 @@ from cortex_sal.keros import ManualClock
 from cortex_sal.sal.frame import RawBiometricFrame
 from cortex_sal.sal.router import LABELS, TelemetryRouter, research_payload
 from cortex_sal.sal.shield import CognitiveShield
+from hypothesis_profiles import examples
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
 import fuzzlib
 from fuzzlib import Mutation, Plan
 
-FUZZ = settings(max_examples=10_000, deadline=None)
+FUZZ = settings(max_examples=examples(10_000), deadline=None)
 SENSOR = "eeg_fp1_certified_v1"
 
 target = fuzzlib.TargetCache()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from cortex_sal.crypto import random_buffer
@@ -32,12 +33,13 @@ from cortex_sal.errors import (
     WrongTypeError,
 )
 from cortex_sal.keros import GatewayHandshake, ManualClock, Role, SecureBusSession, SensorHandshake, SensorRegistry
-from cortex_sal.securemem import SecureBuffer, SecureKeyBuffer, SecureTensorBuffer, configure
+from cortex_sal.securemem import MAX_ALLOCATION, SecureBuffer, SecureKeyBuffer, SecureTensorBuffer, configure
+from hypothesis_profiles import examples
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
 import fuzzlib
 
-ARGS = settings(max_examples=2_000, deadline=None)
+ARGS = settings(max_examples=examples(2_000), deadline=None)
 
 ODD = st.one_of(
     st.none(),
@@ -58,32 +60,37 @@ ODD = st.one_of(
 
 def refused_cleanly(fn: Callable[[], Any], allowed: tuple[type[CortexError], ...]) -> Any:
     """Run ``fn``: a result (purged here if it is a secure buffer), or one of ``allowed``; no slot leaks."""
-    slots = fuzzlib.live_slots()
-    result, exc = fuzzlib.refusal(allowed, fn)
-    if isinstance(result, SecureBuffer):
-        result.secure_purge()
-    elif isinstance(result, SecureBusSession):
-        result.close()
-    del result
-    assert fuzzlib.live_slots() == slots
+    with fuzzlib.paused_gc():
+        slots = fuzzlib.live_slots()
+        result, exc = fuzzlib.refusal(allowed, fn)
+        if isinstance(result, SecureBuffer):
+            result.secure_purge()
+        elif isinstance(result, SecureBusSession):
+            result.close()
+        del result
+        assert fuzzlib.live_slots() == slots
     return exc
 
 
 SIZE_ERRORS = (WrongTypeError, InvalidArgumentError, WrongLengthError)
 
 
-def big_but_valid(shape: object, itemsize: int = 16) -> bool:
-    """A shape (or size) that is valid but would map more than 1 MiB: skipped, not allocated."""
+def big_but_valid(shape: object) -> bool:
+    """A shape that may be valid (with some dtype of 1 to 16 bytes) and map more than 1 MiB.
+
+    Skipped, not allocated. Beyond it a shape is either tiny (allocated, then purged) or needs
+    more than ``MAX_ALLOCATION`` bytes whatever the dtype, and must be refused up front.
+    """
     dims = (shape,) if isinstance(shape, int) else shape
     if not isinstance(dims, tuple) or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims):
         return False
-    return 2**20 < math.prod(dims) * itemsize <= 2**62
+    return 2**20 < math.prod(dims) * 16 and math.prod(dims) <= MAX_ALLOCATION
 
 
 @ARGS
 @given(value=ODD)
 def test_fuzz_secure_buffer_sizes(value: object) -> None:
-    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 2**62:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ALLOCATION:
         return  # a valid size: allocating it proves nothing here (and a huge one costs memory)
     for make in (SecureBuffer, SecureBuffer.allocate, SecureBuffer.random, random_buffer):
         assert refused_cleanly(lambda make=make: make(value), SIZE_ERRORS) is not None
@@ -107,6 +114,10 @@ def test_fuzz_write_and_compare(data: object, offset: object, length: object) ->
 
 @ARGS
 @given(shape=ODD, dtype=st.one_of(ODD, st.sampled_from(["f4", "<i2", "U3", "c8", "O", "?", "M8[s]", "f16"])))
+@example(shape=288_230_376_151_711_745, dtype=None)  # found 2026-12-01: 2**61 + 8 bytes went to mmap
+@example(shape=(1,) * 65, dtype="f4")  # numpy's view of more than 64 dimensions raised ValueError
+@example(shape=1, dtype="0:")  # found 2026-12-01 (explore): np.dtype raised ValueError
+@example(shape=1, dtype="01")  # found 2026-12-01 (explore): np.dtype raised SyntaxError
 def test_fuzz_tensor_buffer(shape: object, dtype: object) -> None:
     if not big_but_valid(shape):
         refused_cleanly(lambda: SecureTensorBuffer(shape, dtype), SIZE_ERRORS)  # type: ignore[arg-type]
@@ -152,18 +163,95 @@ def test_fuzz_keros_constructor_arguments(value: object) -> None:
 # -- found by this fuzzing ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("size", [2**64, 2**64 + 4096, 2**70, 2**62 + 1])
-def test_sizes_beyond_the_address_space_are_refused(size: int) -> None:
-    """Found by fuzzing: a size of 2**64 or more wrapped in C's size_t, so the arena mapped a
-    page or two and handed out a slot that claimed the full size (writes past the mapping
-    were only a length check away). Now refused before anything is mapped."""
-    slots = fuzzlib.live_slots()
-    for make in (SecureBuffer, SecureBuffer.random, random_buffer):
-        with pytest.raises(InvalidArgumentError, match="address space"):
+def mapped_regions() -> int:
+    from cortex_sal.securemem.arena import arena
+
+    return len(arena().regions())
+
+
+@pytest.mark.parametrize("size", [MAX_ALLOCATION + 1, 2**61 + 8, 2**62 + 1, 2**64, 2**64 + 4096, 2**70])
+def test_sizes_beyond_the_maximum_are_refused(size: int) -> None:
+    """Found by fuzzing, twice: a size of 2**64 or more wrapped in C's size_t, so the arena
+    mapped a page or two and handed out a slot that claimed the full size; and a size below
+    that (2**61 + 8 bytes, from ``SecureTensorBuffer(2**58 + 1)``) went to ``mmap``, whose
+    ENOMEM surfaced as an undocumented error. Both are refused before anything is mapped."""
+    slots, regions = fuzzlib.live_slots(), mapped_regions()
+    for make in (SecureBuffer, SecureBuffer.allocate, SecureBuffer.random, random_buffer):
+        with pytest.raises(InvalidArgumentError, match="exceeds the maximum of 1073741824 bytes"):
             make(size)
-    with pytest.raises(InvalidArgumentError):
+    with pytest.raises(InvalidArgumentError, match="beyond the maximum"):
+        SecureTensorBuffer(-(-size // 8), np.float64)
+    with pytest.raises(InvalidArgumentError, match="beyond the maximum"):
         SecureTensorBuffer((2**31, 2**31, 4), np.float64)
+    assert (fuzzlib.live_slots(), mapped_regions()) == (slots, regions)
+
+
+@pytest.mark.slow
+def test_the_maximum_itself_is_a_valid_size() -> None:
+    """The edge: exactly MAX_ALLOCATION bytes are mapped (about 2 s of page faults and zeroing);
+    one more element of a tensor is refused."""
+    with SecureBuffer(MAX_ALLOCATION) as buf:
+        assert len(buf) == MAX_ALLOCATION
+    with pytest.raises(InvalidArgumentError, match="beyond the maximum"):
+        SecureTensorBuffer(MAX_ALLOCATION // 8 + 1, np.float64)
+
+
+@pytest.mark.parametrize("spec", ["0:", "01", "i0", "(2)f4x"])
+def test_tensor_dtype_strings_numpy_cannot_parse_are_wrong_type(spec: str) -> None:
+    """Found 2026-12-01 by the explore profile: numpy parses dtype strings itself and raised
+    ValueError for ``"0:"`` and SyntaxError for ``"01"``; now each is a ``WrongTypeError``."""
+    slots = fuzzlib.live_slots()
+    with pytest.raises(WrongTypeError, match="is not a numpy dtype"):
+        SecureTensorBuffer(4, spec)
     assert fuzzlib.live_slots() == slots
+
+
+def test_tensor_with_too_many_dimensions_is_refused() -> None:
+    """Found 2026-12-01: 65 dimensions were allocated, then numpy refused to view them with a
+    bare ValueError. The limit is numpy 1.x's (32), so every supported numpy can view it."""
+    slots = fuzzlib.live_slots()
+    with pytest.raises(InvalidArgumentError, match="at most 32 dimensions"):
+        SecureTensorBuffer((1,) * 33)
+    assert fuzzlib.live_slots() == slots
+    with SecureTensorBuffer((1,) * 32, np.float32) as buf:
+        assert buf.array.ndim == 32
+
+
+OUT_OF_MEMORY_CHILD = """
+import resource, sys
+from cortex_sal.errors import SecureMemoryExhaustedError
+from cortex_sal.securemem import MAX_ALLOCATION, SecureBuffer
+from cortex_sal.securemem.arena import arena
+
+with SecureBuffer(32):
+    pass  # the arena's first region exists before the limit
+with open("/proc/self/status") as fh:
+    vm = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmSize:"))
+resource.setrlimit(resource.RLIMIT_AS, (vm + 256 * 2**20, vm + 256 * 2**20))
+live, regions = arena().live_slots(), len(arena().regions())
+try:
+    SecureBuffer(MAX_ALLOCATION)
+except SecureMemoryExhaustedError as exc:
+    assert isinstance(exc, MemoryError), "a MemoryError too, as Python's convention is"
+    assert "no memory for a secure region" in str(exc), str(exc)
+else:
+    sys.exit("1 GiB under a 256 MiB address-space margin was granted")
+assert (arena().live_slots(), len(arena().regions())) == (live, regions), "refusal left state behind"
+with SecureBuffer(4096) as after:  # the arena still works
+    assert len(after) == 4096
+print("refused")
+"""
+
+
+def test_out_of_memory_below_the_maximum_is_a_documented_refusal() -> None:
+    """A plausible size the kernel cannot map (here: an address-space limit in a child) is a
+    ``SecureMemoryExhaustedError`` - a ``SecureMemoryError`` and a ``MemoryError`` - with
+    nothing mapped and the arena still usable."""
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", OUT_OF_MEMORY_CHILD], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "refused"
 
 
 def test_fill_from_a_ragged_list_is_refused() -> None:

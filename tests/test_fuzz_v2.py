@@ -26,9 +26,10 @@ from cortex_sal.errors import (
 )
 from cortex_sal.keros.certificate import CertificateAuthority, TrustStore, parse_certificate, verify_certificate
 from cortex_sal.keros.v2 import GatewayV2, SensorV2, V2State, establish_v2_in_process
+from hypothesis_profiles import examples
 
-FUZZ = settings(max_examples=10_000, deadline=None)
-NOW = int(time.time())
+FUZZ = settings(max_examples=examples(10_000), deadline=None)
+NOW = int(time.time())  # certificates below are valid a day either side: a clock step cannot expire them
 
 
 def _mutate(data: bytes, how: int, at: int, value: int, extra: bytes) -> bytes:
@@ -56,8 +57,8 @@ def world():
     site = CertificateAuthority.generate("site", "Fuzz Ward")
     s_key, g_key = X25519PrivateKey.generate(), X25519PrivateKey.generate()
     s_cert = maker.issue_sensor(s_key.public_bytes(), model_id="eeg_fp1_certified_v1", serial="SN-1",
-                                not_before=NOW - 60, not_after=NOW + 86_400)  # fmt: skip
-    g_cert = site.issue_gateway(g_key.public_bytes(), gateway_name="gw", serial="GW-1", not_before=NOW - 60,
+                                not_before=NOW - 86_400, not_after=NOW + 86_400)  # fmt: skip
+    g_cert = site.issue_gateway(g_key.public_bytes(), gateway_name="gw", serial="GW-1", not_before=NOW - 86_400,
                                 not_after=NOW + 86_400)  # fmt: skip
     trust = TrustStore([maker.root, site.root])
     yield {"s_key": s_key, "g_key": g_key, "s_cert": s_cert, "g_cert": g_cert, "trust": trust}

@@ -32,6 +32,7 @@ from cortex_sal.governance.audit import (
     verify_jsonl,
 )
 from cortex_sal.keros.clock import ManualClock
+from hypothesis_profiles import examples
 
 N = 40
 EVENT_CYCLE = sorted(EVENTS)
@@ -420,7 +421,7 @@ def test_append_refuses_when_the_head_disagrees_with_the_entries(built: tuple[Pa
         assert conn.execute("SELECT count, last_hash FROM audit_head").fetchone() == tuple(head)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(n=st.integers(min_value=1, max_value=15), data=st.data())
 def test_any_single_edit_is_found_at_its_index(n: int, data: st.DataObject) -> None:
     k = data.draw(st.integers(min_value=0, max_value=n - 1))

@@ -47,6 +47,7 @@ from cortex_sal.keros.certificate import (
     parse_revocation_list,
     verify_certificate,
 )
+from hypothesis_profiles import examples
 
 R = CertificateReason
 NOW = 1_800_000_000
@@ -664,7 +665,7 @@ def test_trust_store_roots(world: World) -> None:
 # -- fuzzing: only CertificateError ever comes out ----------------------------------------------------------
 
 
-@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(2000), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.binary(max_size=320))
 def test_random_bytes_only_raise_certificate_error(data: bytes) -> None:
     w = _FUZZ
@@ -674,7 +675,7 @@ def test_random_bytes_only_raise_certificate_error(data: bytes) -> None:
         w["trust"].add_revocation_list(data)
 
 
-@settings(max_examples=2500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(2500), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     edits=st.lists(st.tuples(st.integers(0, 300), st.integers(0, 255)), min_size=1, max_size=4),
     cut=st.one_of(st.none(), st.integers(0, 300)),

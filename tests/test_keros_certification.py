@@ -44,6 +44,7 @@ from cortex_sal.keros import (
 )
 from cortex_sal.securemem import SecureBuffer, SecureKeyBuffer, status
 from cortex_sal.securemem.arena import arena
+from hypothesis_profiles import examples
 
 SENSOR = "eeg_fp1_certified_v1"
 INFO = b"cortex-sensor-ecdh-handshake-v1"
@@ -191,7 +192,7 @@ def test_full_handshake_accepts_a_model_serial_id(ca: SensorCertificationAuthori
     r["session_key"].secure_purge()
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(challenge=st.binary(min_size=32, max_size=32), sensor_priv=st.binary(min_size=32, max_size=32))
 def test_full_handshake_matches_oracle_for_any_challenge(challenge: bytes, sensor_priv: bytes) -> None:
     ca = SensorCertificationAuthority()

@@ -35,6 +35,7 @@ from cortex_sal.keros import (
 from cortex_sal.securemem import SecureKeyBuffer
 from cortex_sal.securemem.arena import arena
 from cortex_sal.testing.scenarios import IndependentV1Sensor
+from hypothesis_profiles import examples
 
 SENSOR = "eeg_fp1_certified_v1"
 INFO = b"cortex-sensor-ecdh-handshake-v1"
@@ -473,7 +474,7 @@ def test_abort_and_context_exit_purge_everything() -> None:
 b32 = st.binary(min_size=32, max_size=32)
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=examples(50), deadline=None)
 @given(h=b32, pub=b32, ts=st.integers(min_value=0, max_value=2**64 - 1))
 def test_sensor_hello_round_trip(h: bytes, pub: bytes, ts: int) -> None:
     wire = SensorHello(h, pub, ts).to_bytes()
@@ -483,7 +484,7 @@ def test_sensor_hello_round_trip(h: bytes, pub: bytes, ts: int) -> None:
     assert SensorHello.parse(bytearray(wire)) == SensorHello(h, pub, ts)
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=examples(50), deadline=None)
 @given(h=b32, pub=b32, challenge=b32)
 def test_tee_hello_round_trip(h: bytes, pub: bytes, challenge: bytes) -> None:
     wire = TEEHello(h, pub, challenge).to_bytes()
@@ -491,7 +492,7 @@ def test_tee_hello_round_trip(h: bytes, pub: bytes, challenge: bytes) -> None:
     assert TEEHello.parse(memoryview(wire)) == TEEHello(h, pub, challenge)
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=examples(50), deadline=None)
 @given(tag=b32)
 def test_sensor_ack_round_trip(tag: bytes) -> None:
     wire = SensorAck(tag).to_bytes()
@@ -499,7 +500,7 @@ def test_sensor_ack_round_trip(tag: bytes) -> None:
     assert SensorAck.parse(wire) == SensorAck(tag)
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=examples(50), deadline=None)
 @given(data=st.binary(max_size=200))
 def test_parse_accepts_exactly_the_right_size(data: bytes) -> None:
     for cls, size in ((SensorHello, 72), (TEEHello, 96), (SensorAck, 32)):

@@ -30,6 +30,7 @@ from cortex_sal.keros.clock import ManualClock
 from cortex_sal.keros.noise import MAX_NONCE, CipherState, HandshakeState
 from cortex_sal.keros.noise.transport import NoiseTransport
 from cortex_sal.securemem import SecureBuffer, SecureKeyBuffer
+from hypothesis_profiles import examples
 
 XX = "Noise_XX_25519_ChaChaPoly_SHA256"
 PROLOGUE = b"cortex-sensor-noise-v1"
@@ -216,7 +217,7 @@ def _run_against_model(a: NoiseTransport, b: NoiseTransport, schedule: list[int]
     assert b.recv_highest == model.highest
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(schedules())
 def test_lossy_reorder_drop_duplicate_against_the_model(schedule: list[int]) -> None:
     a, b = pair(lossy=True)
@@ -227,7 +228,7 @@ def test_lossy_reorder_drop_duplicate_against_the_model(schedule: list[int]) -> 
         b.close()
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(schedules(min_count=2 * W, max_count=5 * W))
 def test_lossy_with_rekeying_against_the_model(schedule: list[int]) -> None:
     """Epochs of 1024 nonces: reordering across epoch boundaries still follows the model."""

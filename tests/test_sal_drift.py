@@ -25,6 +25,7 @@ from cortex_sal.governance import DEFAULT_THRESHOLDS as T
 from cortex_sal.governance import ClinicalThresholds
 from cortex_sal.keros.clock import ManualClock
 from cortex_sal.sal.drift import DriftDetector, DriftState
+from hypothesis_profiles import examples
 
 LIMIT = 2.5
 WINDOW = 60.0
@@ -378,7 +379,7 @@ def test_integer_and_numpy_readings() -> None:
 # -- properties ------------------------------------------------------------------------------------------------
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=examples(80), deadline=None)
 @given(st.lists(st.tuples(st.floats(0, 50), st.floats(0, 2.0)), min_size=1, max_size=40))
 def test_window_sum_is_the_sum_of_readings_younger_than_the_window(steps: list[tuple[float, float]]) -> None:
     feed = Feed()

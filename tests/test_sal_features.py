@@ -35,6 +35,7 @@ from cortex_sal.sal.features import (
     spectral_bins_batch,
     state_label,
 )
+from hypothesis_profiles import examples
 
 N = 256
 SECRET = 12345.678  # a recognisable sample value that must never appear in a message
@@ -196,7 +197,7 @@ def test_private_buffers_hold_nothing_after_return(monkeypatch: pytest.MonkeyPat
 # -- batch ---------------------------------------------------------------------------------------------
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(
     arrays(
         np.float32,
@@ -213,7 +214,7 @@ def test_phase_a_batch_equals_single(batch: np.ndarray) -> None:
         np.testing.assert_allclose(got[i], expected_phase_a(row), rtol=0, atol=1e-12)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(
     arrays(
         np.float64,

@@ -33,6 +33,7 @@ from cortex_sal.keros.clock import ManualClock
 from cortex_sal.sal import liveness
 from cortex_sal.sal.liveness import LivenessProof, LivenessProver
 from cortex_sal.securemem import SecureKeyBuffer
+from hypothesis_profiles import examples
 
 MASTER = bytes(range(100, 132))
 FEATURES = np.array([0.42, 0.11, 0.33, 0.51, 0.68])
@@ -81,7 +82,7 @@ def test_proof_equals_independent_hmac(prover: LivenessProver, clock: ManualCloc
     assert p.proof == expected_tag(MASTER, FEATURES, p.nonce, p.timestamp)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(
     features=st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=5, max_size=5),
     master=st.binary(min_size=32, max_size=32),

@@ -22,6 +22,7 @@ from cortex_sal.errors import (
 from cortex_sal.sal import obfuscation
 from cortex_sal.sal.obfuscation import obfuscate, obfuscate_batch
 from cortex_sal.securemem import SecureBuffer, SecureKeyBuffer
+from hypothesis_profiles import examples
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))
@@ -72,7 +73,7 @@ def test_known_digest_layout(key: SecureKeyBuffer) -> None:
     assert factors[4] == int.from_bytes(d2[:8], "big") / 2**64
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(features=feature_vectors, sensor_hash=hashes, key_bytes=st.binary(min_size=32, max_size=32))
 def test_equals_oracle_for_any_input(features: list[float], sensor_hash: bytes, key_bytes: bytes) -> None:
     with SecureKeyBuffer(key_bytes) as k:
@@ -160,7 +161,7 @@ def test_input_is_not_modified_and_other_dtypes_convert(key: SecureKeyBuffer) ->
 # -- batch -----------------------------------------------------------------------------------
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(rows=st.lists(st.tuples(feature_vectors, hashes), min_size=0, max_size=12))
 def test_batch_equals_single(rows: list[tuple[list[float], bytes]]) -> None:
     with SecureKeyBuffer(KEY) as k:

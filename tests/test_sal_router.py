@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from cortex_sal.errors import InvalidArgumentError, SchemaError, WrongLengthError, WrongTypeError
 from cortex_sal.keros.clock import ManualClock
 from cortex_sal.sal.router import LABELS, TelemetryRouter, parse_research_payload, research_payload
+from hypothesis_profiles import examples
 
 T0 = 1_800_000_000.0
 SENSOR = "3f2a9c0d11e4b7a8"
@@ -117,7 +118,7 @@ def test_parse_round_trip(router: TelemetryRouter, clock: ManualClock) -> None:
     assert again == out
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     seq=st.integers(0, 0xFFFFFFFF),
     bins=st.lists(st.floats(0.0, 1.0, width=32), min_size=8, max_size=8),

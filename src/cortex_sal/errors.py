@@ -45,6 +45,15 @@ class MemoryLockError(SecureMemoryError):
     """The lock policy is ``strict`` and the kernel refused a protection."""
 
 
+class SecureMemoryExhaustedError(SecureMemoryError, MemoryError):
+    """The kernel had no memory for a secure region of a size within :data:`MAX_ALLOCATION`.
+
+    Raised when ``mmap`` fails (``ENOMEM``, an address-space limit): nothing is mapped and no
+    slot exists. A size above the maximum is an :class:`InvalidArgumentError` instead, refused
+    before the kernel is asked.
+    """
+
+
 class CanaryCorruptedError(SecureMemoryError):
     """A slot's canary was overwritten: something wrote past a secret's end.
 

@@ -4,10 +4,12 @@
 * :class:`SecureBuffer` - any-size secret (HMAC states, Ed25519 keys, derived material);
 * :class:`SecureTensorBuffer` - raw samples that numpy views without a copy;
 * :func:`status` - what the kernel really grants the arena; :func:`configure` - the lock
-  policy (``best-effort`` or ``strict``) and backend (``mmap`` or ``memfd_secret``).
+  policy (``best-effort`` or ``strict``) and backend (``mmap`` or ``memfd_secret``);
+* :data:`MAX_ALLOCATION` - the largest buffer (1 GiB); beyond it ``InvalidArgumentError``,
+  and a kernel out of memory below it ``SecureMemoryExhaustedError``.
 """
 
-from .arena import BACKEND_MEMFD_SECRET, BACKEND_MMAP, BEST_EFFORT, STRICT, configure
+from .arena import BACKEND_MEMFD_SECRET, BACKEND_MMAP, BEST_EFFORT, MAX_ALLOCATION, STRICT, configure
 from .buffer import KEY_SIZE, SecureBuffer, SecureKeyBuffer
 from .harden import HardeningReport, harden_process
 from .status import ArenaStatus, RegionStatus, status
@@ -18,6 +20,7 @@ __all__ = [
     "BACKEND_MMAP",
     "BEST_EFFORT",
     "KEY_SIZE",
+    "MAX_ALLOCATION",
     "STRICT",
     "ArenaStatus",
     "HardeningReport",

@@ -22,12 +22,19 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import errno
 import logging
 import os
 import threading
 from dataclasses import dataclass, field
 
-from ..errors import CanaryCorruptedError, InvalidArgumentError, MemoryLockError, SecureMemoryError
+from ..errors import (
+    CanaryCorruptedError,
+    InvalidArgumentError,
+    MemoryLockError,
+    SecureMemoryError,
+    SecureMemoryExhaustedError,
+)
 from . import _libc
 
 log = logging.getLogger("cortex_sal.securemem")
@@ -49,7 +56,14 @@ DEDICATED_THRESHOLD = 16 * 1024  # slots at least this large get a region of the
 _PAGE = _libc.PAGE_SIZE
 
 
-_MAX_ALLOCATION = 2**62  # far beyond any address space, far below size_t's wrap-around
+MAX_ALLOCATION = 2**30
+"""The largest secure buffer, in bytes (1 GiB), refused above with ``InvalidArgumentError``.
+
+Locked memory is scarce (``RLIMIT_MEMLOCK``, physical RAM): no secret, key or window of raw
+samples comes near this (64 channels at 1 kHz for 30 minutes of float64 is 0.9 GiB), and a
+size from a caller's arithmetic beyond it is a bug to report, not a mapping to attempt. It
+also keeps every size far below the wrap-around of C's ``size_t``.
+"""
 
 
 def _round_up(n: int, to: int) -> int:
@@ -154,6 +168,10 @@ class Arena:
             base = _libc.mmap(total, _libc.PROT_READ | _libc.PROT_WRITE, _libc.MAP_PRIVATE | _libc.MAP_ANONYMOUS)
             if base is None:
                 code = _libc.errno()
+                if code == errno.ENOMEM:
+                    raise SecureMemoryExhaustedError(
+                        f"no memory for a secure region of {total} bytes: {_libc.strerror(code)}"
+                    )
                 raise SecureMemoryError(f"mmap of {total} bytes failed: {_libc.strerror(code)}")
         data = base + _PAGE
         try:
@@ -208,8 +226,10 @@ class Arena:
     def allocate(self, size: int) -> Slot:
         if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
             raise InvalidArgumentError(f"secure allocation size must be a positive int, got {size!r}")
-        if size > _MAX_ALLOCATION:  # beyond it, C's size_t would wrap: a tiny mapping for a huge slot
-            raise InvalidArgumentError(f"secure allocation of {size} bytes exceeds the address space")
+        if size > MAX_ALLOCATION:
+            raise InvalidArgumentError(
+                f"secure allocation of {size} bytes exceeds the maximum of {MAX_ALLOCATION} bytes (1 GiB)"
+            )
         span = _round_up(size, ALIGN) + CANARY_SIZE
         with self._lock:
             self._check_open()

@@ -13,15 +13,19 @@ from __future__ import annotations
 import logging
 import math
 import sys
+import warnings
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from ..errors import InvalidArgumentError, WrongTypeError
+from .arena import MAX_ALLOCATION
 from .buffer import SecureBuffer, _memory_view
 
 log = logging.getLogger("cortex_sal.securemem")
+
+MAX_DIMENSIONS = 32  # numpy 1.x's limit (2.x allows 64): a shape every supported numpy can view
 
 
 class SecureTensorBuffer(SecureBuffer):
@@ -35,16 +39,26 @@ class SecureTensorBuffer(SecureBuffer):
             isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape_t
         ):
             raise InvalidArgumentError(f"shape must be a positive int or a tuple of positive ints, got {shape!r}")
+        if len(shape_t) > MAX_DIMENSIONS:
+            raise InvalidArgumentError(f"a tensor has at most {MAX_DIMENSIONS} dimensions, got {len(shape_t)}")
         try:
-            dt = np.dtype(dtype)
-        except TypeError:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # a deprecated spelling is refused, not half-accepted
+                dt = np.dtype(dtype)
+        except (TypeError, ValueError, SyntaxError, Warning):  # numpy parses strings: "0:", "01"
             raise WrongTypeError(f"dtype {dtype!r} is not a numpy dtype") from None
         if dt.kind not in "iuf" or dt.hasobject:
             raise InvalidArgumentError(f"dtype must be a plain integer or float type, got {dt}")
+        nbytes = math.prod(shape_t) * dt.itemsize
+        if nbytes > MAX_ALLOCATION:
+            raise InvalidArgumentError(
+                f"a tensor of shape {shape_t} and dtype {dt} needs {nbytes} bytes, "
+                f"beyond the maximum of {MAX_ALLOCATION} bytes (1 GiB)"
+            )
         self._shape = shape_t
         self._dtype = dt
         self._array: np.ndarray[Any, Any] | None = None
-        super().__init__(math.prod(shape_t) * dt.itemsize)
+        super().__init__(nbytes)
 
     @property
     def shape(self) -> tuple[int, ...]:
