@@ -34,6 +34,7 @@ import copy
 import gc
 import hashlib
 import hmac as std_hmac
+import itertools
 import json
 import math
 import os
@@ -1926,6 +1927,166 @@ class HmacVerifyTarget(Target):
 # registry of targets, atheris driver
 # =============================================================================================
 
+# -- the record layer on a byte stream (keros.framing) -------------------------------------------
+
+RECORD_TYPES = {1: "HANDSHAKE", 2: "DATA", 3: "CLOSE"}
+CLOSE_REASONS = frozenset({0, 1, 2, 3})
+RECORD_LENGTHS = (0, 1, 2, 39, 40, 41, 240, 241, 242, 0xFFFF)  # the edges of every limit
+
+
+def wire_record(kind: int, body: bytes) -> bytes:
+    """A record exactly as docs/protocol.md lays it out: ``type u8 || length u16 BE || body``."""
+    return struct.pack(">BH", kind, len(body)) + body
+
+
+def oracle_records(stream: bytes, max_body: int = 65535) -> tuple[list[tuple[str, object]], str]:
+    """What a byte stream that then ends must give, written from docs/protocol.md alone: the
+    records before the first error (``("DATA", body)``, ``("CLOSE", (reason, text))``) and how
+    it ends: ``"eof"`` (between records), ``"closed-eof"`` (right after a CLOSE), or an error
+    named for where it is found: ``"error:header"`` (unknown type, length over the limit: known
+    from the 3 header bytes alone), ``"error:truncated"`` (EOF inside a record),
+    ``"error:close"`` (a malformed CLOSE body), ``"error:after-close"``."""
+    out: list[tuple[str, object]] = []
+    at = 0
+    while True:
+        if at == len(stream):
+            return out, "eof"
+        if len(stream) - at < 3:
+            return out, "error:truncated"
+        kind, length = struct.unpack_from(">BH", stream, at)
+        if kind not in RECORD_TYPES or length > (241 if kind == 3 else max_body):
+            return out, "error:header"
+        if len(stream) - at - 3 < length:
+            return out, "error:truncated"
+        body = stream[at + 3 : at + 3 + length]
+        at += 3 + length
+        if kind != 3:
+            out.append((RECORD_TYPES[kind], body))
+            continue
+        if not body or body[0] not in CLOSE_REASONS:
+            return out, "error:close"
+        try:
+            text = body[1:].decode("utf-8")
+        except UnicodeDecodeError:
+            return out, "error:close"
+        out.append(("CLOSE", (body[0], text)))
+        return out, ("closed-eof" if at == len(stream) else "error:after-close")
+
+
+def _record_error_kind(message: str) -> str:
+    """Where ``RecordReader`` found an error, from its message (the names of :func:`oracle_records`)."""
+    if message.startswith("EOF inside"):
+        return "error:truncated"
+    if "after a CLOSE" in message:
+        return "error:after-close"
+    if message.startswith("unknown record type") or " record of " in message:
+        return "error:header"
+    if message.startswith("a CLOSE record"):
+        return "error:close"
+    raise OracleViolation(f"records: a RemoteProtocolError the oracle cannot place: {message}")
+
+
+def cut(stream: bytes, points: Iterable[int]) -> list[bytes]:
+    """``stream`` cut at ``points`` (any order; points beyond its end are ignored)."""
+    edges = sorted({0, len(stream), *(p for p in points if 0 <= p <= len(stream))})
+    return [stream[a:b] for a, b in itertools.pairwise(edges)]
+
+
+def read_records(chunks: Iterable[bytes], max_body: int = 65535) -> tuple[list[tuple[str, object]], str, Any]:
+    """Feed ``RecordReader`` the chunks as a socket loop would (draining after each; empty
+    chunks skipped, since ``b""`` is EOF), then EOF. Returns the records, the ending (as
+    :func:`oracle_records` names it) and the reader."""
+    from cortex_sal.errors import RemoteProtocolError
+    from cortex_sal.keros.framing import EOF, NEED_DATA, Close, ReaderState, RecordReader
+
+    reader = RecordReader(max_body=max_body)
+    got: list[tuple[str, object]] = []
+
+    def drain() -> str | None:
+        while True:
+            item = reader.next_record()
+            if item is NEED_DATA:
+                return None
+            if item is EOF:
+                return "closed-eof" if reader.close is not None else "eof"
+            got.append(
+                ("CLOSE", (int(item.reason), item.text)) if isinstance(item, Close) else (item.type.name, item.body)
+            )
+
+    try:
+        for chunk in chunks:
+            if chunk:
+                reader.receive_data(chunk)
+                drain()
+        reader.receive_data(b"")
+        end = drain()
+        require(end is not None, "records: NEED_DATA after EOF")
+    except RemoteProtocolError as exc:
+        require(reader.state is ReaderState.FAILED, f"records: a remote error left the reader {reader.state}")
+        return got, _record_error_kind(str(exc)), reader
+    return got, str(end), reader
+
+
+class RecordStreamTarget(Target):
+    """``RecordReader`` on a mutated stream cut into chunks at points drawn from the input:
+    the records and the ending are exactly :func:`oracle_records`'s; a non-bytes input is a
+    ``WrongTypeError`` and changes nothing."""
+
+    name = "records"
+
+    def __init__(self) -> None:
+        streams = [
+            wire_record(1, bytes(range(32))) + wire_record(2, b"") + wire_record(3, b"\x00"),
+            wire_record(1, b"\x11" * 96) + wire_record(2, bytes(range(64))) + wire_record(2, b"\x7f"),
+            wire_record(2, b"x" * 40) + wire_record(3, bytes([3]) + "arrêt".encode()),
+        ]
+        self.bases = streams
+        self.specs = [
+            Spec(
+                fields=_record_fields(stream),
+                int_fields=tuple(
+                    field
+                    for at, _ in _record_fields(stream)[0::2]  # the headers
+                    for field in ((at, at + 1, (0, 1, 2, 3, 4, 0xFF)), (at + 1, at + 3, RECORD_LENGTHS))
+                ),
+            )
+            for stream in streams
+        ]
+
+    def run(self, plan: Plan) -> str:
+        from cortex_sal.errors import WrongTypeError
+        from cortex_sal.keros.framing import ReaderState, RecordReader
+
+        i = plan.base % len(self.bases)
+        data = message(plan, self.bases[i], self.specs[i])
+        if not is_bytes_like(data):
+            reader = RecordReader()
+            _, exc = refusal((WrongTypeError,), lambda: reader.receive_data(data))  # type: ignore[arg-type]
+            require(exc is not None, f"records: accepted a {type(data).__name__}")
+            require(reader.state is ReaderState.OPEN and reader.buffered == 0, "records: a refusal changed the reader")
+            return "refused type"
+        stream = as_bytes(data)
+        max_body = (65535, 40, 1)[plan.base // 3 % 3]
+        digest = hashlib.sha256(stream).digest()
+        got, end, _ = read_records(
+            cut(stream, [b * (len(stream) + 1) // 256 for b in digest[: 1 + digest[0] % 8]]), max_body
+        )
+        want = oracle_records(stream, max_body)
+        require((got, end) == want, f"records: reader gave {(got, end)!r}, the document says {want!r}")
+        return end
+
+
+def _record_fields(stream: bytes) -> tuple[tuple[int, int], ...]:
+    """The (header, body) spans of each record of a valid stream."""
+    spans = []
+    at = 0
+    while at < len(stream):
+        length = struct.unpack_from(">H", stream, at + 1)[0]
+        spans += [(at, at + 3), (at + 3, at + 3 + length)]
+        at += 3 + length
+    return tuple(spans)
+
+
 TARGETS: dict[str, Callable[[], Target]] = {
     "v1_hello": lambda: V1MessageTarget("hello"),
     "v1_tee_hello": lambda: V1MessageTarget("tee_hello"),
@@ -1955,6 +2116,7 @@ TARGETS: dict[str, Callable[[], Target]] = {
     "ed25519_verify": Ed25519VerifyTarget,
     "aead_decrypt": AeadOpenTarget,
     "hmac_verify": HmacVerifyTarget,
+    "records": RecordStreamTarget,
 }
 
 # Parsers being written now; their targets join TARGETS (and get a test and an entry point)

@@ -25,6 +25,7 @@ def run(name: str) -> None:
         import cortex_sal.governance.cli
         import cortex_sal.governance.quorum
         import cortex_sal.keros
+        import cortex_sal.keros.framing
         import cortex_sal.sal.clinical
         import cortex_sal.sal.router
         import cortex_sal.sal.shield  # noqa: F401

@@ -208,3 +208,12 @@ def test_frame_model_matches_the_wire_format() -> None:
     forged = frame[:-1] + bytes([frame[-1] ^ 1])
     assert fuzzlib.predict_frame(forged, frame, 0, 2**32 - 1) == "FrameAuthError"
     assert struct.unpack(">II", frame[:8]) == (5, 7)
+
+
+# -- the record layer on a byte stream ----------------------------------------------------------
+
+
+@FUZZ
+@given(plan=fuzzlib.plans())
+def test_fuzz_record_stream(plan: Plan) -> None:
+    event(target("records")(plan))

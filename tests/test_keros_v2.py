@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,8 +18,8 @@ from noise.connection import Keypair, NoiseConnection
 
 from cortex_sal.crypto import X25519PrivateKey
 from cortex_sal.errors import CertificateError, CertificateReason, HandshakeError, InvalidArgumentError, WrongTypeError
-from cortex_sal.keros import GatewayHandshake, ManualClock, SensorRegistry
-from cortex_sal.keros.certificate import CertificateAuthority, TrustStore
+from cortex_sal.keros import GatewayHandshake, SensorRegistry
+from cortex_sal.keros.certificate import CertificateAuthority
 from cortex_sal.keros.v2 import (
     PROLOGUE,
     GatewayV2,
@@ -30,54 +29,8 @@ from cortex_sal.keros.v2 import (
     establish_v2_in_process,
 )
 from cortex_sal.securemem import SecureBuffer
-
-NOW = 1_800_000_000
-DAY = 86_400
-MODEL = "eeg_fp1_certified_v1"
-
-
-@dataclass
-class World:
-    manufacturer: CertificateAuthority
-    site: CertificateAuthority
-    trust: TrustStore
-    clock: ManualClock
-    sensor_key: X25519PrivateKey
-    sensor_cert: bytes
-    gateway_key: X25519PrivateKey
-    gateway_cert: bytes
-
-    def sensor(self, **kw: object) -> SensorV2:
-        return SensorV2(kw.pop("key", self.sensor_key), kw.pop("cert", self.sensor_cert), self.trust,
-                        clock=self.clock, **kw)  # type: ignore[arg-type]  # fmt: skip
-
-    def gateway(self, **kw: object) -> GatewayV2:
-        return GatewayV2(kw.pop("key", self.gateway_key), kw.pop("cert", self.gateway_cert), self.trust,
-                         clock=self.clock, **kw)  # type: ignore[arg-type]  # fmt: skip
-
-
-def _sensor_cert(ca: CertificateAuthority, key: X25519PrivateKey, serial: str = "SN-0001", days: int = 365) -> bytes:
-    return ca.issue_sensor(key.public_bytes(), model_id=MODEL, serial=serial, not_before=NOW - DAY,
-                           not_after=NOW + days * DAY)  # fmt: skip
-
-
-@pytest.fixture
-def world() -> World:
-    manufacturer = CertificateAuthority.generate("manufacturer", "NeuroStandard GmbH")
-    site = CertificateAuthority.generate("site", "Ward 3")
-    trust = TrustStore([manufacturer.root, site.root])
-    sensor_key, gateway_key = X25519PrivateKey.generate(), X25519PrivateKey.generate()
-    w = World(
-        manufacturer, site, trust, ManualClock(float(NOW)),
-        sensor_key, _sensor_cert(manufacturer, sensor_key),
-        gateway_key, site.issue_gateway(gateway_key.public_bytes(), gateway_name="gw-ward3", serial="GW-1",
-                                        not_before=NOW - DAY, not_after=NOW + 90 * DAY),
-    )  # fmt: skip
-    yield w
-    for key in (sensor_key, gateway_key):
-        key.purge()
-    manufacturer.purge()
-    site.purge()
+from v2_world import DAY, MODEL, NOW, World
+from v2_world import sensor_cert as _sensor_cert
 
 
 def _secrets_purged(party: SensorV2 | GatewayV2) -> bool:
@@ -273,6 +226,33 @@ def test_calls_out_of_turn_change_nothing(world: World) -> None:
     assert sensor.state is V2State.START and gateway.state is V2State.START
     up, down = establish_v2_in_process(sensor, gateway)  # both still work
     assert down.decrypt(up.encrypt(b"x")) == b"x"
+
+
+@pytest.mark.parametrize(
+    "stage", ["sensor awaiting 2", "gateway awaiting 3", "sensor established", "gateway established"]
+)
+def test_a_call_out_of_turn_once_started_fails_and_purges(world: World, stage: str) -> None:
+    """docs/protocol.md: a call out of turn once the handshake has started leaves the party
+    FAILED with its secrets purged (before 2026-12-01 it raised and kept both)."""
+    sensor, gateway = world.sensor(), world.gateway()
+    m1 = sensor.start()
+    if stage == "sensor awaiting 2":
+        party, wrong = sensor, sensor.start
+    elif stage == "gateway awaiting 3":
+        gateway.receive_sensor_hello(m1)
+        party, wrong = gateway, lambda: gateway.receive_sensor_hello(m1)
+    else:
+        gateway.receive_sensor_finish(sensor.receive_gateway_hello(gateway.receive_sensor_hello(m1)))
+        party = sensor if stage.startswith("sensor") else gateway
+        wrong = sensor.start if party is sensor else (lambda: gateway.receive_sensor_finish(b"\x00" * 64))
+    assert party._noise._secret_buffers()
+    with pytest.raises(HandshakeError, match="refused in state"):
+        wrong()
+    assert party.state is V2State.FAILED and _secrets_purged(party)
+    with pytest.raises(HandshakeError, match="FAILED"):
+        party.transport()
+    sensor.close()
+    gateway.close()
 
 
 # -- downgrade ---------------------------------------------------------------------------

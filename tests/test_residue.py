@@ -41,6 +41,7 @@ def _reports_text(reports: list) -> str:
         ("noise_transport", ("ordered_key", "lossy_key", "samples_8")),
         ("keros_v2_gateway", ("child_static_private", "transport_i2r", "transport_r2i")),
         ("keros_v2_sensor", ("child_static_private", "transport_i2r", "transport_r2i")),
+        ("shield_v2_channel", ("child_static_private", "transport_i2r", "transport_r2i")),
     ],
 )
 def test_no_residue(scenario: str, live_secrets: tuple[str, ...]) -> None:

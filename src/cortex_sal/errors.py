@@ -152,8 +152,26 @@ class FrameFormatError(SensorBusError):
     """A frame is truncated, oversize, or its length field disagrees with its size."""
 
 
+class ProtocolError(SensorBusError):
+    """The record layer's rules were broken (``keros.framing``); see the two subclasses."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent what the protocol forbids (an unknown record type, an oversize or truncated
+    record, bytes after CLOSE). The connection cannot continue: close it, with CLOSE if you can."""
+
+
+class LocalProtocolError(ProtocolError):
+    """This side asked for what the protocol forbids (an oversize body, a record after CLOSE,
+    data fed after EOF or without draining). Nothing was sent or buffered: a caller's bug."""
+
+
 class SessionExpiredError(SensorBusError):
     """The session is past its lifetime, out of sequence numbers, closed or compromised."""
+
+
+class CAFileError(InvalidArgumentError):
+    """A CA, identity or trust file is missing, unreadable, garbled or in the way; or a ``ca`` argument is bad."""
 
 
 class SealError(CortexError):
@@ -190,6 +208,14 @@ class ClinicalChannelError(CortexError):
 # --- governance ------------------------------------------------------------------
 
 
+class ImmutablePolicyError(CortexError, AttributeError):
+    """An attempt to change a threshold at run time."""
+
+
+class AuditError(CortexError):
+    """The audit trail refused an entry, could not be read, or was given a malformed argument."""
+
+
 class GovernanceError(CortexError):
     """Base of every governance failure (nodes, proposals, quorum, bundles)."""
 
@@ -204,3 +230,7 @@ class QuorumError(GovernanceError):
 
 class BundleError(GovernanceError):
     """An enacted bundle is malformed or cannot be applied."""
+
+
+class CliInputError(GovernanceError):
+    """Bad input to a governance command (a file missing or malformed, a bad argument)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ctypes
 
-from ..errors import InvalidArgumentError, WrongLengthError, WrongTypeError
+from ..errors import WrongLengthError, WrongTypeError
 from ..securemem import SecureBuffer
 
 BytesLike = bytes | bytearray | memoryview
@@ -69,11 +69,3 @@ class Input:
             self.length, self.pointer, self._keep = len(copy), copy, copy
         else:
             raise WrongTypeError(f"{what} must be bytes-like or a SecureBuffer, got {type(data).__name__}")
-
-
-def check_length(value: object, what: str, low: int, high: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise WrongTypeError(f"{what} must be an int, got {type(value).__name__}")
-    if not low <= value <= high:
-        raise InvalidArgumentError(f"{what} must be between {low} and {high}, got {value}")
-    return value

@@ -7,9 +7,10 @@ and ``OKM`` stay in locked memory, and the HMAC state runs in the arena as well.
 
 from __future__ import annotations
 
+from ..checks import int_in_range
 from ..errors import WrongLengthError
 from ..securemem import SecureBuffer, SecureKeyBuffer
-from ._buffers import check_length, public_bytes, secret
+from ._buffers import public_bytes, secret
 from .hmac import MAC_SIZE, hmac_raw, hmac_sha256_into
 
 HASH_LEN = MAC_SIZE
@@ -41,7 +42,7 @@ def hkdf_expand_into(prk: SecureBuffer, info: bytes, okm: SecureBuffer) -> None:
     prk = secret(prk, "HKDF PRK")
     okm = secret(okm, "HKDF output")
     info_b = public_bytes(info, "HKDF info")
-    length = check_length(len(okm), "HKDF output length", 1, MAX_OKM)
+    length = int_in_range(len(okm), "HKDF output length", 1, MAX_OKM)
     if len(prk) < HASH_LEN:
         raise WrongLengthError(f"HKDF PRK must be at least {HASH_LEN} bytes, got {len(prk)}")
     key, key_length, base = prk._address(), len(prk), okm._address()
@@ -59,7 +60,7 @@ def hkdf_expand_into(prk: SecureBuffer, info: bytes, okm: SecureBuffer) -> None:
 
 def hkdf_sha256(ikm: SecureBuffer, *, salt: bytes | None, info: bytes, length: int = 32) -> SecureBuffer:
     """HKDF-SHA256 in one call: a :class:`SecureKeyBuffer` when ``length`` is 32."""
-    check_length(length, "HKDF output length", 1, MAX_OKM)
+    int_in_range(length, "HKDF output length", 1, MAX_OKM)
     okm: SecureBuffer = SecureKeyBuffer.allocate() if length == HASH_LEN else SecureBuffer(length)
     try:
         with hkdf_extract(salt, ikm) as prk:

@@ -86,7 +86,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from ..errors import CortexError
+from ..errors import AuditError
 from ..keros.clock import SYSTEM_CLOCK, Clock
 
 __all__ = [
@@ -105,10 +105,6 @@ __all__ = [
     "truncated_hash",
     "verify_jsonl",
 ]
-
-
-class AuditError(CortexError):
-    """The audit trail refused an entry, could not be read, or was given a malformed argument."""
 
 
 EVENTS: frozenset[str] = frozenset(

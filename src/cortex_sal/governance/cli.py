@@ -33,7 +33,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..crypto.ed25519 import SEED_SIZE, Ed25519SigningKey
-from ..errors import CortexError, GovernanceError
+from ..errors import CliInputError, CortexError
 from ..securemem import SecureKeyBuffer
 from .audit import AuditTrail, verify_jsonl
 from .quorum import (
@@ -55,10 +55,6 @@ __all__ = ["add_governance_parser"]
 NODE_FILE = "node.json"
 SEED_FILE = "seed.key"
 _NODE_ID_RE = re.compile(r"[0-9a-f]{16}")
-
-
-class CliInputError(GovernanceError):
-    """Bad input to a governance command (a file missing or malformed, a bad argument)."""
 
 
 # --- files ------------------------------------------------------------------------------------

@@ -9,11 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import CortexError
-
-
-class ImmutablePolicyError(CortexError, AttributeError):
-    """An attempt to change a threshold at run time."""
+from ..errors import ImmutablePolicyError
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ from .._keyfiles import (
 )
 from ..crypto import Ed25519SigningKey, X25519PrivateKey
 from ..crypto.ed25519 import SEED_SIZE
-from ..errors import CertificateError, InvalidArgumentError
+from ..errors import CAFileError, CertificateError, InvalidArgumentError
 from ..securemem import SecureKeyBuffer
 from .certificate import (
     CERT_MAGIC,
@@ -92,10 +92,6 @@ CLOCK_SKEW_S = 300  # not_before is backdated this much: a device clock a little
 MAX_DAYS = 36_500
 ROOT_MAX_SIZE = 4096
 _HEX_KEY_RE = re.compile(r"[0-9a-fA-F]{64}")
-
-
-class CAFileError(InvalidArgumentError):
-    """A CA, identity or trust file is missing, unreadable, garbled or in the way; or a ``ca`` argument is bad."""
 
 
 # --- loaders (library API) ------------------------------------------------------------------------

@@ -221,6 +221,25 @@ class SecureBusSession:
             self._end(ChannelState.EXPIRED, "frame sequence numbers exhausted")
         return target
 
+    # -- the Channel interface (keros.channel) ------------------------------------------
+
+    @property
+    def overhead(self) -> int:
+        return OVERHEAD
+
+    @property
+    def is_open(self) -> bool:
+        return self.state is ChannelState.ESTABLISHED
+
+    def seal(self, payload: bytes | SecureBuffer) -> bytes:
+        return self.encrypt_frame(payload)
+
+    def open_into(self, message: bytes, out: SecureBuffer, offset: int = 0) -> int:
+        if not isinstance(out, SecureBuffer):
+            raise WrongTypeError(f"out must be a SecureBuffer, got {type(out).__name__}")
+        self.decrypt_frame(message, out=out, offset=offset)
+        return len(message) - OVERHEAD
+
     def _auth_failed(self, why: str) -> None:
         if self._compromise_on_auth_failure:
             self._end(ChannelState.COMPROMISED, why)

@@ -67,6 +67,9 @@ class V2State(enum.Enum):
     FAILED = "FAILED"
 
 
+_STARTED = frozenset({V2State.AWAIT_MESSAGE_2, V2State.AWAIT_MESSAGE_3, V2State.ESTABLISHED})
+
+
 def classify_first_message(message: bytes, *, allow_v1: bool = False) -> int:
     """Which protocol a sensor's first message speaks: 2 (Noise message 1), or 1 (a KEROS v1
     hello) when ``allow_v1``; anything else raises :class:`HandshakeError`."""
@@ -151,9 +154,16 @@ class _Party:
         return self._noise.handshake_hash
 
     def _expect(self, state: V2State, call: str) -> None:
-        if self._state is not state:
-            why = f" ({self._failure})" if self._failure else ""
-            raise HandshakeError(f"{call} refused in state {self._state.value}{why}")
+        """Refuse a call out of turn. Before the first message nothing has happened, so nothing
+        changes; once the handshake has started (and until its transport is taken) the party
+        fails for good and purges every secret, as ``docs/protocol.md`` promises."""
+        if self._state is state:
+            return
+        why = f" ({self._failure})" if self._failure else ""
+        refusal = HandshakeError(f"{call} refused in state {self._state.value}{why}")
+        if self._state in _STARTED:
+            raise self._abort(refusal)
+        raise refusal
 
     def _abort(self, exc: BaseException) -> BaseException:
         """Fail for good (every secret purged); return what to raise: certificate refusals and

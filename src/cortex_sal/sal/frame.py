@@ -1,8 +1,8 @@
 """``RawBiometricFrame``: one frame of raw samples in locked memory, zeroed on exit.
 
 Samples are float32 little-endian microvolts (a 256-sample frame is a 1024-byte payload).
-They arrive either straight from the channel - ``SecureBusSession.decrypt_frame`` writes
-the plaintext into this frame's own locked buffer, so no other copy is ever made - or,
+They arrive either straight from the channel - a v1 session or a v2 transport writes the
+plaintext into this frame's own locked buffer, so no other copy is ever made - or,
 through the seed's ``ingest_raw_data``, copied once from the caller's array. Processing
 uses a numpy *view* of the buffer, never a heap copy.
 """
@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import FrameFormatError, InvalidArgumentError
-from ..keros.session import OVERHEAD, SecureBusSession
+from ..keros.channel import Channel
 from ..securemem import SecureTensorBuffer
 
 SAMPLES_PER_FRAME = 256
@@ -43,17 +43,20 @@ class RawBiometricFrame:
         self._buffer = SecureTensorBuffer((n_samples,), SAMPLE_DTYPE)
 
     @classmethod
-    def from_channel(cls, session: SecureBusSession, frame: bytes) -> RawBiometricFrame:
-        """Decrypt an encrypted frame of exactly 256 samples straight into a new frame's locked buffer."""
-        if not isinstance(frame, bytes) or len(frame) != OVERHEAD + FRAME_PAYLOAD_BYTES:
-            size = len(frame) if isinstance(frame, bytes) else type(frame).__name__
+    def from_channel(cls, channel: Channel, message: bytes) -> RawBiometricFrame:
+        """Decrypt a channel message of exactly 256 samples straight into a new frame's locked buffer.
+
+        ``channel`` is any :class:`~cortex_sal.keros.channel.Channel`: a v1 session or a v2
+        Noise transport; the size is checked against its overhead before anything is decrypted."""
+        wire = channel.overhead + FRAME_PAYLOAD_BYTES
+        if not isinstance(message, bytes) or len(message) != wire:
+            size = len(message) if isinstance(message, bytes) else type(message).__name__
             raise FrameFormatError(
-                f"a raw frame carries exactly {FRAME_PAYLOAD_BYTES} payload bytes ({OVERHEAD + FRAME_PAYLOAD_BYTES} "
-                f"on the wire), got {size}"
+                f"a raw frame carries exactly {FRAME_PAYLOAD_BYTES} payload bytes ({wire} on the wire), got {size}"
             )
         raw = cls()
         try:
-            session.decrypt_frame(frame, out=raw._buffer)
+            channel.open_into(message, raw._buffer)
         except BaseException:
             raw.close()
             raise

@@ -31,6 +31,8 @@ from ..errors import (
 from ..governance import DEFAULT_THRESHOLDS, ClinicalThresholds
 from ..governance.quorum import EnactedBundle, NodeRegistry, apply_bundle
 from ..keros import SecureBusSession, SensorRegistry, establish_in_process
+from ..keros.certificate import CertificateKind, VerifiedCertificate
+from ..keros.channel import Channel
 from ..keros.clock import SYSTEM_CLOCK, Clock
 from ..securemem import SecureKeyBuffer, SecureTensorBuffer
 from .consent import ConsentLedger
@@ -61,8 +63,8 @@ class _Sensor:
     sensor_id: str
     id_hash: bytes
     log_id: str
-    gateway: SecureBusSession
-    endpoint: SecureBusSession  # the sensor's side, for in-process sensors (demo, tests)
+    gateway: Channel  # the shield's end: a v1 session (register_sensor) or any channel (attach_sensor)
+    endpoint: SecureBusSession | None  # the sensor's side, for in-process sensors (demo, tests)
     drift: DriftDetector
     frame_seq: int = 0
     blocked: bool = False
@@ -157,27 +159,61 @@ class CognitiveShield:
             )
         except CortexError as exc:
             return {"status": "refused", "reason": f"handshake failed: {exc}"}
+        state = self._add_sensor(sensor_id, gateway_session, endpoint)
+        for session in (gateway_session, endpoint):
+            state.keys += [session.session_key, session._send_key, session._recv_key]
+        self._issued_keys += state.keys
+        return {"status": "registered", "sensor": state.log_id, "session": gateway_session.session_id.hex()[:16]}
+
+    def attach_sensor(self, channel: Channel, peer: VerifiedCertificate) -> dict[str, Any]:
+        """Attach a sensor whose channel was established elsewhere (the gateway's KEROS v2 handshake).
+
+        ``peer`` is the sensor's verified certificate (``GatewayV2.peer``); its ``MODEL/SERIAL``
+        is the sensor's id, and the shield's own registry must admit it (model known, capability
+        minima of the policy in force, not revoked). The shield takes ownership of ``channel``:
+        a refusal (past the type checks) closes it, and :meth:`destroy_session` purges it. Returns the registration
+        result as :meth:`register_sensor` does, with ``sensor_id`` for :meth:`ingest_frame`.
+        """
+        if not isinstance(channel, Channel):
+            raise WrongTypeError(f"channel must be a keros Channel, got {type(channel).__name__}")
+        if not isinstance(peer, VerifiedCertificate) or peer.kind is not CertificateKind.SENSOR:
+            raise WrongTypeError(f"peer must be a sensor's VerifiedCertificate, got {type(peer).__name__}")
+        if not channel.is_open:
+            raise InvalidArgumentError("the channel is closed: attach an established channel")
+        sensor_id = f"{peer.name}/{peer.serial}"
+        if sensor_id in self._sensors:
+            channel.close()
+            return {"status": "refused", "reason": "sensor is already registered in this session"}
+        try:
+            self.registry.admit(sensor_id)
+        except SensorNotCertifiedError as exc:
+            channel.close()
+            return {"status": "refused", "reason": str(exc)}
+        state = self._add_sensor(sensor_id, channel, None)
+        return {"status": "registered", "sensor": state.log_id, "sensor_id": sensor_id}
+
+    def _add_sensor(self, sensor_id: str, channel: Channel, endpoint: SecureBusSession | None) -> _Sensor:
         id_hash = hashlib.sha256(sensor_id.encode("utf-8")).digest()
         state = _Sensor(
             sensor_id=sensor_id,
             id_hash=id_hash,
             log_id=id_hash.hex()[:LOG_ID_HEX],
-            gateway=gateway_session,
+            gateway=channel,
             endpoint=endpoint,
             drift=DriftDetector(thresholds=self._thresholds, clock=self._clock),
         )
-        for session in (gateway_session, endpoint):
-            state.keys += [session.session_key, session._send_key, session._recv_key]
-        self._issued_keys += state.keys
         self.sessions_opened += 1
         self._sensors[sensor_id] = state
         self._consent.grant(state.log_id, self._scopes)
         self._log.append({"event": "registered", "sensor": state.log_id})
-        return {"status": "registered", "sensor": state.log_id, "session": gateway_session.session_id.hex()[:16]}
+        return state
 
     def sensor_endpoint(self, sensor_id: str) -> SecureBusSession:
         """The sensor side of a registered sensor's session (for in-process sensors)."""
-        return self._sensor(sensor_id).endpoint
+        endpoint = self._sensor(sensor_id).endpoint
+        if endpoint is None:
+            raise ShieldError("this sensor was attached with a channel of its own: it has no in-process endpoint")
+        return endpoint
 
     def _sensor(self, sensor_id: str) -> _Sensor:
         state = self._sensors.get(sensor_id) if isinstance(sensor_id, str) else None
@@ -371,7 +407,8 @@ class CognitiveShield:
         closed = 0
         for state in self._sensors.values():
             state.gateway.close()
-            state.endpoint.close()
+            if state.endpoint is not None:
+                state.endpoint.close()
             closed += 1
         self.sessions_closed += closed
         self._sensors.clear()

@@ -17,10 +17,13 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ..crypto import X25519PrivateKey
+    from ..keros.noise.transport import NoiseTransport
     from .child import Context
+    from .noise_oracle import IndependentNoiseXX
     from .residue import Peer
 
 HANDSHAKE_INFO = b"cortex-sensor-ecdh-handshake-v1"
@@ -610,7 +613,9 @@ def _read_chunk(ctx: Context) -> bytes:
     return ctx.read_public(size)
 
 
-def _v2_parent(peer: Peer, *, child_is_gateway: bool) -> None:
+def _v2_parent_handshake(peer: Peer, *, child_is_gateway: bool) -> IndependentNoiseXX:
+    """The parent's side of a v2 handshake with the child: certificates, the three messages,
+    every Noise secret made known to the scan, checkpoint ``handshake``. Returns the oracle."""
     import json
 
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey as OracleKey
@@ -648,6 +653,11 @@ def _v2_parent(peer: Peer, *, child_is_gateway: bool) -> None:
     own = {f"peer_{k}": secrets.pop(k) for k in ("static_private", "ephemeral_private")}  # the parent's own keys
     peer.know(child_static_private=child_static, child_ephemeral_private=child_ephemeral, **own, **secrets)
     peer.checkpoint("handshake", session_live=True)
+    return oracle
+
+
+def _v2_parent(peer: Peer, *, child_is_gateway: bool) -> None:
+    oracle = _v2_parent_handshake(peer, child_is_gateway=child_is_gateway)
     payloads = [os.urandom(FRAME_PAYLOAD) for _ in range(V2_FRAMES)]
     peer.know(first_samples=payloads[0], middle_samples=payloads[V2_FRAMES // 2], last_samples=payloads[-1])
     for i, payload in enumerate(payloads):
@@ -661,29 +671,36 @@ def _v2_parent(peer: Peer, *, child_is_gateway: bool) -> None:
     peer.checkpoint("after_close", session_live=False)
 
 
-def _v2_child(ctx: Context, *, gateway_side: bool) -> None:
+def _v2_child_handshake(ctx: Context, *, gateway_side: bool) -> tuple[X25519PrivateKey, NoiseTransport, Any]:
+    """The child's side of :func:`_v2_parent_handshake`: (static key, transport, verified peer)."""
     import json
 
     from ..crypto import X25519PrivateKey
     from ..keros.certificate import RootCA, TrustStore
     from ..keros.v2 import GatewayV2, SensorV2
-    from ..securemem import SecureBuffer
 
     static, ephemeral = X25519PrivateKey(ctx.read_key()), X25519PrivateKey(ctx.read_key())
     setup = json.loads(_read_chunk(ctx))
     trust = TrustStore([RootCA.from_json(r) for r in setup["roots"]])
     certificate = bytes.fromhex(setup["certificate"])
+    party: GatewayV2 | SensorV2
     if gateway_side:
-        gateway = GatewayV2(static, certificate, trust, ephemeral=ephemeral)
-        ctx.send_public(gateway.receive_sensor_hello(_read_chunk(ctx)))
-        gateway.receive_sensor_finish(_read_chunk(ctx))
-        transport = gateway.transport()
+        party = GatewayV2(static, certificate, trust, ephemeral=ephemeral)
+        ctx.send_public(party.receive_sensor_hello(_read_chunk(ctx)))
+        party.receive_sensor_finish(_read_chunk(ctx))
     else:
-        sensor = SensorV2(static, certificate, trust, ephemeral=ephemeral)
-        ctx.send_public(sensor.start())
-        ctx.send_public(sensor.receive_gateway_hello(_read_chunk(ctx)))
-        transport = sensor.transport()
+        party = SensorV2(static, certificate, trust, ephemeral=ephemeral)
+        ctx.send_public(party.start())
+        ctx.send_public(party.receive_gateway_hello(_read_chunk(ctx)))
+    transport = party.transport()
     ctx.checkpoint("handshake")
+    return static, transport, party.peer
+
+
+def _v2_child(ctx: Context, *, gateway_side: bool) -> None:
+    from ..securemem import SecureBuffer
+
+    static, transport, _ = _v2_child_handshake(ctx, gateway_side=gateway_side)
     with SecureBuffer(FRAME_PAYLOAD) as samples:
         for i in range(V2_FRAMES):
             transport.decrypt_into(_read_chunk(ctx), samples)
@@ -694,6 +711,51 @@ def _v2_child(ctx: Context, *, gateway_side: bool) -> None:
             ctx.send_public(transport.encrypt(digest))
     transport.close()
     static.purge()  # the caller's long-term key: this scenario's session is its whole life
+    ctx.checkpoint("after_close")
+
+
+# -- the shield on a v2 channel: an attached transport, frames decrypted into the frame's buffer
+
+
+def _shield_v2_parent(peer: Peer) -> None:
+    import numpy as np
+
+    from ..sources import synthetic_eeg
+
+    oracle = _v2_parent_handshake(peer, child_is_gateway=True)
+    seed = int.from_bytes(os.urandom(4), "big")  # samples of this run only
+    frames = [np.asarray(x, "<f4").tobytes() for x in synthetic_eeg(V2_FRAMES, seed=seed).frames]
+    peer.know(first_samples=frames[0], middle_samples=frames[V2_FRAMES // 2], last_samples=frames[-1])
+    for i, payload in enumerate(frames):
+        _send_chunk(peer, oracle.encrypt(payload))
+        status = peer.receive()  # "refused" only by policy (consent, drift): the child checks it was not the channel
+        if status not in (b"ok", b"refused"):
+            raise RuntimeError(f"frame {i} was not processed: {status!r}")
+        if i == V2_FRAMES // 2:
+            report = peer.checkpoint("mid_session", session_live=True)
+            if report.counts["middle_samples"]["arena"]["exact"]:
+                raise RuntimeError("a processed frame's samples should be zeroed, in the arena too")
+    peer.checkpoint("after_close", session_live=False)
+
+
+def _shield_v2_child(ctx: Context) -> None:
+    from ..keros import ManualClock
+    from ..sal.shield import CognitiveShield
+
+    static, transport, verified = _v2_child_handshake(ctx, gateway_side=True)
+    clock = ManualClock()
+    shield = CognitiveShield(clock=clock)
+    attached = shield.attach_sensor(transport, verified)
+    for i in range(V2_FRAMES):
+        result = shield.ingest_frame(attached["sensor_id"], _read_chunk(ctx))
+        if "Error:" in str(result.get("reason", "")):  # the channel refused it (a policy refusal is fine)
+            raise RuntimeError(f"frame {i}: {result['reason']}")
+        ctx.send_public(str(result["status"]).encode())
+        if i == V2_FRAMES // 2:
+            ctx.checkpoint("mid_session")
+        clock.advance(2.0)
+    shield.close()  # destroy_session purges the attached transport
+    static.purge()
     ctx.checkpoint("after_close")
 
 
@@ -815,6 +877,7 @@ SCENARIOS: dict[str, Scenario] = {
             functools.partial(_v2_parent, child_is_gateway=True),
             functools.partial(_v2_child, gateway_side=True),
         ),
+        Scenario("shield_v2_channel", _shield_v2_parent, _shield_v2_child),
         Scenario(
             "keros_v2_sensor",
             functools.partial(_v2_parent, child_is_gateway=False),

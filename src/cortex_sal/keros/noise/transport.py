@@ -79,6 +79,7 @@ import ctypes
 import struct
 from typing import Any
 
+from ...checks import int_in_range
 from ...errors import (
     FrameAuthError,
     FrameFormatError,
@@ -124,14 +125,6 @@ _INITIAL_SCRATCH = 4096 + NONCE_SIZE + 2 * 16
 _BE64 = struct.Struct(">Q")
 _pack_be = _BE64.pack_into
 _unpack_be = _BE64.unpack_from
-
-
-def _int_option(value: object, what: str, low: int, high: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise WrongTypeError(f"{what} must be an int, got {type(value).__name__}")
-    if not low <= value <= high:
-        raise InvalidArgumentError(f"{what} must be between {low} and {high}, got {value}")
-    return value
 
 
 def _seconds_option(value: object, what: str) -> float:
@@ -221,15 +214,15 @@ class NoiseTransport:
             raise InvalidArgumentError("send and recv must be different CipherStates")
         if not isinstance(lossy, bool):
             raise WrongTypeError(f"lossy must be a bool, got {type(lossy).__name__}")
-        window = _int_option(window, "window", MIN_WINDOW, MAX_WINDOW)
-        epoch_len = DEFAULT_EPOCH if rekey_every is None else _int_option(rekey_every, "rekey_every", 1, DEFAULT_EPOCH)
+        window = int_in_range(window, "window", MIN_WINDOW, MAX_WINDOW)
+        epoch_len = DEFAULT_EPOCH if rekey_every is None else int_in_range(rekey_every, "rekey_every", 1, DEFAULT_EPOCH)
         if lossy and epoch_len < window:
             raise InvalidArgumentError(
                 f"in lossy mode rekey_every ({epoch_len}) must be at least the replay window ({window})"
             )
         interval = None if rekey_interval_s is None else _seconds_option(rekey_interval_s, "rekey_interval_s")
         grace = _seconds_option(rekey_grace_s, "rekey_grace_s")
-        max_skip = _int_option(max_epoch_skip, "max_epoch_skip", 1, 1 << 16)
+        max_skip = int_in_range(max_epoch_skip, "max_epoch_skip", 1, 1 << 16)
         if not callable(getattr(clock, "monotonic", None)):
             raise WrongTypeError(f"clock must have a monotonic() method, got {type(clock).__name__}")
 
@@ -486,6 +479,22 @@ class NoiseTransport:
         if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
             raise InvalidArgumentError(f"offset must be a non-negative int, got {offset!r}")
         return self._decrypt_checked(message, ad, out, offset)  # type: ignore[return-value]
+
+    # -- the Channel interface (keros.channel) ------------------------------------------------
+
+    @property
+    def overhead(self) -> int:
+        return TAG_SIZE + (NONCE_SIZE if self._lossy else 0)
+
+    @property
+    def is_open(self) -> bool:
+        return not self._closed
+
+    def seal(self, payload: bytes | SecureBuffer) -> bytes:
+        return self.encrypt(payload)
+
+    def open_into(self, message: bytes, out: SecureBuffer, offset: int = 0) -> int:
+        return self.decrypt_into(message, out, offset)
 
     def _open_fast(self, message: bytes, ad: bytes, target: object, secret: bool = False) -> int:
         """The common case, in as few steps as possible: a message of the current epoch, no
