@@ -559,3 +559,26 @@ def test_from_handshake_closes_the_unused_cipherstate_of_a_one_way_pattern() -> 
     res.close()
     for key in statics:
         key.secure_purge()
+
+
+def test_protocol_md_states_the_limits_the_code_enforces() -> None:
+    """docs/protocol.md is the transport's contract (the module docstring points there): every
+    limit it names is the one in force, so neither can change without the other."""
+    from pathlib import Path
+
+    from cortex_sal.keros.noise import transport as t
+    from cortex_sal.keros.noise.state import MAX_MESSAGE, MAX_PLAINTEXT
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "protocol.md").read_text(encoding="utf-8")
+    section = " ".join(doc[doc.index("## Transport\n") : doc.index("## Downgrade\n")].split())  # wrapping aside
+    stated = [
+        f"at most {MAX_MESSAGE} bytes",
+        f"at most {MAX_PLAINTEXT} bytes",
+        f"`window` (lossy mode): {t.MIN_WINDOW} to {t.MAX_WINDOW}, default {t.MIN_WINDOW}",
+        f"`max_epoch_skip`: 1 to 65536, default {t.DEFAULT_MAX_EPOCH_SKIP}",
+        f"`rekey_grace_s`: default {t.DEFAULT_REKEY_GRACE_S:g} s",
+        f"`rekey_every`: 1 to `2**{t.DEFAULT_EPOCH.bit_length() - 1}`",
+        f"Nonce `2**{MAX_NONCE.bit_length()} - 1` is reserved",
+    ]
+    missing = [text for text in stated if text not in section]
+    assert not missing, f"protocol.md does not state the limits in force: {missing}"

@@ -3,72 +3,11 @@
 Feed it plaintexts and get wire messages, feed it wire messages and get plaintexts; it never
 touches a socket. The two directions have independent keys, nonces and rekey epochs.
 
-Wire format
------------
-* **ordered** mode (a reliable, in-order link such as TCP): each message is exactly a Noise
-  transport message, ``ciphertext || tag (16)``, under the implicit nonce ``n`` (0, 1, 2, ...)
-  of the sending direction. Without rekeying this is plain Noise, readable by any Noise
-  implementation (``noiseprotocol``'s ``encrypt``/``decrypt``).
-* **lossy** mode (datagrams that may be lost, reordered or duplicated): each message is
-  ``nonce (u64 big-endian, 8 bytes) || ciphertext || tag (16)``. The nonce is the Noise nonce
-  ``n`` used for the AEAD (``0x00000000 || n little-endian``): tampering with it fails the tag.
-
-In both modes the Noise message (``ciphertext || tag``) is at most 65535 bytes, so a plaintext is
-at most 65519 bytes; a longer one is refused before anything is encrypted, and a longer incoming
-message is refused before any decryption. ``ad`` (default empty) is associated data both ends
-supply out of band.
-
-Replay window (lossy mode)
---------------------------
-The receiver remembers the highest nonce it accepted and a bitmap of the ``window`` (>= 1024,
-default 1024) nonces behind it. A nonce is accepted at most once; one more than ``window``
-behind the highest is refused with :class:`ReplayAttackError` ("too old"), as is a repeat.
-Every check runs before the AEAD; the window (and any key change) moves **only after the tag
-verified**, so a forged or tampered message changes no state at all.
-
-Rekeying (spec section 11.3)
-----------------------------
-``Rekey()`` of spec section 4.2 (``k = REKEY(k)``; the nonce is not reset) runs at *epoch*
-boundaries, each direction on its own, by the same rule at both ends:
-
-* the nonce space is cut into epochs of ``E = rekey_every`` nonces (``2**32`` when ``rekey_every``
-  is None); nonce ``n`` belongs to epoch ``n // E`` and is encrypted under ``k_epoch``, where
-  ``k_0`` is Split()'s key and ``k_{j+1} = REKEY(k_j)``. With a count, the key therefore changes
-  after every ``E`` messages of a direction;
-* time: with ``rekey_interval_s``, a *sender* whose current epoch started that long ago (on its
-  injected clock) skips the rest of that epoch: its next message uses the first nonce of the
-  next epoch, ``(epoch + 1) * E``, under the next key. Only the sender reads a clock; the nonce
-  tells the receiver everything, so the two ends never need synchronised clocks;
-* an ordered receiver expects nonce ``n``; when ``n`` starts a new epoch it derives the next key
-  first. If the tag fails under ``n``, it tries once more with the first nonce of the next epoch
-  and the next key (a sender's time skip). The new key replaces the old one only if that tag
-  verifies;
-* a lossy receiver reads the epoch from the explicit nonce. A message of the current epoch uses
-  the current key. A message of a later epoch (at most ``max_epoch_skip``, default 16, ahead:
-  further is refused, bounding the work a forgery can cause) gets its key derived tentatively;
-  only if the tag verifies does that epoch become current. The key (and replay bitmap) of the
-  epoch just before the current one is kept for late messages until the first of: a newer epoch
-  starts, ``window`` nonces of the current epoch have passed (every older nonce is then out of
-  the window anyway), or ``rekey_grace_s`` (default 5 s) since the switch on the receiver's clock.
-  Older epochs are refused with :class:`ReplayAttackError`. In lossy mode ``rekey_every`` must be
-  at least ``window``, so that every nonce inside the window belongs to the current or the
-  previous epoch: the acceptance rule is exactly "not seen before, and not more than ``window``
-  behind the highest nonce accepted", across epoch changes (until the grace time runs out).
-
-Both ends must use the same ``rekey_every`` (None on both is fine); ``rekey_interval_s`` may
-differ, it only drives the local sender. The old key is purged the moment the new one is
-installed; ``close()`` purges every key, and every later call raises
-:class:`SessionExpiredError`. Nonce ``2**64 - 1`` is reserved (REKEY uses it): a sender that
-reaches it raises :class:`SessionExpiredError` (re-handshake).
-
-Errors
-------
-A refused message changes nothing (nonces, windows, keys): :class:`FrameAuthError` (the tag did
-not verify, or a nonce too many epochs ahead), :class:`ReplayAttackError` (a repeat, too old, or
-of a retired epoch), :class:`FrameFormatError` (truncated, over 65535 bytes, reserved nonce).
-An outgoing plaintext over 65519 bytes raises :class:`WrongLengthError`; wrong argument types
-raise :class:`WrongTypeError`. The transport does not close itself on a bad message (on an ordered
-link the caller will usually drop the connection; on a lossy one it drops the datagram).
+The contract - the ordered and lossy wire formats, every limit, the replay window's edges,
+rekeying by count and by time (the epoch rule, what happens at nonce 2**32), the errors and
+what a refused message leaves unchanged - is written down once, in ``docs/protocol.md``,
+"KEROS v2" > "Transport". This module implements it; its tests check it against
+``noiseprotocol`` and a model of the window (``tests/test_noise_transport.py``).
 
 Not thread-safe: one object is used by one thread at a time.
 """
