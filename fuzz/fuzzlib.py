@@ -2008,7 +2008,7 @@ def read_records(chunks: Iterable[bytes], max_body: int = 65535) -> tuple[list[t
             if item is NEED_DATA:
                 return None
             if item is EOF:
-                return "closed-eof" if reader.close is not None else "eof"
+                return "closed-eof" if reader.close_record is not None else "eof"
             got.append(
                 ("CLOSE", (int(item.reason), item.text)) if isinstance(item, Close) else (item.type.name, item.body)
             )

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cortex_sal.securemem import SecureBuffer
-from hypothesis_profiles import CI, EXPLORE, examples
+from hypothesis_profiles import CI, EXPLORE, FACTOR_VARIABLE, examples
 
 ROOT = Path(__file__).resolve().parents[1]
 DRAWS = "CORTEX_HYPOTHESIS_DRAWS"
@@ -42,6 +42,7 @@ def draws(tmp_path: Path, name: str, *options: str) -> list[str]:
     log = tmp_path / name
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "HYPOTHESIS_"))}
     env[DRAWS] = str(log)
+    env[FACTOR_VARIABLE] = "5"  # the explore runs below count on the default factor
     env["HYPOTHESIS_STORAGE_DIRECTORY"] = str(tmp_path / "hypothesis")  # explore keeps its database there
     command = [sys.executable, "-W", "error", "-m", "pytest", "-q", "-p", "no:cacheprovider", *options, PROBE]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)

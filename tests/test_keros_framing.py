@@ -14,6 +14,7 @@ import struct
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -119,7 +120,7 @@ def test_eof_at_every_position() -> None:
         assert (got, end) == (want, want_end), cut
         if cut in boundaries:
             assert end in ("eof", "closed-eof") and reader.state is ReaderState.DONE
-            assert (reader.close is not None) == (cut == len(SMALL))  # only the full stream was closed
+            assert (reader.close_record is not None) == (cut == len(SMALL))  # only the full stream was closed
         else:
             assert end == "error:truncated"
 
@@ -135,8 +136,22 @@ def test_an_oversize_header_is_refused_before_its_body() -> None:
 
 def test_an_oversize_close_is_refused_at_its_header() -> None:
     reader = RecordReader()
+    header = struct.pack(">BH", 3, 242)
+    reader.receive_data(header[:2])  # not yet a header: nothing to judge
+    assert reader.state is ReaderState.OPEN and reader.next_record() is NEED_DATA
     with pytest.raises(RemoteProtocolError, match="CLOSE record of 242 bytes, at most 241"):
-        reader.receive_data(struct.pack(">BH", 3, 242)[:2] + struct.pack(">BH", 3, 242)[2:])
+        reader.receive_data(header[2:])
+    assert reader.state is ReaderState.FAILED and reader.buffered == 0
+
+
+def test_a_largest_close_fits_a_reader_with_a_small_max_body() -> None:
+    """A CLOSE may be 241 bytes whatever max_body is: the smallest buffer still holds one."""
+    reader = RecordReader(max_body=10, max_buffer=3 + 241)
+    text = "é" * 120  # 240 bytes of UTF-8
+    reader.receive_data(RecordWriter(max_body=10).close(CloseReason.SHUTDOWN, text))
+    assert reader.next_record() == Close(CloseReason.SHUTDOWN, text)
+    with pytest.raises(InvalidArgumentError, match="max_buffer"):
+        RecordReader(max_body=10, max_buffer=3 + 240)
 
 
 @pytest.mark.parametrize("code", [0x00, 0x04, 0x7F, 0xFF])
@@ -186,21 +201,20 @@ def test_eof_is_final_and_idempotent() -> None:
     assert reader.next_record() is EOF and reader.next_record() is EOF
     with pytest.raises(LocalProtocolError, match="after EOF"):
         reader.receive_data(b"\x02\x00\x00")
-    assert reader.close is None  # a bare EOF: the stream was cut, not closed
+    assert reader.close_record is None  # a bare EOF: the stream was cut, not closed
 
 
 def test_feeding_without_draining_is_refused_and_changes_nothing() -> None:
-    reader = RecordReader(max_body=10, max_buffer=20)
-    reader.receive_data(wire(2, b"0123456789") + wire(2, b"abcd"))  # 13 + 7 = 20 bytes
+    reader = RecordReader(max_body=100, max_buffer=244)  # the smallest buffer: one largest CLOSE
+    a, b, c = b"a" * 100, b"b" * 100, b"c" * 35
+    reader.receive_data(wire(2, a) + wire(2, b) + wire(2, c))  # 103 + 103 + 38 = 244 bytes
     with pytest.raises(LocalProtocolError, match="take records with next_record"):
         reader.receive_data(b"\x02")
-    assert reader.buffered == 20 and reader.state is ReaderState.OPEN
-    assert reader.next_record() == Record(RecordType.DATA, b"0123456789")
+    assert reader.buffered == 244 and reader.state is ReaderState.OPEN
+    assert reader.next_record() == Record(RecordType.DATA, a)
     reader.receive_data(wire(2, b"z"))
-    assert [reader.next_record(), reader.next_record()] == [
-        Record(RecordType.DATA, b"abcd"),
-        Record(RecordType.DATA, b"z"),
-    ]
+    for body in (b, c, b"z"):
+        assert reader.next_record() == Record(RecordType.DATA, body)
 
 
 @pytest.mark.parametrize("bad", ["text", 7, None, [1, 2], bytearray(4).__iter__()])
@@ -212,10 +226,21 @@ def test_receive_data_refuses_what_is_not_bytes(bad: object) -> None:
 
 
 def test_a_non_contiguous_buffer_is_refused() -> None:
+    reader, writer = RecordReader(), RecordWriter()
     with pytest.raises(InvalidArgumentError, match="contiguous"):
-        RecordReader().receive_data(memoryview(b"\x02\x00\x00\x00")[::2])
+        reader.receive_data(memoryview(b"\x02\x00\x00\x00")[::2])
     with pytest.raises(InvalidArgumentError, match="contiguous"):
-        RecordWriter().data(memoryview(b"abcd")[::2])
+        writer.data(memoryview(b"abcd")[::2])
+    released = memoryview(b"\x02\x00\x00")
+    released.release()
+    with pytest.raises(InvalidArgumentError, match="cannot be read as bytes"):
+        reader.receive_data(released)
+    assert reader.state is ReaderState.OPEN and reader.buffered == 0 and not writer.closed
+    empty_2d = memoryview(np.zeros((0, 2), np.uint8))
+    assert writer.data(empty_2d) == b"\x02\x00\x00"  # an empty buffer of any shape is an empty body
+    wide = memoryview(bytearray(b"\x02\x00\x02\xaa\xbb\x00")).cast("H")  # 3 two-byte items
+    reader.receive_data(wide)
+    assert reader.next_record() == Record(RecordType.DATA, b"\xaa\xbb")
 
 
 @pytest.mark.parametrize(

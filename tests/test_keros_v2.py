@@ -255,6 +255,17 @@ def test_a_call_out_of_turn_once_started_fails_and_purges(world: World, stage: s
     gateway.close()
 
 
+def test_a_transport_refused_for_its_options_leaves_the_party_failed(world: World) -> None:
+    sensor, gateway = world.sensor(), world.gateway()
+    gateway.receive_sensor_finish(sensor.receive_gateway_hello(gateway.receive_sensor_hello(sensor.start())))
+    with pytest.raises(InvalidArgumentError, match="window"):
+        gateway.transport(lossy=True, window=5)
+    assert gateway.state is V2State.FAILED and _secrets_purged(gateway)
+    with pytest.raises(HandshakeError, match="FAILED"):
+        gateway.transport()
+    sensor.close()
+
+
 # -- downgrade ---------------------------------------------------------------------------
 
 

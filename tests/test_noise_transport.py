@@ -21,6 +21,7 @@ from noise.connection import Keypair, NoiseConnection
 from cortex_sal.errors import (
     FrameAuthError,
     FrameFormatError,
+    InvalidArgumentError,
     ReplayAttackError,
     SensorBusError,
     SessionExpiredError,
@@ -574,11 +575,20 @@ def test_protocol_md_states_the_limits_the_code_enforces() -> None:
     stated = [
         f"at most {MAX_MESSAGE} bytes",
         f"at most {MAX_PLAINTEXT} bytes",
-        f"`window` (lossy mode): {t.MIN_WINDOW} to {t.MAX_WINDOW}, default {t.MIN_WINDOW}",
-        f"`max_epoch_skip`: 1 to 65536, default {t.DEFAULT_MAX_EPOCH_SKIP}",
+        f"`window` (lossy mode): {t.MIN_WINDOW} to {t.MAX_WINDOW}, default {t.DEFAULT_WINDOW}",
+        f"`max_epoch_skip`: 1 to {t.MAX_EPOCH_SKIP}, default {t.DEFAULT_MAX_EPOCH_SKIP}",
         f"`rekey_grace_s`: default {t.DEFAULT_REKEY_GRACE_S:g} s",
         f"`rekey_every`: 1 to `2**{t.DEFAULT_EPOCH.bit_length() - 1}`",
         f"Nonce `2**{MAX_NONCE.bit_length()} - 1` is reserved",
     ]
     missing = [text for text in stated if text not in section]
     assert not missing, f"protocol.md does not state the limits in force: {missing}"
+    # and the constants are the limits the constructor enforces, at both edges
+    for option, low, high in (("window", t.MIN_WINDOW, t.MAX_WINDOW), ("max_epoch_skip", 1, t.MAX_EPOCH_SKIP)):
+        for value, accepted in ((low, True), (high, True), (low - 1, False), (high + 1, False)):
+            kwargs = {option: value, "lossy": True, "rekey_every": 2**20}
+            if accepted:
+                NoiseTransport(None, CipherState(SecureKeyBuffer()), **kwargs).close()
+            else:
+                with pytest.raises(InvalidArgumentError, match=option):
+                    NoiseTransport(None, CipherState(SecureKeyBuffer()), **kwargs)

@@ -102,7 +102,7 @@ def test_attach_refuses_what_is_not_a_sensor_channel(world: World) -> None:
         sensor = world.sensor()
         gateway = world.gateway()
         sensor.receive_gateway_hello(gateway.receive_sensor_hello(sensor.start()))
-        with pytest.raises(WrongTypeError, match="sensor's VerifiedCertificate"):
+        with pytest.raises(InvalidArgumentError, match="got a gateway's"):
             shield.attach_sensor(down, sensor.peer)  # a gateway's certificate
         sensor.close()
         gateway.close()
@@ -123,6 +123,45 @@ def test_attach_refuses_what_is_not_a_sensor_channel(world: World) -> None:
     up.close()
 
 
+class LooksLikeAChannel:
+    """Every name of the Channel protocol, none of its meaning."""
+
+    def overhead(self) -> int:  # a method, not the property
+        return 16
+
+    def is_open(self) -> bool:
+        return True
+
+    seal = open_into = close = overhead
+
+
+class RaisingChannel(LooksLikeAChannel):
+    @property
+    def overhead(self) -> int:  # type: ignore[override]
+        raise RuntimeError("boom")
+
+
+def test_attach_refuses_objects_that_only_look_like_a_channel(world: World) -> None:
+    up, down, peer = v2_pair(world)
+    with CognitiveShield(clock=ManualClock()) as shield:
+        for fake in (LooksLikeAChannel(), RaisingChannel()):
+            with pytest.raises(WrongTypeError, match="keros Channel"):
+                shield.attach_sensor(fake, peer)  # type: ignore[arg-type]
+        assert shield.custody_report()["channels_attached"] == 0
+    up.close()
+    down.close()
+
+
+def test_an_expired_v1_session_is_not_open() -> None:
+    clock = ManualClock()
+    with CognitiveShield(clock=clock) as shield:
+        shield.register_sensor("eeg_fp1_certified_v1", 35.0, 16)
+        session = shield.sensor_endpoint("eeg_fp1_certified_v1")
+        assert session.is_open
+        clock.advance(3600 * 24 * 365)
+        assert not session.is_open  # past its lifetime, before any call noticed
+
+
 def test_attach_applies_the_shields_own_registry(world: World) -> None:
     up, down, peer = v2_pair(world)
     with CognitiveShield(clock=ManualClock()) as shield:
@@ -139,7 +178,13 @@ def test_destroy_session_purges_an_attached_transport(world: World) -> None:
     shield.attach_sensor(down, peer)  # type: ignore[arg-type]
     keys = down._secret_buffers()
     assert keys and not any(k.is_purged for k in keys)
-    assert shield.destroy_session()["sessions_closed"] == 1
+    report = shield.custody_report()
+    assert (report["channels_attached"], report["channels_closed"]) == (1, 0)
+    destroyed = shield.destroy_session()
+    assert destroyed["sessions_closed"] == 1 and (destroyed["channels_attached"], destroyed["channels_closed"]) == (
+        1,
+        1,
+    )
     assert all(k.is_purged for k in keys) and not down.is_open
     shield.close()
     up.close()

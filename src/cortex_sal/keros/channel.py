@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+from ..errors import WrongTypeError
 from ..securemem import SecureBuffer
 
 
@@ -43,4 +44,24 @@ class Channel(Protocol):
         ...
 
 
-__all__ = ["Channel"]
+def check_channel(obj: object) -> Channel:
+    """``obj`` if it really implements :class:`Channel`, else ``WrongTypeError``.
+
+    ``isinstance`` against a runtime-checkable protocol only sees that the names exist; this
+    also checks that ``overhead`` is an int, ``is_open`` a bool and the methods callable, and
+    turns any exception an odd object raises on the way into the refusal."""
+    try:
+        ok = (
+            isinstance(obj, Channel)
+            and type(obj.overhead) is int
+            and type(obj.is_open) is bool
+            and all(callable(getattr(obj, name)) for name in ("seal", "open_into", "close"))
+        )
+    except Exception:
+        ok = False
+    if not ok:
+        raise WrongTypeError(f"channel must be a keros Channel, got {type(obj).__name__}")
+    return obj  # type: ignore[return-value]  # checked just above
+
+
+__all__ = ["Channel", "check_channel"]

@@ -94,10 +94,16 @@ class Close:
 def _byte_view(data: object, what: str) -> memoryview:
     if not isinstance(data, bytes | bytearray | memoryview):
         raise WrongTypeError(f"{what} must be bytes, bytearray or memoryview, got {type(data).__name__}")
-    view = memoryview(data)
-    if not view.c_contiguous:
+    try:
+        view = memoryview(data)
+        contiguous, empty = view.c_contiguous, view.nbytes == 0
+        if contiguous and not empty and (view.format != "B" or view.ndim != 1):
+            view = view.cast("B")
+    except (ValueError, TypeError):  # a released memoryview; an odd format or shape
+        raise InvalidArgumentError(f"{what} is a buffer that cannot be read as bytes") from None
+    if not contiguous:
         raise InvalidArgumentError(f"{what} must be a contiguous buffer")
-    return view.cast("B") if view.format != "B" or view.ndim != 1 else view
+    return memoryview(b"") if empty else view
 
 
 def _close_body(reason: object, text: object) -> bytes:
@@ -131,17 +137,19 @@ def _parse_close(body: bytes) -> Close:
 class RecordReader:
     """Cuts an incoming byte stream into records. Sans-IO: feed bytes, take records.
 
-    Memory is bounded twice: a record in progress never exceeds ``3 + max_body`` bytes (its
-    header is checked first), and the buffer as a whole never exceeds ``max_buffer`` (by default
-    1 MiB beyond one record), so a loop that reads at most 1 MiB at a time and drains the reader
-    after each read cannot be made to hold more. Feeding without draining past that limit is
+    Memory is bounded twice: a record in progress never exceeds ``3 + max(max_body, 241)``
+    bytes (its header is checked first; 241 is the largest CLOSE body), and the buffer as a
+    whole never exceeds ``max_buffer`` (by default 1 MiB beyond one record; at least one
+    record), so a loop that reads at most 1 MiB at a time and drains the reader after each
+    read cannot be made to hold more. Feeding without draining past that limit is
     refused with :class:`~cortex_sal.errors.LocalProtocolError` and buffers nothing.
     """
 
     def __init__(self, *, max_body: int = MAX_BODY, max_buffer: int | None = None) -> None:
         self._max_body = int_in_range(max_body, "max_body", 1, MAX_BODY)
-        limit = DEFAULT_MAX_BUFFER + HEADER_SIZE + self._max_body if max_buffer is None else max_buffer
-        self._max_buffer = int_in_range(limit, "max_buffer", HEADER_SIZE + self._max_body, 2**30)
+        largest = HEADER_SIZE + max(self._max_body, 1 + MAX_CLOSE_TEXT)  # a CLOSE may exceed a small max_body
+        limit = DEFAULT_MAX_BUFFER + largest if max_buffer is None else max_buffer
+        self._max_buffer = int_in_range(limit, "max_buffer", largest, 2**30)
         self._buffer = bytearray()
         self._eof = False
         self._state = ReaderState.OPEN
@@ -153,7 +161,7 @@ class RecordReader:
         return self._state
 
     @property
-    def close(self) -> Close | None:
+    def close_record(self) -> Close | None:
         """The CLOSE the peer sent, or ``None``: an EOF without one means the stream was cut."""
         return self._close
 

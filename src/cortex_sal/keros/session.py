@@ -229,7 +229,7 @@ class SecureBusSession:
 
     @property
     def is_open(self) -> bool:
-        return self.state is ChannelState.ESTABLISHED
+        return self.state is ChannelState.ESTABLISHED and self._clock.monotonic() < self._expires_at
 
     def seal(self, payload: bytes | SecureBuffer) -> bytes:
         return self.encrypt_frame(payload)

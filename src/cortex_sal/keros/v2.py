@@ -191,7 +191,11 @@ class _Party:
         ``rekey_every``, ``rekey_interval_s``, ``window``...; both ends must agree). Once."""
         self._expect(V2State.ESTABLISHED, "transport()")
         options.setdefault("clock", self._clock)
-        transport = NoiseTransport.from_handshake(self._noise, **options)
+        try:
+            transport = NoiseTransport.from_handshake(self._noise, **options)
+        except BaseException as exc:  # e.g. a bad option: the split's keys are gone either way
+            self._abort(exc)  # FAILED, every secret purged; the caller sees its own error
+            raise
         self._state = V2State.TRANSPORT
         return transport
 

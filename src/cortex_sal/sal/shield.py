@@ -32,7 +32,7 @@ from ..governance import DEFAULT_THRESHOLDS, ClinicalThresholds
 from ..governance.quorum import EnactedBundle, NodeRegistry, apply_bundle
 from ..keros import SecureBusSession, SensorRegistry, establish_in_process
 from ..keros.certificate import CertificateKind, VerifiedCertificate
-from ..keros.channel import Channel
+from ..keros.channel import Channel, check_channel
 from ..keros.clock import SYSTEM_CLOCK, Clock
 from ..securemem import SecureKeyBuffer, SecureTensorBuffer
 from .consent import ConsentLedger
@@ -101,6 +101,7 @@ class CognitiveShield:
         self._work = SecureTensorBuffer((SAMPLES_PER_FRAME,), np.float64)  # normalised samples
         self._log: list[dict[str, Any]] = []
         self._issued_keys: list[SecureKeyBuffer] = []
+        self._attached: list[Channel] = []  # channels of attach_sensor: their keys are the channel's own
         self.sessions_opened = 0
         self.sessions_closed = 0
 
@@ -174,10 +175,11 @@ class CognitiveShield:
         a refusal (past the type checks) closes it, and :meth:`destroy_session` purges it. Returns the registration
         result as :meth:`register_sensor` does, with ``sensor_id`` for :meth:`ingest_frame`.
         """
-        if not isinstance(channel, Channel):
-            raise WrongTypeError(f"channel must be a keros Channel, got {type(channel).__name__}")
-        if not isinstance(peer, VerifiedCertificate) or peer.kind is not CertificateKind.SENSOR:
+        channel = check_channel(channel)
+        if not isinstance(peer, VerifiedCertificate):
             raise WrongTypeError(f"peer must be a sensor's VerifiedCertificate, got {type(peer).__name__}")
+        if peer.kind is not CertificateKind.SENSOR:
+            raise InvalidArgumentError(f"peer must be a sensor's certificate, got a {peer.kind.name.lower()}'s")
         if not channel.is_open:
             raise InvalidArgumentError("the channel is closed: attach an established channel")
         sensor_id = f"{peer.name}/{peer.serial}"
@@ -190,6 +192,7 @@ class CognitiveShield:
             channel.close()
             return {"status": "refused", "reason": str(exc)}
         state = self._add_sensor(sensor_id, channel, None)
+        self._attached.append(channel)
         return {"status": "registered", "sensor": state.log_id, "sensor_id": sensor_id}
 
     def _add_sensor(self, sensor_id: str, channel: Channel, endpoint: SecureBusSession | None) -> _Sensor:
@@ -418,13 +421,7 @@ class CognitiveShield:
         self._liveness.rotate()
         self._salt.secure_purge()
         self._salt = SecureKeyBuffer()
-        purged = sum(k.is_purged for k in self._issued_keys)
-        return {
-            "status": "destroyed",
-            "sessions_closed": closed,
-            "keys_purged": purged,
-            "keys_total": len(self._issued_keys),
-        }
+        return {"status": "destroyed", "sessions_closed": closed, **self._key_counts()}
 
     def close(self) -> None:
         """Destroy the session and purge the shield's own secrets (salt, LIMES master, work buffer)."""
@@ -447,9 +444,14 @@ class CognitiveShield:
         return [dict(entry) for entry in self._log]
 
     def custody_report(self) -> dict[str, Any]:
+        return {"sessions_opened": self.sessions_opened, "sessions_closed": self.sessions_closed, **self._key_counts()}
+
+    def _key_counts(self) -> dict[str, int]:
+        """Session keys issued and purged: v1 sessions' keys one by one; an attached channel's
+        keys count as purged once the channel is closed (closing purges all of them)."""
         return {
-            "sessions_opened": self.sessions_opened,
-            "sessions_closed": self.sessions_closed,
-            "keys_total": len(self._issued_keys),
             "keys_purged": sum(k.is_purged for k in self._issued_keys),
+            "keys_total": len(self._issued_keys),
+            "channels_attached": len(self._attached),
+            "channels_closed": sum(not c.is_open for c in self._attached),
         }

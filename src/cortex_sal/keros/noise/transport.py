@@ -58,6 +58,7 @@ MIN_WINDOW = 1024
 MAX_WINDOW = 1 << 16
 DEFAULT_EPOCH = 1 << 32  # the epoch length when rekey_every is None
 DEFAULT_MAX_EPOCH_SKIP = 16
+MAX_EPOCH_SKIP = 1 << 16
 DEFAULT_REKEY_GRACE_S = 5.0
 _INITIAL_SCRATCH = 4096 + NONCE_SIZE + 2 * 16
 
@@ -161,7 +162,7 @@ class NoiseTransport:
             )
         interval = None if rekey_interval_s is None else _seconds_option(rekey_interval_s, "rekey_interval_s")
         grace = _seconds_option(rekey_grace_s, "rekey_grace_s")
-        max_skip = int_in_range(max_epoch_skip, "max_epoch_skip", 1, 1 << 16)
+        max_skip = int_in_range(max_epoch_skip, "max_epoch_skip", 1, MAX_EPOCH_SKIP)
         if not callable(getattr(clock, "monotonic", None)):
             raise WrongTypeError(f"clock must have a monotonic() method, got {type(clock).__name__}")
 
