@@ -29,6 +29,7 @@ from ..errors import InvalidArgumentError, LocalProtocolError, RemoteProtocolErr
 HEADER_SIZE: Final = 3
 MAX_BODY: Final = 65535  # the u16 length field; a Noise message is at most this
 MAX_CLOSE_TEXT: Final = 240  # bytes of UTF-8 after the reason code
+MAX_CLOSE_BODY: Final = 1 + MAX_CLOSE_TEXT  # the reason byte and the text, whatever max_body is
 DEFAULT_MAX_BUFFER: Final = 2**20  # what one receive_data may bring beyond a partial record
 _HEADER = struct.Struct(">BH")
 
@@ -106,6 +107,11 @@ def _byte_view(data: object, what: str) -> memoryview:
     return memoryview(b"") if empty else view
 
 
+def _body_limit(kind: RecordType, max_body: int) -> int:
+    """The largest body a record of ``kind`` may have: a CLOSE's is fixed, the others' ``max_body``."""
+    return MAX_CLOSE_BODY if kind is RecordType.CLOSE else max_body
+
+
 def _close_body(reason: object, text: object) -> bytes:
     if not isinstance(reason, CloseReason):
         raise WrongTypeError(f"reason must be a CloseReason, got {type(reason).__name__}")
@@ -118,20 +124,6 @@ def _close_body(reason: object, text: object) -> bytes:
     if len(encoded) > MAX_CLOSE_TEXT:
         raise LocalProtocolError(f"the close text is {len(encoded)} bytes of UTF-8, at most {MAX_CLOSE_TEXT}")
     return bytes([reason]) + encoded
-
-
-def _parse_close(body: bytes) -> Close:
-    if not body:
-        raise RemoteProtocolError("a CLOSE record without its reason byte")
-    try:
-        reason = CloseReason(body[0])
-    except ValueError:
-        raise RemoteProtocolError(f"a CLOSE record with unknown reason {body[0]}") from None
-    try:
-        text = body[1:].decode("utf-8")
-    except UnicodeDecodeError:
-        raise RemoteProtocolError("a CLOSE record whose text is not UTF-8") from None
-    return Close(reason, text)
 
 
 class RecordReader:
@@ -147,7 +139,7 @@ class RecordReader:
 
     def __init__(self, *, max_body: int = MAX_BODY, max_buffer: int | None = None) -> None:
         self._max_body = int_in_range(max_body, "max_body", 1, MAX_BODY)
-        largest = HEADER_SIZE + max(self._max_body, 1 + MAX_CLOSE_TEXT)  # a CLOSE may exceed a small max_body
+        largest = HEADER_SIZE + max(self._max_body, MAX_CLOSE_BODY)  # a CLOSE may exceed a small max_body
         limit = DEFAULT_MAX_BUFFER + largest if max_buffer is None else max_buffer
         self._max_buffer = int_in_range(limit, "max_buffer", largest, 2**30)
         self._buffer = bytearray()
@@ -212,13 +204,23 @@ class RecordReader:
         body = bytes(self._buffer[HEADER_SIZE:total])
         del self._buffer[:total]
         if kind is RecordType.CLOSE:
-            try:
-                self._close = _parse_close(body)
-            except RemoteProtocolError as exc:
-                self._fail(str(exc))
+            self._close = self._parse_close(body)
             self._state = ReaderState.CLOSED
             return self._close
         return Record(kind, body)
+
+    def _parse_close(self, body: bytes) -> Close:
+        if not body:
+            self._fail("a CLOSE record without its reason byte")
+        try:
+            reason = CloseReason(body[0])
+        except ValueError:
+            self._fail(f"a CLOSE record with unknown reason {body[0]}")
+        try:
+            text = body[1:].decode("utf-8")
+        except UnicodeDecodeError:
+            self._fail("a CLOSE record whose text is not UTF-8")
+        return Close(reason, text)
 
     # -- internals ---------------------------------------------------------------------
 
@@ -228,7 +230,7 @@ class RecordReader:
             kind = RecordType(code)
         except ValueError:
             self._fail(f"unknown record type 0x{code:02x}")
-        limit = 1 + MAX_CLOSE_TEXT if kind is RecordType.CLOSE else self._max_body
+        limit = _body_limit(kind, self._max_body)
         if length > limit:
             self._fail(f"a {kind.name} record of {length} bytes, at most {limit}")
         return kind, length
@@ -275,7 +277,7 @@ class RecordWriter:
         view = _byte_view(body, f"a {kind.name} body")
         if self._closed:
             raise LocalProtocolError(f"a {kind.name} record after CLOSE: nothing may follow it")
-        limit = 1 + MAX_CLOSE_TEXT if kind is RecordType.CLOSE else self._max_body
+        limit = _body_limit(kind, self._max_body)
         if len(view) > limit:
             raise LocalProtocolError(f"a {kind.name} body of {len(view)} bytes, at most {limit}")
         return b"".join((_HEADER.pack(kind, len(view)), view))  # wire bytes: ciphertext or public
@@ -285,6 +287,7 @@ __all__ = [
     "EOF",
     "HEADER_SIZE",
     "MAX_BODY",
+    "MAX_CLOSE_BODY",
     "MAX_CLOSE_TEXT",
     "NEED_DATA",
     "Close",

@@ -231,8 +231,7 @@ class SecureBusSession:
     def is_open(self) -> bool:
         return self.state is ChannelState.ESTABLISHED and self._clock.monotonic() < self._expires_at
 
-    def seal(self, payload: bytes | SecureBuffer) -> bytes:
-        return self.encrypt_frame(payload)
+    seal = encrypt_frame
 
     def open_into(self, message: bytes, out: SecureBuffer, offset: int = 0) -> int:
         if not isinstance(out, SecureBuffer):

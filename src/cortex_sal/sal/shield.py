@@ -31,7 +31,7 @@ from ..errors import (
 from ..governance import DEFAULT_THRESHOLDS, ClinicalThresholds
 from ..governance.quorum import EnactedBundle, NodeRegistry, apply_bundle
 from ..keros import SecureBusSession, SensorRegistry, establish_in_process
-from ..keros.certificate import CertificateKind, VerifiedCertificate
+from ..keros.certificate import VerifiedCertificate
 from ..keros.channel import Channel, check_channel
 from ..keros.clock import SYSTEM_CLOCK, Clock
 from ..securemem import SecureKeyBuffer, SecureTensorBuffer
@@ -178,11 +178,11 @@ class CognitiveShield:
         channel = check_channel(channel)
         if not isinstance(peer, VerifiedCertificate):
             raise WrongTypeError(f"peer must be a sensor's VerifiedCertificate, got {type(peer).__name__}")
-        if peer.kind is not CertificateKind.SENSOR:
+        sensor_id = peer.sensor_id  # MODEL/SERIAL; None for a gateway's certificate
+        if sensor_id is None:
             raise InvalidArgumentError(f"peer must be a sensor's certificate, got a {peer.kind.name.lower()}'s")
         if not channel.is_open:
             raise InvalidArgumentError("the channel is closed: attach an established channel")
-        sensor_id = f"{peer.name}/{peer.serial}"
         if sensor_id in self._sensors:
             channel.close()
             return {"status": "refused", "reason": "sensor is already registered in this session"}
