@@ -937,7 +937,7 @@ class FrameTarget(Target):
 
 
 class RegistryFileTarget(Target):
-    """``SensorRegistry.from_file``: a registry or ``InvalidArgumentError``; ``extend`` untouched."""
+    """``store.keros.load_sensor_registry``: a registry or ``InvalidArgumentError``; ``extend`` untouched."""
 
     name = "sensor_registry"
 
@@ -960,13 +960,14 @@ class RegistryFileTarget(Target):
     def run(self, plan: Plan) -> str:
         from cortex_sal.errors import InvalidArgumentError
         from cortex_sal.keros import SensorRegistry
+        from cortex_sal.store.keros import load_sensor_registry
 
         i = (plan.base // 2) % len(self.docs)
         data = json_message(plan, self.docs[i], self.texts[i])
         path = self.scratch.write("registry.json", as_bytes(data) if is_bytes_like(data) else repr(data).encode())
         before = (self.extend.models(), set(self.extend._revoked), self.extend.min_snr_db, self.extend.min_bits)
         extend = self.extend if plan.base % 4 >= 2 else None
-        registry, exc = refusal((InvalidArgumentError,), lambda: SensorRegistry.from_file(path, extend=extend))
+        registry, exc = refusal((InvalidArgumentError,), lambda: load_sensor_registry(path, extend=extend))
         after = (self.extend.models(), set(self.extend._revoked), self.extend.min_snr_db, self.extend.min_bits)
         require(before == after, "loading a registry file changed the registry it extends")
         if exc is not None:
@@ -1659,7 +1660,7 @@ class CliLoaderTarget(Target):
     value or a ``GovernanceError`` subclass the CLI turns into exit code 2."""
 
     def __init__(self, which: str) -> None:
-        from cortex_sal.governance import cli
+        from cortex_sal.store import governance as files
 
         self.name = f"cli_{which}"
         self.gov = _Governance()
@@ -1671,11 +1672,10 @@ class CliLoaderTarget(Target):
         }
         self.doc = docs[which]
         self.text = dump_json(self.doc)
-        self.load = {"node": cli._load_node, "proposal": cli._load_proposal, "signature": cli._load_signature}[which]
+        self.load = {"node": files.load_node, "proposal": files.load_proposal, "signature": files.load_signature}[which]
 
     def run(self, plan: Plan) -> str:
-        from cortex_sal.errors import BundleError, GovernanceError, ProposalError
-        from cortex_sal.governance.cli import CliInputError
+        from cortex_sal.errors import BundleError, CliInputError, GovernanceError, ProposalError
 
         data = json_message(plan, self.doc, self.text)
         path = self.scratch.write("input.json", as_bytes(data) if is_bytes_like(data) else repr(data).encode())
@@ -1698,8 +1698,8 @@ class AuditJsonlTarget(Target):
     name = "audit_jsonl"
 
     def __init__(self) -> None:
-        from cortex_sal.governance.audit import AuditTrail
         from cortex_sal.keros import ManualClock
+        from cortex_sal.store.audit import AuditTrail
 
         self.scratch = _Scratch()
         clock = ManualClock(T0)
@@ -1720,7 +1720,7 @@ class AuditJsonlTarget(Target):
         self.spec = Spec(fields=tuple(fields))
 
     def run(self, plan: Plan) -> str:
-        from cortex_sal.governance.audit import verify_jsonl
+        from cortex_sal.store.audit import verify_jsonl
 
         if plan.kind == "mutate" and plan.base % 2:
             doc = mutate_json(self.records, plan.mutations)
@@ -1749,8 +1749,8 @@ class AuditDbTarget(Target):
     name = "audit_db"
 
     def __init__(self) -> None:
-        from cortex_sal.governance.audit import AuditTrail
         from cortex_sal.keros import ManualClock
+        from cortex_sal.store.audit import AuditTrail
 
         self.scratch = _Scratch()
         clock = ManualClock(T0)
@@ -1764,7 +1764,8 @@ class AuditDbTarget(Target):
         self.spec = Spec(fields=tuple((4096 * i, 4096 * (i + 1)) for i in range(pages)) or ((0, 100),))
 
     def run(self, plan: Plan) -> str:
-        from cortex_sal.governance.audit import AuditError, AuditTrail
+        from cortex_sal.errors import AuditError
+        from cortex_sal.store.audit import AuditTrail
 
         data = message(plan, self.data, self.spec)
         path = self.scratch.write("trail.db", as_bytes(data) if is_bytes_like(data) else repr(data).encode())

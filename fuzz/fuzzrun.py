@@ -22,13 +22,15 @@ def run(name: str) -> None:
         import fuzzlib
 
         import cortex_sal.governance.audit
-        import cortex_sal.governance.cli
         import cortex_sal.governance.quorum
         import cortex_sal.keros
         import cortex_sal.keros.framing
         import cortex_sal.sal.clinical
         import cortex_sal.sal.router
-        import cortex_sal.sal.shield  # noqa: F401
+        import cortex_sal.sal.shield
+        import cortex_sal.store.audit
+        import cortex_sal.store.governance
+        import cortex_sal.store.keros  # noqa: F401
     for flag in DEFAULTS:
         if not any(arg.startswith(flag.split("=")[0] + "=") for arg in sys.argv):
             sys.argv.append(flag)

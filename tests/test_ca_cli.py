@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from cortex_sal.cli import main
 from cortex_sal.crypto import X25519PrivateKey
-from cortex_sal.errors import CertificateError, CertificateReason, InvalidArgumentError
-from cortex_sal.keros.ca_cli import CAFileError, load_ca, load_identity, load_root, load_trust
+from cortex_sal.errors import CAFileError, CertificateError, CertificateReason, InvalidArgumentError
 from cortex_sal.keros.certificate import CertificateKind, parse_certificate, parse_revocation_list, verify_certificate
+from cortex_sal.store.keros import load_ca, load_identity, load_root, load_trust
 
 R = CertificateReason
 MODEL = "eeg_fp1_certified_v1"

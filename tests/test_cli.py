@@ -111,8 +111,8 @@ def _fake_report(checkpoint: str, heap_hits: int):
 def test_selftest_residue_exits_non_zero_on_residue(monkeypatch, capsys) -> None:
     from cortex_sal.testing import residue
 
-    def run(name: str):
-        leaky = 1 if name in ("x25519_hkdf", "leak_control") else 0
+    def run(scenario):
+        leaky = 1 if scenario.name in ("x25519_hkdf", "leak_control") else 0
         return [(_fake_report("session", leaky), True), (_fake_report("end", 0), False)]
 
     monkeypatch.setattr(residue, "run_scenario", run)
@@ -124,7 +124,7 @@ def test_selftest_residue_exits_non_zero_on_residue(monkeypatch, capsys) -> None
 def test_selftest_residue_fails_when_the_control_is_not_seen(monkeypatch, capsys) -> None:
     from cortex_sal.testing import residue
 
-    monkeypatch.setattr(residue, "run_scenario", lambda name: [(_fake_report("end", 0), False)])
+    monkeypatch.setattr(residue, "run_scenario", lambda scenario: [(_fake_report("end", 0), False)])
     assert main(["selftest", "--residue", "--scenario", "aead", "--scenario", "leak_control"]) == 1
     assert "the deliberate leak was not found" in capsys.readouterr().out
 

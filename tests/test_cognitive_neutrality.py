@@ -31,7 +31,6 @@ from cortex_sal.errors import BundleError, ProposalError, QuorumError, WrongType
 from cortex_sal.governance import (
     DEFAULT_THRESHOLDS,
     AuditError,
-    AuditTrail,
     ClinicalThresholds,
     DecisionType,
     EnactedBundle,
@@ -50,6 +49,7 @@ from cortex_sal.sal.consent import ConsentLedger
 from cortex_sal.sal.drift import DriftDetector
 from cortex_sal.sal.shield import CognitiveShield
 from cortex_sal.sources import synthetic_eeg
+from cortex_sal.store.audit import AuditTrail
 
 T0 = 1_700_000_000.0
 SENSOR = "eeg_fp1_certified_v1"
@@ -575,9 +575,10 @@ _SESSION = textwrap.dedent(
     import io, tempfile
     from pathlib import Path
     from rich.console import Console
-    from cortex_sal.demo import run_demo
+    from cortex_sal.cli.demo import run_demo
     from cortex_sal.crypto.ed25519 import Ed25519SigningKey
-    from cortex_sal.governance import (AuditTrail, DEFAULT_THRESHOLDS, DecisionType, GovernanceNode, NodeRegistry,
+    from cortex_sal.store.audit import AuditTrail
+    from cortex_sal.governance import (DEFAULT_THRESHOLDS, DecisionType, GovernanceNode, NodeRegistry,
         Proposal, apply_bundle, enact, sign_proposal, truncated_hash)
     assert run_demo(Console(file=io.StringIO()), frames=6, delay_s=0.0, use_edf=False) == 0
     keys = [Ed25519SigningKey.generate() for _ in range(5)]

@@ -22,7 +22,7 @@ from hypothesis import event, example, given, settings
 
 from cortex_sal.cli import main
 from cortex_sal.errors import BundleError, GovernanceError, ProposalError
-from cortex_sal.governance.audit import AuditError, AuditTrail, truncated_hash, verify_jsonl
+from cortex_sal.governance.audit import AuditError, truncated_hash
 from cortex_sal.governance.quorum import (
     DecisionType,
     EnactedBundle,
@@ -32,6 +32,7 @@ from cortex_sal.governance.quorum import (
     canonical_json,
 )
 from cortex_sal.keros import ManualClock
+from cortex_sal.store.audit import AuditTrail, verify_jsonl
 from hypothesis_profiles import examples
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))

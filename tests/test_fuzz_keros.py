@@ -34,7 +34,8 @@ from hypothesis import event, example, given, settings
 
 from cortex_sal.errors import HandshakeError, InvalidArgumentError
 from cortex_sal.keros import GatewayHandshake, ManualClock, SensorCertificationAuthority, SensorHandshake
-from cortex_sal.keros.registry import SensorRegistry, sensor_id_hash
+from cortex_sal.keros.registry import sensor_id_hash
+from cortex_sal.store.keros import load_sensor_registry
 from hypothesis_profiles import examples
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
@@ -160,14 +161,14 @@ def test_registry_file_refuses_overflow_and_deep_nesting(tmp_path: Path, documen
     path = tmp_path / "registry.json"
     path.write_text(document)
     with pytest.raises(InvalidArgumentError) as info:
-        SensorRegistry.from_file(path)
+        load_sensor_registry(path)
     assert type(info.value) is InvalidArgumentError
 
 
 def test_registry_path_with_a_nul_byte_is_refused() -> None:
     """Found by fuzzing: ``Path.read_text`` raised a bare ValueError."""
     with pytest.raises(InvalidArgumentError):
-        SensorRegistry.from_file("registry\x00.json")
+        load_sensor_registry("registry\x00.json")
 
 
 @pytest.mark.parametrize("sensor_id", ["\ud800", "eeg_fp1_certified_v1/\udfff"])

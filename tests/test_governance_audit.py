@@ -26,12 +26,11 @@ from cortex_sal.governance.audit import (
     GENESIS_HASH,
     AuditError,
     AuditHead,
-    AuditTrail,
     VerifyResult,
     truncated_hash,
-    verify_jsonl,
 )
 from cortex_sal.keros.clock import ManualClock
+from cortex_sal.store.audit import AuditTrail, verify_jsonl
 from hypothesis_profiles import examples
 
 N = 40

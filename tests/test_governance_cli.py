@@ -14,9 +14,11 @@ import pytest
 from cortex_sal.cli import main
 from cortex_sal.crypto.ed25519 import Ed25519SigningKey
 from cortex_sal.errors import GovernanceError
-from cortex_sal.governance import DEFAULT_THRESHOLDS, AuditTrail, DecisionType, Proposal, enact, sign_proposal
+from cortex_sal.governance import DEFAULT_THRESHOLDS, DecisionType, Proposal, enact, sign_proposal
 from cortex_sal.governance.quorum import EnactedBundle, GovernanceNode, NodeRegistry
 from cortex_sal.sal.shield import CognitiveShield
+from cortex_sal.store.audit import AuditTrail
+from cortex_sal.store.governance import load_registry
 
 # (directory, institution, jurisdiction): 5 nodes in 3 jurisdictions, as in docs/governance.md
 NODES = [
@@ -79,7 +81,7 @@ def test_round_trip_from_the_docs(workdir: Path, capsys: pytest.CaptureFixture[s
         seed = workdir / "keys" / name / "seed.key"
         assert stat.S_IMODE(seed.stat().st_mode) == 0o600
         assert seed.stat().st_size == 32
-    registry = NodeRegistry.load("registry.json")
+    registry = load_registry("registry.json")
     assert len(registry) == 5 and {n.jurisdiction for n in registry.active_nodes()} == {"DE", "FR", "SE"}
     proposal = Proposal.from_dict(json.loads(Path("proposal.json").read_text()))
     assert proposal.citations == (CITATION,) and dict(proposal.content) == {"bridge_max_std": 0.45}

@@ -40,6 +40,7 @@ from cortex_sal.governance.quorum import (
     sign_proposal,
 )
 from cortex_sal.governance.thresholds import DEFAULT_THRESHOLDS, ClinicalThresholds
+from cortex_sal.store.governance import load_registry, save_registry
 
 T0 = 1_700_000_000.0
 JURISDICTIONS = ["DE", "DE", "DE", "FR", "FR", "US", "US", "EU", "EU"]  # 9 nodes, 4 jurisdictions
@@ -139,8 +140,8 @@ def test_registry_refuses_duplicate_node_and_reused_key(registry, nodes):
 def test_registry_json_round_trip(registry, nodes, tmp_path):
     registry.deactivate(nodes[4].node_id)
     path = tmp_path / "registry.json"
-    registry.save(path)
-    loaded = NodeRegistry.load(path)
+    save_registry(registry, path)
+    loaded = load_registry(path)
     assert [n.to_dict() for n in loaded.active_nodes()] == [n.to_dict() for n in registry.active_nodes()]
     assert not loaded.get(nodes[4].node_id).active
     assert len(loaded) == 9

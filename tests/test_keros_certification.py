@@ -44,6 +44,7 @@ from cortex_sal.keros import (
 )
 from cortex_sal.securemem import SecureBuffer, SecureKeyBuffer, status
 from cortex_sal.securemem.arena import arena
+from cortex_sal.store.keros import load_sensor_registry
 from hypothesis_profiles import examples
 
 SENSOR = "eeg_fp1_certified_v1"
@@ -314,7 +315,7 @@ def weak_registry(tmp_path: Path) -> SensorRegistry:
             }
         )
     )
-    return SensorRegistry.from_file(path, extend=SensorRegistry.default())
+    return load_sensor_registry(path, extend=SensorRegistry.default())
 
 
 @pytest.mark.parametrize(("model", "word"), [("eeg_noisy_v1", "SNR"), ("eeg_coarse_v1", "bits")])
@@ -486,7 +487,7 @@ def test_from_file_extends_the_default(tmp_path: Path) -> None:
         json.dumps({"models": [{"model_id": "ppg_wrist_v2", "manufacturer": "Pulse", "snr_db": 33.5, "bits": 18}]})
     )
     default = SensorRegistry.default()
-    merged = SensorRegistry.from_file(path, extend=default)
+    merged = load_sensor_registry(path, extend=default)
     ids = {m.model_id for m in merged.models()}
     assert ids == {"eeg_fp1_certified_v1", "eeg_occipital_certified_v1", "ppg_wrist_v2"}
     assert merged.admit("ppg_wrist_v2/SN9") == SensorModel("ppg_wrist_v2", "Pulse", 33.5, 18)
@@ -494,7 +495,7 @@ def test_from_file_extends_the_default(tmp_path: Path) -> None:
     with pytest.raises(SensorNotCertifiedError):
         default.admit("ppg_wrist_v2")
     # without extend: only the file's models
-    alone = SensorRegistry.from_file(str(path))
+    alone = load_sensor_registry(str(path))
     assert [m.model_id for m in alone.models()] == ["ppg_wrist_v2"]
     with pytest.raises(SensorNotCertifiedError):
         alone.admit(SENSOR)
@@ -512,7 +513,7 @@ def test_extend_keeps_the_minima_and_the_revocations(tmp_path: Path) -> None:
     )
     default = SensorRegistry.default()
     default.revoke(SENSOR + "/SN-bad")
-    merged = SensorRegistry.from_file(path, extend=default)
+    merged = load_sensor_registry(path, extend=default)
     assert merged.min_snr_db == 30.0 and merged.min_bits == 12
     with pytest.raises(SensorNotCertifiedError, match="SNR"):
         merged.admit("eeg_noisy_v1")
@@ -568,23 +569,23 @@ def test_malformed_registry_file_raises_invalid_argument(case: str, tmp_path: Pa
         path.write_text(content)
     for extend in (None, SensorRegistry.default()):
         with pytest.raises(CortexError) as info:
-            SensorRegistry.from_file(path, extend=extend)
+            load_sensor_registry(path, extend=extend)
         assert isinstance(info.value, InvalidArgumentError), f"{case}: {type(info.value).__name__}: {info.value}"
         assert str(path) in str(info.value)
 
 
 def test_missing_registry_file_raises_invalid_argument(tmp_path: Path) -> None:
-    with pytest.raises(InvalidArgumentError, match="cannot read"):
-        SensorRegistry.from_file(tmp_path / "nope.json")
-    with pytest.raises(InvalidArgumentError):
-        SensorRegistry.from_file(tmp_path)  # a directory
+    with pytest.raises(InvalidArgumentError, match=r"nope\.json does not exist"):
+        load_sensor_registry(tmp_path / "nope.json")
+    with pytest.raises(InvalidArgumentError, match="is not a regular file"):
+        load_sensor_registry(tmp_path)  # a directory
 
 
 def test_well_formed_registry_file_is_accepted(tmp_path: Path) -> None:
     # guards the malformed cases: the same helper makes a file that loads
     path = tmp_path / "reg.json"
     path.write_text(json.dumps({"minimums": {"snr_db": 30.0, "bits": 12}, "models": [_model()]}))
-    reg = SensorRegistry.from_file(path)
+    reg = load_sensor_registry(path)
     assert reg.admit("m1") == SensorModel("m1", "x", 35.0, 16)
 
 

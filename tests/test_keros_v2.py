@@ -317,7 +317,7 @@ cortex-sal ca issue-gateway --ca ca/ward3 --name gw-ward3 --days 90 --out gatewa
 """
     result = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
-    from cortex_sal.keros.ca_cli import load_identity, load_trust
+    from cortex_sal.store.keros import load_identity, load_trust
 
     trust = load_trust(tmp_path / "ca/neurostandard", tmp_path / "ca/ward3")
     sensor_key, sensor_cert = load_identity(tmp_path / "sensors/sn-0001")

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from cortex_sal.cli.residue_scenarios import SCENARIOS as CLI_SCENARIOS
 from cortex_sal.testing.residue import patterns, run_scenario, verdict
+from cortex_sal.testing.scenarios import SCENARIOS
 
 
 def test_patterns_cover_the_documented_encodings() -> None:
@@ -45,7 +47,7 @@ def _reports_text(reports: list) -> str:
     ],
 )
 def test_no_residue(scenario: str, live_secrets: tuple[str, ...]) -> None:
-    reports = run_scenario(scenario)
+    reports = run_scenario({**SCENARIOS, **CLI_SCENARIOS}[scenario])
     live_reports = [r for r, live in reports if live]
     assert live_reports or not live_secrets
     # the harness sees the live secrets where they belong: in the arena

@@ -18,7 +18,7 @@ def _main(argv: list[str]) -> int:
         return 2
     from rich.console import Console
 
-    from cortex_sal.demo import run_demo
+    from cortex_sal.cli.demo import run_demo
 
     return run_demo(Console(), frames=10, delay_s=0.0, use_edf=False)
 

@@ -1,7 +1,7 @@
 """governance: the clinical threshold policy (read-only at run time), the Ed25519 N-of-M
 quorum that alone can change it, and the hash-chained audit trail."""
 
-from .audit import AuditError, AuditTrail, truncated_hash
+from .audit import AuditError, truncated_hash
 from .quorum import (
     DecisionType,
     EnactedBundle,
@@ -17,7 +17,6 @@ from .thresholds import DEFAULT_THRESHOLDS, ClinicalThresholds, ImmutablePolicyE
 __all__ = [
     "DEFAULT_THRESHOLDS",
     "AuditError",
-    "AuditTrail",
     "ClinicalThresholds",
     "DecisionType",
     "EnactedBundle",

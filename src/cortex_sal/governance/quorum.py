@@ -27,12 +27,10 @@ import decimal
 import hashlib
 import json
 import math
-import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from pathlib import Path
 from types import MappingProxyType
 
 from ..crypto.ed25519 import PUBLIC_KEY_SIZE, SIGNATURE_SIZE, Ed25519SigningKey, ed25519_verify
@@ -437,20 +435,6 @@ class NodeRegistry:
         if not isinstance(doc, dict) or doc.get("format") != _REGISTRY_FORMAT or not isinstance(doc.get("nodes"), list):
             raise GovernanceError(f"not a {_REGISTRY_FORMAT} document")
         return cls(GovernanceNode.from_dict(d) for d in doc["nodes"])
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write atomically (temporary file, fsync, rename)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(self.to_json())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> NodeRegistry:
-        return cls.from_json(Path(path).read_text(encoding="utf-8"))
 
 
 # --- proposals ----------------------------------------------------------------------------------

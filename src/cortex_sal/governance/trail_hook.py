@@ -1,4 +1,4 @@
-"""Adapter from :func:`~cortex_sal.governance.quorum.enact`'s ``audit`` callback to an :class:`AuditTrail`.
+"""Adapter from :func:`~cortex_sal.governance.quorum.enact`'s ``audit`` callback to an audit trail.
 
 ``enact(..., audit=trail_hook(trail))`` appends, for every decision:
 
@@ -14,14 +14,21 @@ enter the trail raw: ``signers_hash`` is :func:`truncated_hash` of their sorted,
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Protocol
 
-from .audit import AuditTrail, truncated_hash
+from .audit import AuditEntry, truncated_hash
 from .quorum import AuditHook, Refusal
 
-__all__ = ["trail_hook"]
+__all__ = ["AuditSink", "trail_hook"]
 
 
-def trail_hook(trail: AuditTrail) -> AuditHook:
+class AuditSink(Protocol):
+    """Where entries go: :class:`cortex_sal.store.audit.AuditTrail`, or anything that appends the same way."""
+
+    def append(self, event: str, **details: str | int | float | bool) -> AuditEntry: ...
+
+
+def trail_hook(trail: AuditSink) -> AuditHook:
     """An ``audit`` callback for :func:`enact` that appends to ``trail``."""
 
     def hook(event: str, details: Mapping[str, object]) -> None:

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 
+from .. import strict_json
 from ..errors import InvalidArgumentError, SensorNotCertifiedError, WrongTypeError
 
 MIN_SNR_DB = 30.0
@@ -75,23 +74,12 @@ class SensorRegistry:
         return cls(packaged.models(), min_snr_db=packaged.min_snr_db, min_bits=packaged.min_bits)
 
     @classmethod
-    def from_file(cls, path: str | Path, *, extend: SensorRegistry | None = None) -> SensorRegistry:
-        """Load a registry file; with ``extend``, add its models to (a copy of) that registry."""
-        try:
-            doc = json.loads(Path(path).read_text("utf-8"))
-        except OSError as exc:
-            raise InvalidArgumentError(f"cannot read sensor registry {path}: {exc.strerror}") from None
-        except json.JSONDecodeError as exc:
-            raise InvalidArgumentError(
-                f"sensor registry {path} is not valid JSON: {exc.msg} (line {exc.lineno})"
-            ) from None
-        except UnicodeDecodeError:
-            raise InvalidArgumentError(f"sensor registry {path} is not UTF-8 text") from None
-        except RecursionError:
-            raise InvalidArgumentError(f"sensor registry {path} is nested too deeply") from None
-        except ValueError as exc:  # e.g. a path with a NUL byte
-            raise InvalidArgumentError(f"cannot read sensor registry {path!r}: {exc}") from None
-        loaded = cls._from_document(doc, str(path))
+    def from_json(cls, text: str | bytes, source: str, *, extend: SensorRegistry | None = None) -> SensorRegistry:
+        """Parse a registry document (``source`` names it in errors); with ``extend``, add its models to
+        (a copy of) that registry. Files are read by :func:`cortex_sal.store.keros.load_sensor_registry`.
+        """
+        doc = strict_json.loads(text, InvalidArgumentError, source)
+        loaded = cls._from_document(doc, source)
         if extend is None:
             return loaded
         merged = cls([*extend.models(), *loaded.models()], min_snr_db=extend.min_snr_db, min_bits=extend.min_bits)
@@ -176,7 +164,7 @@ class SensorRegistry:
 @functools.lru_cache(maxsize=1)
 def _packaged_registry() -> SensorRegistry:
     text = resources.files("cortex_sal.keros").joinpath("data/sensor_models.json").read_text("utf-8")
-    return SensorRegistry._from_document(json.loads(text), "the packaged registry")
+    return SensorRegistry.from_json(text, "the packaged registry")
 
 
 def _number(value: object, what: str) -> float:

@@ -1,6 +1,8 @@
 """The child side of the residue harness: runs one scenario under the parent's eye.
 
-Started as ``python -W error -m cortex_sal.testing.child SCENARIO``. Secrets arrive on
+Started as ``python -W error -m cortex_sal.testing.child REGISTRY SCENARIO``, where REGISTRY is
+the module whose ``SCENARIOS`` holds the scenario (``cortex_sal.testing.scenarios``, or a
+module of a layer above, such as ``cortex_sal.cli.residue_scenarios``). Secrets arrive on
 standard input and are read with ``os.readv`` straight into locked memory, so no
 userspace buffer of this process ever holds them; public inputs come the same way as
 ``bytes``. The child talks back with JSON lines on standard output: ``{"message": hex}``
@@ -11,6 +13,7 @@ which it blocks until the parent, having read ``/proc/<pid>/mem``, answers ``go`
 from __future__ import annotations
 
 import gc
+import importlib
 import json
 import os
 import sys
@@ -66,13 +69,15 @@ class Context:
 
 
 def main(argv: list[str]) -> int:
-    from .scenarios import SCENARIOS
-
-    if len(argv) != 1 or argv[0] not in SCENARIOS:
-        sys.stderr.write(f"usage: python -m cortex_sal.testing.child {{{','.join(SCENARIOS)}}}\n")
+    if len(argv) != 2 or not argv[0].startswith("cortex_sal."):
+        sys.stderr.write("usage: python -m cortex_sal.testing.child cortex_sal.MODULE SCENARIO\n")
+        return 2
+    scenarios = getattr(importlib.import_module(argv[0]), "SCENARIOS", {})
+    if argv[1] not in scenarios:
+        sys.stderr.write(f"{argv[0]} has no residue scenario {argv[1]!r}; known: {', '.join(scenarios)}\n")
         return 2
     ctx = Context()
-    SCENARIOS[argv[0]].child(ctx)
+    scenarios[argv[1]].child(ctx)
     ctx.checkpoint("end")
     return 0
 

@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from .scenarios import SCENARIOS
+from .scenarios import SCENARIOS, Scenario
 
 KINDS = ("exact", "frag8", "ipad", "opad", "hex", "b64")
 CLASSES = ("arena", "heap", "stack", "anon", "file")
@@ -266,11 +266,13 @@ class Peer:
 
 
 @contextmanager
-def spawn(scenario: str, extra_env: dict[str, str] | None = None) -> Iterator[Peer]:
+def spawn(scenario: str | Scenario, extra_env: dict[str, str] | None = None) -> Iterator[Peer]:
+    """A child running ``scenario``'s child side (a name of :data:`SCENARIOS`, or a Scenario of any registry)."""
+    found = _resolve(scenario)
     env = dict(os.environ)
     env.update(extra_env or {})
     proc = subprocess.Popen(
-        [sys.executable, "-W", "error", "-m", "cortex_sal.testing.child", scenario],
+        [sys.executable, "-W", "error", "-m", "cortex_sal.testing.child", found.registry, found.name],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -287,10 +289,22 @@ def spawn(scenario: str, extra_env: dict[str, str] | None = None) -> Iterator[Pe
                 stream.close()
 
 
-def run_scenario(name: str) -> list[tuple[ResidueReport, bool]]:
-    """Run a scenario to the end; return every checkpoint's report with its session flag."""
-    scenario = SCENARIOS[name]
-    with spawn(name) as peer:
+def _resolve(scenario: str | Scenario) -> Scenario:
+    if isinstance(scenario, Scenario):
+        return scenario
+    if scenario not in SCENARIOS:
+        raise KeyError(f"unknown residue scenario {scenario!r}; known here: {', '.join(SCENARIOS)}")
+    return SCENARIOS[scenario]
+
+
+def run_scenario(scenario: str | Scenario) -> list[tuple[ResidueReport, bool]]:
+    """Run a scenario to the end; return every checkpoint's report with its session flag.
+
+    ``scenario`` is a name of :data:`SCENARIOS` or a :class:`Scenario` from another registry
+    (the CLI's rows are in ``cortex_sal.cli.residue_scenarios``).
+    """
+    scenario = _resolve(scenario)
+    with spawn(scenario) as peer:
         scenario.parent(peer)
         peer.checkpoint("end", session_live=False)
         if peer.proc.wait(timeout=120) != 0:

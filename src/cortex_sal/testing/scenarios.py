@@ -32,9 +32,17 @@ SENSOR_ID = "eeg_fp1_certified_v1"
 
 @dataclass(frozen=True)
 class Scenario:
+    """A residue row: ``parent`` drives and knows the secrets, ``child`` runs the code under test.
+
+    ``registry`` is the module whose ``SCENARIOS`` dict holds it: the child process imports that
+    module to find its side. Layers above ``testing`` (the ``cli``) keep their scenarios in their
+    own module and name it here, so that ``testing`` never imports them.
+    """
+
     name: str
     parent: Callable[[Peer], None]
     child: Callable[[Context], None]
+    registry: str = __name__
 
 
 # -- X25519 + HKDF + HMAC ACK: the crypto layer alone ------------------------------------
@@ -554,50 +562,6 @@ def _clinical_child(ctx: Context) -> None:
     ctx.checkpoint("after_close")
 
 
-# -- governance: a node key generated, stored, loaded, used to sign (the CLI's own path) ----
-
-
-def _ed25519_expanded(seed: bytes) -> dict[str, bytes]:
-    expanded = bytearray(hashlib.sha512(seed).digest())  # RFC 8032 5.1.5: scalar || prefix
-    expanded[0] &= 248
-    expanded[31] &= 127
-    expanded[31] |= 64
-    return {"scalar": bytes(expanded[:32]), "prefix": bytes(expanded[32:])}
-
-
-def _governance_parent(peer: Peer) -> None:
-    key_dir = peer.receive().decode()
-    with open(os.path.join(key_dir, "seed.key"), "rb") as fh:  # the secret at rest, read by the test
-        seed = fh.read()
-    expanded = _ed25519_expanded(seed)
-    peer.know(node_seed=seed, node_scalar=expanded["scalar"], node_prefix=expanded["prefix"])
-    peer.checkpoint("after_keygen", session_live=False)
-    peer.checkpoint("signing", session_live=True)
-    peer.checkpoint("after_sign", session_live=False)
-
-
-def _governance_child(ctx: Context) -> None:
-    import tempfile
-    from pathlib import Path
-
-    from ..crypto import Ed25519SigningKey
-    from ..governance.cli import SEED_FILE, _load_seed
-
-    with tempfile.TemporaryDirectory() as tmp:
-        keys, proposal = Path(tmp) / "node", Path(tmp) / "proposal.json"
-        _cortex_sal("governance", "keygen", "--institution", "Residue Institute", "--jurisdiction", "DE",
-                    "--out", str(keys))  # fmt: skip
-        ctx.send_public(str(keys).encode())
-        ctx.checkpoint("after_keygen")
-        with _load_seed(keys / SEED_FILE) as seed, Ed25519SigningKey(seed) as key:
-            key.sign(b"a proposal digest")
-            ctx.checkpoint("signing")
-        _cortex_sal("governance", "propose", "--type", "clinical_threshold_change", "--set", "bridge_max_std=0.45",
-                    "--cite", "Doe et al. 2024", "--proposer", str(keys), "--out", str(proposal))  # fmt: skip
-        _cortex_sal("governance", "sign", str(proposal), "--key", str(keys), "--out", str(Path(tmp) / "sig.json"))
-        ctx.checkpoint("after_sign")
-
-
 # -- KEROS v2 (Noise XX, certified keys): our side in the child, an independent peer in the parent
 
 V2_FRAMES = 50
@@ -805,56 +769,6 @@ def _noise_transport_child(ctx: Context) -> None:
     ctx.checkpoint("after_close")
 
 
-# -- the CA tool: a CA key and a sensor's static key generated, stored and loaded by the CLI -----
-
-
-def _ca_keys_parent(peer: Peer) -> None:
-    root = peer.receive().decode()
-    with open(os.path.join(root, "ca", "ca.key"), "rb") as fh:  # the secrets at rest, read by the test
-        ca_seed = fh.read()
-    with open(os.path.join(root, "sensor", "static.key"), "rb") as fh:
-        static = fh.read()
-    expanded = _ed25519_expanded(ca_seed)
-    peer.know(ca_seed=ca_seed, ca_scalar=expanded["scalar"], ca_prefix=expanded["prefix"], sensor_static=static)
-    peer.checkpoint("after_issue", session_live=False)
-    peer.checkpoint("loaded", session_live=True)
-    peer.checkpoint("after_purge", session_live=False)
-
-
-def _ca_keys_child(ctx: Context) -> None:
-    import tempfile
-    from pathlib import Path
-
-    from ..keros.ca_cli import load_ca, load_identity
-
-    with tempfile.TemporaryDirectory() as tmp:
-        ca, sensor = Path(tmp) / "ca", Path(tmp) / "sensor"
-        _cortex_sal("ca", "init", "--kind", "manufacturer", "--name", "Residue Devices", "--out", str(ca))
-        _cortex_sal("ca", "issue-sensor", "--ca", str(ca), "--model", V2_MODEL, "--serial", "SN-1", "--days", "1",
-                    "--out", str(sensor))  # fmt: skip
-        ctx.send_public(tmp.encode())
-        ctx.checkpoint("after_issue")
-        authority = load_ca(ca)
-        static, _certificate = load_identity(sensor)
-        authority.revocation_list(["SN-1"], issued_at=int(time.time()))  # a signature with the loaded key
-        ctx.checkpoint("loaded")
-        authority.purge()
-        static.purge()
-        ctx.checkpoint("after_purge")
-
-
-def _cortex_sal(*argv: str) -> None:
-    """The command line's own code path, its output kept off the child's protocol stdout."""
-    import contextlib
-    import io
-
-    from ..cli import main
-
-    with contextlib.redirect_stdout(io.StringIO()) as out:
-        if main(list(argv)) != 0:
-            raise RuntimeError(f"cortex-sal {' '.join(argv[:2])} failed: {out.getvalue()}")
-
-
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in [
@@ -869,9 +783,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("hmac", _hmac_parent, _hmac_child),
         Scenario("limes_master", _limes_parent, _limes_child),
         Scenario("clinical_channel", _clinical_parent, _clinical_child),
-        Scenario("governance_node_key", _governance_parent, _governance_child),
         Scenario("noise_transport", _noise_transport_parent, _noise_transport_child),
-        Scenario("ca_keys", _ca_keys_parent, _ca_keys_child),
         Scenario(
             "keros_v2_gateway",
             functools.partial(_v2_parent, child_is_gateway=True),

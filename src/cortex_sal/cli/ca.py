@@ -1,22 +1,8 @@
 """``cortex-sal ca``: root CAs, certified static keys for sensors and gateways, revocation.
 
-Files (``docs/certificates.md`` has the byte layouts and a worked shell session):
-
-* a CA directory (``ca init``): ``ca.key`` (the 32-byte Ed25519 seed, mode 0600), ``root.json``
-  (public: kind, name, Ed25519 public key), ``revoked.crl`` (the CA's signed revocation list, empty
-  at first) and ``issued/SERIAL.cert`` (a copy of every certificate it issued: a serial is issued
-  once);
-* an identity directory (``ca issue-sensor`` / ``issue-gateway``): ``static.key`` (the 32-byte
-  X25519 static private key, mode 0600; absent with ``--public-key``) and ``static.cert``.
-
-A key file on disk is outside the custody promise of the secure arena (locked, dump-excluded
-memory): whoever can read ``ca.key`` can certify any key. Keep CA directories offline or on a
-token. Key files are created 0600 with ``O_EXCL | O_NOFOLLOW`` (never overwritten), written from
-locked memory and read back straight into it; a key file that others can read is refused.
-
-Library loaders for the gateway and the sensor: :func:`load_identity` (the static key in locked
-memory, and its certificate), :func:`load_trust` (roots and their revocation lists),
-:func:`load_ca`.
+The directory layouts and their loaders are in :mod:`cortex_sal.store.keros`; the byte layouts
+and a worked shell session are in ``docs/certificates.md``. Key files are created 0600 with
+``O_EXCL | O_NOFOLLOW`` (never overwritten), written from locked memory.
 
 Every command exits 0 on success and 2 with a one-line message on bad input or a refusal; a
 refused command leaves no file behind.
@@ -35,28 +21,15 @@ from typing import Any
 
 from rich.console import Console
 
-from .._keyfiles import (
-    create_public_file,
-    create_secret_file,
-    guarded,
-    read_public_file,
-    read_secret_file,
-    replace_public_file,
-    timestamp_arg,
-)
 from ..crypto import Ed25519SigningKey, X25519PrivateKey
-from ..crypto.ed25519 import SEED_SIZE
-from ..errors import CAFileError, CertificateError, InvalidArgumentError
-from ..securemem import SecureKeyBuffer
-from .certificate import (
+from ..errors import CAFileError
+from ..keros.certificate import (
     CERT_MAGIC,
-    CERT_MAX_SIZE,
     CRL_MAGIC,
     CRL_MAX_SIZE,
     CAKind,
     CertificateAuthority,
     CertificateKind,
-    RootCA,
     TrustStore,
     check_name,
     check_serial,
@@ -64,158 +37,28 @@ from .certificate import (
     parse_revocation_list,
     verify_certificate,
 )
-from .registry import SensorRegistry
+from ..keros.registry import SensorRegistry
+from ..securemem import SecureKeyBuffer
+from ..store.files import Undo, create_public_file, create_secret_file, read_public_file, replace_public_file
+from ..store.keros import (
+    CA_KEY_FILE,
+    CERT_FILE,
+    CRL_FILE,
+    ISSUED_DIR,
+    ROOT_FILE,
+    STATIC_KEY_FILE,
+    load_ca,
+    load_root,
+    load_sensor_registry,
+    load_trust,
+)
+from ._common import guarded, timestamp_arg
 
-__all__ = [
-    "CA_KEY_FILE",
-    "CERT_FILE",
-    "CRL_FILE",
-    "ISSUED_DIR",
-    "ROOT_FILE",
-    "STATIC_KEY_FILE",
-    "CAFileError",
-    "add_ca_parser",
-    "load_ca",
-    "load_identity",
-    "load_root",
-    "load_trust",
-]
-
-CA_KEY_FILE = "ca.key"
-ROOT_FILE = "root.json"
-CRL_FILE = "revoked.crl"
-ISSUED_DIR = "issued"
-STATIC_KEY_FILE = "static.key"
-CERT_FILE = "static.cert"
+__all__ = ["add_ca_parser"]
 
 CLOCK_SKEW_S = 300  # not_before is backdated this much: a device clock a little behind still accepts
 MAX_DAYS = 36_500
-ROOT_MAX_SIZE = 4096
 _HEX_KEY_RE = re.compile(r"[0-9a-fA-F]{64}")
-
-
-# --- loaders (library API) ------------------------------------------------------------------------
-
-
-def load_root(path: str | Path) -> RootCA:
-    """A ``root.json`` file (or a CA directory's)."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / ROOT_FILE
-    data = read_public_file(p, "CA root file", CAFileError, ROOT_MAX_SIZE)
-    try:
-        return RootCA.from_json(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise CAFileError(f"CA root file {p} is not UTF-8 text") from None
-    except InvalidArgumentError as exc:
-        raise CAFileError(f"CA root file {p}: {exc}") from None
-
-
-def load_ca(directory: str | Path) -> CertificateAuthority:
-    """The CA of a directory made by ``ca init``: its signing key read straight into locked memory.
-
-    The caller owns the result and purges it (``with load_ca(d) as ca: ...``).
-    """
-    d = Path(directory)
-    if not d.is_dir():
-        raise CAFileError(f"CA directory {d} does not exist")
-    root = load_root(d / ROOT_FILE)
-    with read_secret_file(d / CA_KEY_FILE, SEED_SIZE, "CA key file", CAFileError) as seed:
-        key = Ed25519SigningKey(seed)
-    try:
-        if key.public_key() != root.public_key:
-            raise CAFileError(f"CA key file {d / CA_KEY_FILE} does not belong to the root in {d / ROOT_FILE}")
-        return CertificateAuthority(key, root.kind, root.name)
-    except BaseException:
-        key.purge()
-        raise
-
-
-def load_identity(directory: str | Path) -> tuple[X25519PrivateKey, bytes]:
-    """``(static private key, certificate)`` of an identity directory made by ``ca issue-*``.
-
-    The private key is read straight into locked memory (never ``bytes``); the certificate must
-    certify exactly its public key. The caller owns the key and purges it.
-    """
-    d = Path(directory)
-    if not d.is_dir():
-        raise CAFileError(f"identity directory {d} does not exist")
-    cert = read_public_file(d / CERT_FILE, "certificate", CAFileError, CERT_MAX_SIZE)
-    parsed = parse_certificate(cert)  # MALFORMED before the key is even read
-    key = X25519PrivateKey(read_secret_file(d / STATIC_KEY_FILE, 32, "static key file", CAFileError))
-    try:
-        if key.public_bytes() != parsed.subject_key:
-            raise CAFileError(f"certificate {d / CERT_FILE} certifies a different key than {d / STATIC_KEY_FILE}")
-    except BaseException:
-        key.purge()
-        raise
-    return key, cert
-
-
-def load_trust(*paths: str | Path) -> TrustStore:
-    """A trust store from CA directories, ``root.json`` files and ``revoked.crl`` files.
-
-    A directory contributes its ``root.json`` and its ``revoked.crl`` (both required); a file is a
-    root (JSON) or a revocation list (by its magic). Roots are added first, then every list is
-    verified against its root (an unsigned, forged or unknown-issuer list is refused).
-    """
-    if not paths:
-        raise CAFileError("no trust roots given: name CA directories, root.json or revoked.crl files")
-    roots: list[RootCA] = []
-    lists: list[tuple[Path, bytes]] = []
-    for path in paths:
-        p = Path(path)
-        if p.is_dir():
-            roots.append(load_root(p / ROOT_FILE))
-            lists.append((p / CRL_FILE, read_public_file(p / CRL_FILE, "revocation list", CAFileError, CRL_MAX_SIZE)))
-            continue
-        data = read_public_file(p, "trust file", CAFileError, CRL_MAX_SIZE)
-        if data.startswith(CRL_MAGIC):
-            lists.append((p, data))
-        else:
-            roots.append(load_root(p))
-    trust = TrustStore()
-    for root in roots:
-        trust.add_root(root)
-    for p, data in lists:
-        try:
-            trust.add_revocation_list(data)
-        except CertificateError as exc:
-            raise CertificateError(exc.reason, f"revocation list {p}: {exc.message}") from None
-    return trust
-
-
-# --- helpers ----------------------------------------------------------------------------------------
-
-
-class _Undo:
-    """Paths created so far by one command, removed (newest first) if the command fails."""
-
-    def __init__(self) -> None:
-        self._paths: list[Path] = []
-
-    def mkdir(self, path: Path) -> None:
-        missing = []
-        p = path
-        while not p.exists():
-            missing.append(p)
-            p = p.parent
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._paths.extend(reversed(missing))
-
-    def created(self, path: Path) -> None:
-        self._paths.append(path)
-
-    def rollback(self) -> None:
-        for p in reversed(self._paths):
-            try:
-                if p.is_dir() and not p.is_symlink():
-                    p.rmdir()
-                else:
-                    p.unlink(missing_ok=True)
-            except OSError:
-                pass
-        self._paths.clear()
 
 
 def _say(console: Console, text: str) -> None:
@@ -266,7 +109,7 @@ def cmd_init(args: argparse.Namespace, console: Console) -> int:
     name = check_name(args.name, "CA name")
     out = Path(args.out)
     _refuse_existing(out / CA_KEY_FILE, out / ROOT_FILE, out / CRL_FILE, out / ISSUED_DIR)
-    undo = _Undo()
+    undo = Undo()
     try:
         undo.mkdir(out)
         with SecureKeyBuffer() as seed:
@@ -310,7 +153,7 @@ def _issue(args: argparse.Namespace, console: Console, kind: CertificateKind, na
     if kind is CertificateKind.SENSOR:
         registry = SensorRegistry.default()
         if args.registry is not None:
-            registry = SensorRegistry.from_file(args.registry, extend=registry)
+            registry = load_sensor_registry(args.registry, extend=registry)
         registry.admit(f"{name}/{serial}")  # unknown, revoked or below the minima: refused here already
     out = Path(args.out)
     record = ca_dir / ISSUED_DIR / f"{serial}.cert"
@@ -320,7 +163,7 @@ def _issue(args: argparse.Namespace, console: Console, kind: CertificateKind, na
     now = _now(args)
     not_before, not_after = max(0, now - CLOCK_SKEW_S), now + days * 86_400
 
-    undo = _Undo()
+    undo = Undo()
     static = None if public is not None else X25519PrivateKey.generate()
     try:
         with load_ca(ca_dir) as ca:

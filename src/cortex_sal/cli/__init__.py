@@ -6,13 +6,17 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import __version__
-from .errors import CortexError
+from .. import __version__
+from ..errors import CortexError
+
+if TYPE_CHECKING:
+    from ..testing.scenarios import Scenario
 
 
 def _yes_no(flag: bool) -> str:
@@ -21,8 +25,8 @@ def _yes_no(flag: bool) -> str:
 
 def cmd_status(args: argparse.Namespace, console: Console) -> int:
     """Print what the kernel really grants the secure arena."""
-    from .crypto._sodium import sodium
-    from .securemem import status
+    from ..crypto._sodium import sodium
+    from ..securemem import status
 
     st = status()
     summary = Table(title="Cortex SAL secure memory", show_header=False, title_justify="left")
@@ -70,9 +74,9 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     return run_demo(console, frames=args.frames, delay_s=0.0 if args.fast else 0.03, use_edf=not args.no_edf)
 
 
-def _residue_table(console: Console, names: list[str]) -> tuple[list[str], bool]:
+def _residue_table(console: Console, scenarios: list[Scenario]) -> tuple[list[str], bool]:
     """Run each residue scenario; print one row per checkpoint. Returns (failures, control_seen)."""
-    from .testing import residue
+    from ..testing import residue
 
     table = Table(title="Residue: copies of the secrets in the child's memory", title_justify="left")
     table.add_column("scenario", no_wrap=True)
@@ -84,8 +88,9 @@ def _residue_table(console: Console, names: list[str]) -> tuple[list[str], bool]
     failures: list[str] = []
     control_seen = False
     scanned = 0
-    for name in names:
-        reports = residue.run_scenario(name)
+    for scenario in scenarios:
+        name = scenario.name
+        reports = residue.run_scenario(scenario)
         bad = residue.verdict(reports)
         if name == "leak_control":
             control_seen = bool(bad)
@@ -112,12 +117,14 @@ def _residue_table(console: Console, names: list[str]) -> tuple[list[str], bool]
 def cmd_selftest(args: argparse.Namespace, console: Console) -> int:
     """Known-answer self-tests, and with ``--residue`` the memory-residue proof."""
     if not args.residue:
-        from .keros.selftest import main as keros_selftest
-        from .sal.selftest import main as sal_selftest
+        from ..keros.selftest import main as keros_selftest
+        from ..sal.selftest import main as sal_selftest
 
         return 1 if (sal_selftest() | keros_selftest()) else 0
-    from .testing.scenarios import SCENARIOS
+    from ..testing.scenarios import SCENARIOS as LOWER
+    from .residue_scenarios import SCENARIOS as OWN
 
+    SCENARIOS = {**LOWER, **OWN}
     try:
         import cryptography  # noqa: F401  (the parent's independent oracle)
     except ImportError:
@@ -129,7 +136,7 @@ def cmd_selftest(args: argparse.Namespace, console: Console) -> int:
         return 2
     names = args.scenario or [n for n in SCENARIOS if n != "leak_control"] + ["leak_control"]
     console.width = max(console.width, 110)  # the table is unreadable when squeezed
-    failures, control_seen = _residue_table(console, names)
+    failures, control_seen = _residue_table(console, [SCENARIOS[n] for n in names])
     for failure in failures:
         console.print(f"[red]residue[/red] {failure}")
     if "leak_control" in names and not control_seen:
@@ -159,10 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_self.add_argument("--residue", action="store_true", help="run the residue scenarios and print the table")
     p_self.add_argument("--scenario", action="append", metavar="NAME", help="only this residue scenario (repeatable)")
     p_self.set_defaults(func=cmd_selftest)
-    from .governance.cli import add_governance_parser
+    from .governance import add_governance_parser
 
     add_governance_parser(sub)
-    from .keros.ca_cli import add_ca_parser
+    from .ca import add_ca_parser
 
     add_ca_parser(sub)
     return parser

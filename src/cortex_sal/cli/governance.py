@@ -1,16 +1,7 @@
 """``cortex-sal governance``: node keys, registry, proposals, signatures, enactment, audit, apply.
 
-File formats (all JSON written as RFC 8785 canonical JSON):
-
-* ``node.json``: :meth:`GovernanceNode.to_dict` (node id, public key, institution, jurisdiction, active);
-* the seed file (``seed.key``, mode 0600): the 32 raw bytes of the Ed25519 seed. A key file on
-  disk is outside the custody promise of the secure arena (locked, dump-excluded memory):
-  whoever can read the file can sign as the node. Keep it on an encrypted volume or token;
-* ``registry.json``: :meth:`NodeRegistry.to_json`;
-* ``proposal.json``: :meth:`Proposal.to_dict`;
-* ``sig.json``: :meth:`Signature.to_dict` plus ``proposal_hash`` (informational only: the
-  signature is checked against the proposal at enactment);
-* ``bundle.json``: :meth:`EnactedBundle.to_json`.
+The file formats and their loaders are in :mod:`cortex_sal.store.governance`; the audit trail
+is :class:`cortex_sal.store.audit.AuditTrail`.
 
 Every command exits 0 on success and 2 with a one-line message (no traceback) on bad input
 or a refusal.
@@ -20,10 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import os
 import re
-import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,130 +20,31 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ..crypto.ed25519 import SEED_SIZE, Ed25519SigningKey
-from ..errors import CliInputError, CortexError
-from ..securemem import SecureKeyBuffer
-from .audit import AuditTrail, verify_jsonl
-from .quorum import (
-    DecisionType,
-    EnactedBundle,
-    GovernanceNode,
-    NodeRegistry,
-    Proposal,
-    Signature,
-    canonical_json,
-    enact,
-    sign_proposal,
+from ..crypto.ed25519 import Ed25519SigningKey
+from ..errors import CliInputError
+from ..governance.quorum import DecisionType, NodeRegistry, Proposal, enact, sign_proposal
+from ..governance.thresholds import DEFAULT_THRESHOLDS
+from ..governance.trail_hook import trail_hook
+from ..store.audit import AuditTrail, jsonl_entry_count, verify_jsonl
+from ..store.files import replace_public_file
+from ..store.governance import (
+    NODE_FILE,
+    SEED_FILE,
+    create_node_key,
+    load_bundle,
+    load_node,
+    load_proposal,
+    load_registry,
+    load_seed,
+    load_signature,
+    save_registry,
+    write_document,
 )
-from .thresholds import DEFAULT_THRESHOLDS
-from .trail_hook import trail_hook
+from ._common import guarded, timestamp_arg
 
 __all__ = ["add_governance_parser"]
 
-NODE_FILE = "node.json"
-SEED_FILE = "seed.key"
 _NODE_ID_RE = re.compile(r"[0-9a-f]{16}")
-
-
-# --- files ------------------------------------------------------------------------------------
-
-
-def _read_json(path: str | Path, what: str) -> Any:
-    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for k, v in items:
-            if k in out:
-                raise CliInputError(f"{what} {path}: duplicate JSON key {k!r}")
-            out[k] = v
-        return out
-
-    def bad_constant(name: str) -> Any:
-        raise CliInputError(f"{what} {path}: {name} is not valid JSON")
-
-    text = _read_text(path, what)
-    try:
-        return json.loads(text, object_pairs_hook=pairs, parse_constant=bad_constant)
-    except (ValueError, RecursionError) as e:  # RecursionError: nested too deeply
-        raise CliInputError(f"{what} {path} is not valid JSON: {e}") from None
-
-
-def _read_text(path: str | Path, what: str) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CliInputError(f"{what} {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise CliInputError(f"cannot read {what} {path}: {e}") from None
-
-
-def _write_text(path: str | Path, text: str) -> None:
-    """Write atomically (temporary file, fsync, rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        raise CliInputError(f"cannot write {path}: {e}") from None
-
-
-def _load_node(path: str | Path) -> GovernanceNode:
-    p = Path(path)
-    if p.is_dir():
-        p = p / NODE_FILE
-    return GovernanceNode.from_dict(_read_json(p, "node file"))
-
-
-def _load_registry(path: str | Path) -> NodeRegistry:
-    return NodeRegistry.from_json(_read_text(path, "registry"))
-
-
-def _load_proposal(path: str | Path) -> Proposal:
-    return Proposal.from_dict(_read_json(path, "proposal"))
-
-
-def _load_signature(path: str | Path) -> Signature:
-    doc = _read_json(path, "signature")
-    if isinstance(doc, dict):
-        doc.pop("proposal_hash", None)
-    return Signature.from_dict(doc)
-
-
-def _load_bundle(path: str | Path) -> EnactedBundle:
-    return EnactedBundle.from_json(_read_text(path, "bundle"))
-
-
-def _load_seed(path: Path) -> SecureKeyBuffer:
-    """Read the 32-byte seed straight into locked memory; refuse a file others can read."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except FileNotFoundError:
-        raise CliInputError(f"seed file {path} does not exist") from None
-    except OSError as e:
-        raise CliInputError(f"cannot open seed file {path}: {e}") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size != SEED_SIZE:
-            raise CliInputError(f"seed file {path} must be a regular file of exactly {SEED_SIZE} bytes")
-        if st.st_mode & 0o077:
-            raise CliInputError(f"seed file {path} is readable by others (mode {st.st_mode & 0o777:o}); chmod 600 it")
-        return SecureKeyBuffer.from_fd(fd)  # type: ignore[return-value]
-    finally:
-        os.close(fd)
-
-
-def _timestamp_arg(value: str) -> float:
-    try:
-        t = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds since the epoch: {value!r}") from None
-    if not math.isfinite(t) or t < 0:
-        raise argparse.ArgumentTypeError(f"not a finite, non-negative epoch time: {value!r}")
-    return t
 
 
 def _now(args: argparse.Namespace) -> float:
@@ -167,42 +56,21 @@ def _now(args: argparse.Namespace) -> float:
 
 def cmd_keygen(args: argparse.Namespace, console: Console) -> int:
     out = Path(args.out)
-    node_path, seed_path = out / NODE_FILE, out / SEED_FILE
-    if node_path.exists() or seed_path.exists():
-        raise CliInputError(f"{out} already holds a node key; refusing to overwrite it")
-    with SecureKeyBuffer() as seed, Ed25519SigningKey(seed) as key:
-        node = GovernanceNode(key.public_key(), args.institution, args.jurisdiction)
-        try:
-            out.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(seed_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-        except OSError as e:
-            raise CliInputError(f"cannot create {seed_path}: {e}") from None
-        try:
-            with seed._view() as view:  # written from locked memory: no copy in the heap
-                done = 0
-                while done < len(view):
-                    done += os.write(fd, view[done:])
-            os.fsync(fd)
-        except OSError as e:
-            os.close(fd)
-            seed_path.unlink(missing_ok=True)
-            raise CliInputError(f"cannot write {seed_path}: {e}") from None
-        os.close(fd)
-    _write_text(node_path, canonical_json(node.to_dict()).decode("utf-8"))
+    node = create_node_key(out, args.institution, args.jurisdiction)
     console.print(f"node {node.node_id} ({node.institution}, {node.jurisdiction})")
-    console.print(f"public: {node_path}")
-    console.print(f"seed (secret, mode 0600): {seed_path}")
+    console.print(f"public: {out / NODE_FILE}")
+    console.print(f"seed (secret, mode 0600): {out / SEED_FILE}")
     return 0
 
 
 def cmd_registry_add(args: argparse.Namespace, console: Console) -> int:
     out = Path(args.out)
-    registry = _load_registry(out) if out.exists() else NodeRegistry()
+    registry = load_registry(out) if out.exists() else NodeRegistry()
     for path in args.nodes:
-        node = _load_node(path)
+        node = load_node(path)
         registry.add(node)
         console.print(f"registered {node.node_id} ({node.institution}, {node.jurisdiction})")
-    registry.save(out)
+    save_registry(registry, out)
     jurisdictions = sorted({n.jurisdiction for n in registry.active_nodes()})
     console.print(f"{out}: {len(registry)} nodes, {len(registry.active_nodes())} active in {', '.join(jurisdictions)}")
     return 0
@@ -227,23 +95,23 @@ def cmd_propose(args: argparse.Namespace, console: Console) -> int:
         content[name] = _parse_value(value.strip())
     proposer = args.proposer
     if not _NODE_ID_RE.fullmatch(proposer):
-        proposer = _load_node(proposer).node_id
+        proposer = load_node(proposer).node_id
     created = _now(args)
     proposal = Proposal(DecisionType(args.type), content, tuple(args.cite or ()), proposer, created)
-    _write_text(args.out, canonical_json(proposal.to_dict()).decode("utf-8"))
+    write_document(args.out, proposal.to_dict())
     console.print(f"proposal {proposal.digest().hex()} ({proposal.type.value})")
     console.print(f"expires {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(proposal.expires))}")
     return 0
 
 
 def cmd_sign(args: argparse.Namespace, console: Console) -> int:
-    proposal = _load_proposal(args.proposal)
+    proposal = load_proposal(args.proposal)
     key_dir = Path(args.key)
-    node = _load_node(key_dir / NODE_FILE)
-    with _load_seed(key_dir / SEED_FILE) as seed, Ed25519SigningKey(seed) as key:
+    node = load_node(key_dir / NODE_FILE)
+    with load_seed(key_dir / SEED_FILE) as seed, Ed25519SigningKey(seed) as key:
         sig = sign_proposal(proposal, key, node)
     doc = {**sig.to_dict(), "proposal_hash": proposal.digest().hex()}
-    _write_text(args.out, canonical_json(doc).decode("utf-8"))
+    write_document(args.out, doc)
     console.print(f"node {node.node_id} signed proposal {proposal.digest().hex()[:16]}")
     return 0
 
@@ -253,9 +121,9 @@ def _enacted_prefixes(trail: AuditTrail) -> set[str]:
 
 
 def cmd_enact(args: argparse.Namespace, console: Console) -> int:
-    proposal = _load_proposal(args.proposal)
-    signatures = [_load_signature(p) for p in args.signatures]
-    registry = _load_registry(args.registry)
+    proposal = load_proposal(args.proposal)
+    signatures = [load_signature(p) for p in args.signatures]
+    registry = load_registry(args.registry)
     digest = proposal.digest()
     with AuditTrail(args.audit) as trail:
         enacted: set[bytes] = set()
@@ -267,7 +135,7 @@ def cmd_enact(args: argparse.Namespace, console: Console) -> int:
             )
         finally:
             head = trail.head()
-    _write_text(args.out, bundle.to_json())
+    replace_public_file(args.out, (bundle.to_json() + "\n").encode("utf-8"), "bundle", CliInputError)
     console.print(f"enacted proposal {digest.hex()} with {len(bundle.signatures)} signatures -> {args.out}")
     console.print(f"audit head: count {head.count}, hash {head.last_hash}")
     return 0
@@ -282,7 +150,7 @@ def cmd_verify_audit(args: argparse.Namespace, console: Console) -> int:
     expected = None if args.expected_count is None else (args.expected_count, args.expected_hash)
     if path.suffix == ".jsonl":
         result = verify_jsonl(path, expected_head=expected)
-        count = sum(1 for line in _read_text(path, "audit file").splitlines() if line.strip())
+        count = jsonl_entry_count(path)
         head_text = ""
     else:
         with AuditTrail(path) as trail:
@@ -300,8 +168,8 @@ def cmd_verify_audit(args: argparse.Namespace, console: Console) -> int:
 def cmd_apply(args: argparse.Namespace, console: Console) -> int:
     from ..sal.shield import CognitiveShield
 
-    bundle = _load_bundle(args.bundle)
-    registry = _load_registry(args.registry)
+    bundle = load_bundle(args.bundle)
+    registry = load_registry(args.registry)
     with CognitiveShield() as shield:
         before = shield.thresholds
         new = shield.apply_policy(bundle, registry, now=args.now)
@@ -327,18 +195,7 @@ def cmd_apply(args: argparse.Namespace, console: Console) -> int:
 
 
 def _guarded(func: Callable[[argparse.Namespace, Console], int]) -> Callable[[argparse.Namespace, Console], int]:
-    """Turn stray OS and value errors of bad input into a clean ``CortexError`` (exit 2)."""
-
-    def run(args: argparse.Namespace, console: Console) -> int:
-        try:
-            return func(args, console)
-        except CortexError:
-            raise
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise CliInputError(f"{type(e).__name__}: {e}") from None
-
-    run.__doc__ = func.__doc__
-    return run
+    return guarded(func, CliInputError)
 
 
 def add_governance_parser(sub: Any) -> None:
@@ -364,7 +221,7 @@ def add_governance_parser(sub: Any) -> None:
     p.add_argument("--set", action="append", metavar="NAME=VALUE", help="content item (repeatable)")
     p.add_argument("--cite", action="append", metavar="CITATION", help="citation (repeatable)")
     p.add_argument("--proposer", required=True, help="node id, or a node.json / key directory")
-    p.add_argument("--now", type=_timestamp_arg, help="creation time (epoch seconds; default now)")
+    p.add_argument("--now", type=timestamp_arg, help="creation time (epoch seconds; default now)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=_guarded(cmd_propose))
 
@@ -379,7 +236,7 @@ def add_governance_parser(sub: Any) -> None:
     p.add_argument("signatures", nargs="*", metavar="SIG_JSON")
     p.add_argument("--registry", required=True)
     p.add_argument("--audit", required=True, help="SQLite audit trail (created if missing)")
-    p.add_argument("--now", type=_timestamp_arg, help="decision time (epoch seconds; default now)")
+    p.add_argument("--now", type=timestamp_arg, help="decision time (epoch seconds; default now)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=_guarded(cmd_enact))
 
@@ -393,5 +250,5 @@ def add_governance_parser(sub: Any) -> None:
     p.add_argument("bundle")
     p.add_argument("--registry", required=True)
     p.add_argument("--audit", help="also append a policy_applied entry to this audit trail")
-    p.add_argument("--now", type=_timestamp_arg, help="verification time (epoch seconds; default now)")
+    p.add_argument("--now", type=timestamp_arg, help="verification time (epoch seconds; default now)")
     p.set_defaults(func=_guarded(cmd_apply))

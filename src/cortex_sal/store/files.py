@@ -1,7 +1,7 @@
-"""Files for the command-line tools: secret key files, exclusive and atomic writes, error guarding.
+"""Files: secret key files, public documents, exclusive and atomic writes (the store's primitives).
 
-Shared by ``cortex-sal ca`` (and usable by ``cortex-sal governance``). Every helper takes the
-``CortexError`` subclass to raise, so each command family keeps its own error type.
+Every helper takes the ``CortexError`` subclass to raise, so each kind of file keeps its own
+error type (``CAFileError`` for CA directories, ``CliInputError`` for governance files, ...).
 
 * A secret key file holds the raw key bytes only, mode 0600, created with
   ``O_CREAT | O_EXCL | O_NOFOLLOW`` (never overwritten, never through a symlink), written from
@@ -14,21 +14,19 @@ Shared by ``cortex-sal ca`` (and usable by ``cortex-sal governance``). Every hel
 
 from __future__ import annotations
 
-import argparse
-import math
 import os
 import stat
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from .errors import CortexError
-from .securemem import KEY_SIZE, SecureBuffer, SecureKeyBuffer
+from .. import strict_json
+from ..errors import CortexError
+from ..securemem import KEY_SIZE, SecureBuffer, SecureKeyBuffer
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
-F = TypeVar("F", bound=Callable[..., int])
+MAX_DOCUMENT_SIZE = 1 << 20  # a JSON document (proposal, bundle, registry, node file) larger than 1 MiB is refused
 
 
 def read_secret_file(path: str | Path, size: int, what: str, error: type[CortexError]) -> SecureKeyBuffer:
@@ -138,8 +136,8 @@ def read_public_file(path: str | Path, what: str, error: type[CortexError], max_
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         raise error(f"{what} {path} does not exist") from None
-    except OSError as e:
-        raise error(f"cannot open {what} {path}: {e}") from None
+    except (OSError, ValueError) as e:  # ValueError: a path holding a NUL byte
+        raise error(f"cannot open {what} {path!r}: {e}") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -157,39 +155,58 @@ def read_public_file(path: str | Path, what: str, error: type[CortexError], max_
     return data
 
 
-def guarded(func: F, error: type[CortexError]) -> F:
-    """Turn stray OS and value errors of bad input into ``error`` (the CLI exits 2 on a ``CortexError``)."""
+class Undo:
+    """Paths created so far by one operation, removed (newest first) if it fails: nothing half-done stays."""
 
-    def run(*args: Any, **kwargs: Any) -> int:
-        try:
-            return func(*args, **kwargs)
-        except CortexError:
-            raise
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise error(f"{type(e).__name__}: {e}") from None
+    def __init__(self) -> None:
+        self._paths: list[Path] = []
 
-    run.__doc__ = func.__doc__
-    run.__name__ = func.__name__
-    return run  # type: ignore[return-value]
+    def mkdir(self, path: Path) -> None:
+        missing = []
+        p = path
+        while not p.exists():
+            missing.append(p)
+            p = p.parent
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._paths.extend(reversed(missing))
+
+    def created(self, path: Path) -> None:
+        self._paths.append(path)
+
+    def rollback(self) -> None:
+        for p in reversed(self._paths):
+            try:
+                if p.is_dir() and not p.is_symlink():
+                    p.rmdir()
+                else:
+                    p.unlink(missing_ok=True)
+            except OSError:
+                pass
+        self._paths.clear()
 
 
-def timestamp_arg(value: str) -> float:
-    """argparse type: a finite, non-negative number of seconds since the epoch."""
+def read_json(path: str | Path, what: str, error: type[CortexError], max_size: int = MAX_DOCUMENT_SIZE) -> Any:
+    """A strict JSON document (:func:`cortex_sal.strict_json.loads`) from a file of at most ``max_size`` bytes."""
+    return strict_json.loads(read_public_file(path, what, error, max_size), error, f"{what} {path}")
+
+
+def read_text(path: str | Path, what: str, error: type[CortexError], max_size: int = MAX_DOCUMENT_SIZE) -> str:
+    """The UTF-8 text of a regular file of at most ``max_size`` bytes."""
+    data = read_public_file(path, what, error, max_size)
     try:
-        t = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds since the epoch: {value!r}") from None
-    if not math.isfinite(t) or t < 0:
-        raise argparse.ArgumentTypeError(f"not a finite, non-negative epoch time: {value!r}")
-    return t
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise error(f"{what} {path} is not UTF-8 text") from None
 
 
 __all__ = [
+    "MAX_DOCUMENT_SIZE",
+    "Undo",
     "create_public_file",
     "create_secret_file",
-    "guarded",
+    "read_json",
     "read_public_file",
     "read_secret_file",
+    "read_text",
     "replace_public_file",
-    "timestamp_arg",
 ]

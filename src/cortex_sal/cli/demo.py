@@ -17,11 +17,11 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from .keros.clock import ManualClock
-from .sal.frame import SAMPLE_DTYPE
-from .sal.shield import CognitiveShield
-from .securemem import status
-from .sources import Source, bundled_edf_path, edf_file, synthetic_eeg
+from ..clock import ManualClock
+from ..sal.frame import SAMPLE_DTYPE
+from ..sal.shield import CognitiveShield
+from ..securemem import status
+from ..sources import Source, bundled_edf_path, edf_file, synthetic_eeg
 
 VISIBLE_ROWS = 12
 
