@@ -287,7 +287,7 @@ class AuditEntry:
 class AuditHead(NamedTuple):
     """What a caller retains to detect truncation later: entry count and the last entry's hash."""
 
-    count: int
+    count: int  # type: ignore[assignment]  # the documented field name; it shadows tuple.count, never used on a head
     last_hash: str
 
 
@@ -306,10 +306,10 @@ def _bad(index: int, reason: str) -> VerifyResult:
 
 
 def _coerce_head(expected_head: object) -> AuditHead:
-    try:
-        count, last_hash = expected_head  # type: ignore[misc]
-    except (TypeError, ValueError):
-        raise AuditError("expected_head must be a (count, last_hash) pair") from None
+    pair = tuple(expected_head) if isinstance(expected_head, Iterable) and not isinstance(expected_head, str) else ()
+    if len(pair) != 2:
+        raise AuditError("expected_head must be a (count, last_hash) pair")
+    count, last_hash = pair
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise AuditError("expected_head count must be a non-negative int")
     if not isinstance(last_hash, str) or not _HEX64_RE.fullmatch(last_hash):

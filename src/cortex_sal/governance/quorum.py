@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import decimal
 import hashlib
-import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -33,6 +32,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 
+from .. import strict_json
 from ..crypto.ed25519 import PUBLIC_KEY_SIZE, SIGNATURE_SIZE, Ed25519SigningKey, ed25519_verify
 from ..errors import (
     BundleError,
@@ -257,21 +257,7 @@ def _parse_int(digits: str) -> int | float:
 
 
 def _strict_loads(text: str | bytes) -> object:
-    def pairs(items: list[tuple[str, object]]) -> dict[str, object]:
-        out: dict[str, object] = {}
-        for k, v in items:
-            if k in out:
-                raise BundleError(f"duplicate JSON key {k!r}")
-            out[k] = v
-        return out
-
-    def bad_constant(name: str) -> object:
-        raise BundleError(f"{name} is not valid JSON")
-
-    try:
-        return json.loads(text, object_pairs_hook=pairs, parse_constant=bad_constant, parse_int=_parse_int)
-    except (ValueError, RecursionError) as e:
-        raise BundleError(f"not valid JSON: {e}") from e
+    return strict_json.loads(text, BundleError, "", parse_int=_parse_int)
 
 
 def _timestamp(value: object, what: str) -> float:

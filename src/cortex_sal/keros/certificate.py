@@ -33,6 +33,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 
+from .. import strict_json
 from ..crypto import Ed25519SigningKey, ed25519_verify, x25519_shared_secret
 from ..crypto._buffers import public_bytes
 from ..errors import (
@@ -349,10 +350,7 @@ class RootCA:
     @classmethod
     def from_json(cls, text: str | bytes) -> RootCA:
         """Strict: exactly the four fields, the right format tag, a 64-hex-digit key."""
-        try:
-            doc = json.loads(text, parse_constant=_no_constant)
-        except (ValueError, RecursionError) as exc:
-            raise InvalidArgumentError(f"CA root is not valid JSON: {exc}") from None
+        doc = strict_json.loads(text, InvalidArgumentError, "CA root")
         if not isinstance(doc, dict) or set(doc) != {"format", "kind", "name", "public_key"}:
             raise InvalidArgumentError("CA root must be an object with exactly format, kind, name, public_key")
         if doc["format"] != ROOT_FORMAT:
@@ -363,10 +361,6 @@ class RootCA:
         if not isinstance(doc["kind"], str) or not isinstance(doc["name"], str):
             raise InvalidArgumentError("CA root kind and name must be strings")
         return cls(doc["kind"], doc["name"], bytes.fromhex(key_hex))
-
-
-def _no_constant(name: str) -> object:
-    raise ValueError(f"{name} is not valid JSON")
 
 
 @dataclass(frozen=True, slots=True)

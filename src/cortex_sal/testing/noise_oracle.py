@@ -86,7 +86,7 @@ class IndependentNoiseXX:
     def _dh(self, private: object, public: bytes) -> bytes:
         from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
-        return private.exchange(X25519PublicKey.from_public_bytes(public))  # type: ignore[attr-defined,no-any-return]
+        return private.exchange(X25519PublicKey.from_public_bytes(public))  # type: ignore[attr-defined]  # private: a bytes-like private key
 
     # -- the three XX messages ------------------------------------------------------------
 

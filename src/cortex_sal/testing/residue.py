@@ -258,7 +258,10 @@ class Peer:
         msg = self._line()
         if msg.get("checkpoint") != name:
             raise RuntimeError(f"expected checkpoint {name!r} from the child, got {msg}")
-        ranges = [(int(lo), int(hi)) for lo, hi in msg["arena"]]  # type: ignore[union-attr]
+        arena = msg.get("arena")
+        if not isinstance(arena, list):
+            raise RuntimeError(f"checkpoint {name!r} from the child carries no arena ranges: {msg}")
+        ranges = [(int(lo), int(hi)) for lo, hi in arena]
         report = scan(self.proc.pid, self.secrets, ranges, name)
         self.reports.append((report, session_live))
         self.send(b"go\n")

@@ -238,9 +238,9 @@ def _shield_parent(peer: Peer) -> None:
     from ..sources import synthetic_eeg
 
     frames = [np.asarray(x, dtype="<f4") for x in synthetic_eeg(SHIELD_FRAMES, seed=9).frames]
-    peer.know(**{f"samples_{i}": bytes(memoryview(f).cast("B")) for i, f in enumerate(frames)})
+    peer.know(**{f"samples_{i}": bytes(f.data) for i, f in enumerate(frames)})
     for i, frame in enumerate(frames):
-        peer.send(bytes(memoryview(frame).cast("B")))
+        peer.send(bytes(frame.data))
         if i == 0:  # the child holds frame 0 in locked memory now
             held = peer.checkpoint("frame_held", session_live=True)
             if not held.counts["samples_0"]["arena"]["exact"]:
