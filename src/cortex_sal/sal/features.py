@@ -340,79 +340,95 @@ def spectral_bins_batch(samples: Array) -> Array:
 
 # -- bridge, coherency, labels -----------------------------------------------------------------
 #
-# One definition of each rule, on rows of features: the single-frame functions run it on a
-# one-row view (as phase_a does with the statistics), the *_batch functions on every row.
+# One definition of each rule, written with operations that mean the same on Python floats
+# and on numpy arrays: the single-frame functions apply it to one frame's floats (cheap), the
+# *_batch functions to columns of features (vectorised). Same comparisons, same division.
 
-_BRIDGE_RULES: tuple[tuple[str, int], ...] = (("std", 1), ("p75", 3), ("peak", 4))
-_BRIDGE_COLUMNS = [index for _, index in _BRIDGE_RULES]
-
-
-def _bridge_bounds(t: ClinicalThresholds) -> tuple[float, float, float]:
-    return (float(t.bridge_max_std), float(t.bridge_max_p75), float(t.bridge_max_peak))
-
-
-def _bridge_exceeded(rows: Array, t: ClinicalThresholds) -> Array:
-    """(frames, 3) bool: which bound (std, p75, peak, in that order) each row exceeds (``>``)."""
-    return np.greater(rows[:, _BRIDGE_COLUMNS], _bridge_bounds(t))
+_BRIDGE_RULES: tuple[tuple[str, int, str], ...] = (
+    ("std", 1, "bridge_max_std"),
+    ("p75", 3, "bridge_max_p75"),
+    ("peak", 4, "bridge_max_peak"),
+)
 
 
-def _bridge_reason(row: Array, exceeded: Array, t: ClinicalThresholds) -> str | None:
-    """The first exceeded bound of one row as ``"std 0.51 > 0.5"``, or ``None``."""
-    if not exceeded.any():
-        return None
-    rule = int(np.argmax(exceeded))
-    name, index = _BRIDGE_RULES[rule]
-    bound = _bridge_bounds(t)[rule]
-    value = float(row[index])
-    return f"{name} {_above(value, bound)} > {bound!r}"
+def _bridge_exceeded(std: Any, p75: Any, peak: Any, t: ClinicalThresholds) -> tuple[Any, Any, Any]:
+    """Whether each value exceeds its bound (``>``: a value equal to its bound passes), in the
+    rules' order std, p75, peak: bools for one frame's floats, bool arrays for columns."""
+    return (std > t.bridge_max_std, p75 > t.bridge_max_p75, peak > t.bridge_max_peak)
 
 
-def _coherency_rows(rows: Array) -> Array:
-    """``std / mean`` of each row, ``0.0`` where ``abs(mean) < 1e-12``: float64 (frames,)."""
-    mean, std = rows[:, 0], rows[:, 1]
-    small = np.abs(mean) < COHERENCY_MEAN_EPS
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        c = np.divide(std, mean)
-    c[small] = 0.0
-    return c
+def _bridge_reason(f: list[float], t: ClinicalThresholds) -> str | None:
+    """The first exceeded bound of one frame's features as ``"std 0.51 > 0.5"``, or ``None``."""
+    for (name, index, bound_name), exceeded in zip(_BRIDGE_RULES, _bridge_exceeded(f[1], f[3], f[4], t), strict=True):
+        if exceeded:
+            bound = getattr(t, bound_name)
+            return f"{name} {_above(f[index], bound)} > {float(bound)!r}"
+    return None
 
 
-def _label_index(c: Array, t: ClinicalThresholds) -> Array:
-    """The bucket of each coherency: 0 below ``calm_below``, 1 below ``focused_below``, else 2."""
-    return np.where(c < t.calm_below, 0, np.where(c < t.focused_below, 1, 2))
+def _coherency(mean: Any, std: Any) -> Any:
+    """``std / mean``, ``0.0`` where ``abs(mean) < 1e-12``: floats or arrays alike.
+
+    Where the mean is that small, ``mean + 1`` is divided by instead (never zero) and the
+    (finite) quotient is multiplied by 0, so neither path ever divides by zero; elsewhere the
+    quotient is multiplied by 1 (exact). ``+ 0.0`` turns the ``-0.0`` of a negative quotient
+    times 0 into ``0.0``."""
+    small = abs(mean) < COHERENCY_MEAN_EPS
+    return std / (mean + small) * (1 - small) + 0.0
 
 
-def _feature_rows(features: object, ndim: int) -> Array:
-    """Features as a finite float64 (frames, 5) array (a one-row view for ``ndim == 1``)."""
+def _label_index(c: Any, t: ClinicalThresholds) -> Any:
+    """The bucket: 0 when ``c < calm_below``, else 1 when ``c < focused_below``, else 2
+    (an int for a float, an int array for an array)."""
+    return (c >= t.calm_below) * (1 + (c >= t.focused_below))
+
+
+def _check_features(features: object) -> list[float]:
+    """One frame's five features as Python floats (cheap to compare; called once per frame)."""
+    if type(features) is not np.ndarray and (not isinstance(features, np.ndarray) or isinstance(features, MaskedArray)):
+        raise WrongTypeError(f"features must be a numpy.ndarray, got {type(features).__name__}")
+    if features.shape != (N_FEATURES,):
+        raise InvalidArgumentError(f"features must have shape ({N_FEATURES},), got {features.shape}")
+    kind = features.dtype.kind
+    if kind not in "iuf":
+        raise InvalidArgumentError(f"features must hold real numbers, got dtype {features.dtype}")
+    fast = kind == "f" and features.dtype.itemsize <= 8  # tolist() gives Python floats
+    values: list[float] = features.tolist() if fast else [float(v) for v in features.tolist()]
+    if not all(map(math.isfinite, values)):
+        raise InvalidArgumentError("features must be finite (NaN or infinity found)")
+    return values
+
+
+def _check_feature_rows(features: object) -> Array:
+    """Rows of features (frames, 5) as a finite float64 array: the batch's ``_check_features``."""
     if not isinstance(features, np.ndarray) or isinstance(features, MaskedArray):
         raise WrongTypeError(f"features must be a numpy.ndarray, got {type(features).__name__}")
-    if ndim == 1 and features.shape != (N_FEATURES,):
-        raise InvalidArgumentError(f"features must have shape ({N_FEATURES},), got {features.shape}")
-    if ndim == 2 and (features.ndim != 2 or features.shape[1] != N_FEATURES):
+    if features.ndim != 2 or features.shape[1] != N_FEATURES:
         raise InvalidArgumentError(f"features must have shape (frames, {N_FEATURES}), got {features.shape}")
     if features.dtype.kind not in "iuf":
         raise InvalidArgumentError(f"features must hold real numbers, got dtype {features.dtype}")
     with np.errstate(over="ignore"):  # a longdouble beyond float64 becomes inf: refused just below
-        rows = np.asarray(features, dtype=np.float64).reshape(-1, N_FEATURES)
+        rows = np.asarray(features, dtype=np.float64)
     if not np.isfinite(rows).all():
         raise InvalidArgumentError("features must be finite (NaN or infinity found)")
     return rows
 
 
-def _coherency_values(c: object, ndim: int) -> Array:
-    """Coherency readings as a finite float64 (frames,) array (one element for ``ndim == 0``)."""
-    if ndim == 0:
-        if type(c) is not float and (isinstance(c, bool | np.bool_) or not isinstance(c, numbers.Real)):
-            raise WrongTypeError(f"coherency must be a real number, got {type(c).__name__}")
-        value = float(c)
-        if not math.isfinite(value):
-            raise InvalidArgumentError("coherency must be finite (NaN or infinity given)")
-        return np.array([value])
+def _check_coherency(c: object) -> float:
+    if type(c) is not float and (isinstance(c, bool | np.bool_) or not isinstance(c, numbers.Real)):
+        raise WrongTypeError(f"coherency must be a real number, got {type(c).__name__}")
+    value = float(c)
+    if not math.isfinite(value):
+        raise InvalidArgumentError("coherency must be finite (NaN or infinity given)")
+    return value
+
+
+def _check_coherency_array(c: object) -> Array:
     if not isinstance(c, np.ndarray) or isinstance(c, MaskedArray):
         raise WrongTypeError(f"coherency must be a numpy.ndarray, got {type(c).__name__}")
     if c.ndim != 1 or c.dtype.kind not in "iuf":
         raise InvalidArgumentError(f"coherency must be a 1-D array of real numbers, got {c.dtype} {c.shape}")
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore"):  # a longdouble beyond float64 becomes inf: refused just below
         values = np.asarray(c, dtype=np.float64)
     if not np.isfinite(values).all():
         raise InvalidArgumentError("coherency must be finite (NaN or infinity given)")
@@ -435,18 +451,17 @@ def bridge_check(features: Array, thresholds: ClinicalThresholds = DEFAULT_THRES
     a value equal to its bound passes. Reasons read ``"std 0.51 > 0.5"``, ``"p75 0.75 > 0.7"``,
     ``"peak 0.95 > 0.9"`` (the value with just enough digits to show it exceeds the bound).
     """
-    rows = _feature_rows(features, 1)
-    t = _check_thresholds(thresholds)
-    return _bridge_reason(rows[0], _bridge_exceeded(rows, t)[0], t)
+    f = _check_features(features)
+    return _bridge_reason(f, _check_thresholds(thresholds))
 
 
 def bridge_check_batch(features: Array, thresholds: ClinicalThresholds = DEFAULT_THRESHOLDS) -> list[str | None]:
     """``bridge_check`` of every row of ``features`` (frames, 5): the same rule, vectorised."""
-    rows = _feature_rows(features, 2)
+    rows = _check_feature_rows(features)
     t = _check_thresholds(thresholds)
-    exceeded = _bridge_exceeded(rows, t)
-    outside = cast(list[bool], exceeded.any(axis=1).tolist())
-    return [_bridge_reason(rows[i], exceeded[i], t) if out else None for i, out in enumerate(outside)]
+    std, p75, peak = _bridge_exceeded(rows[:, 1], rows[:, 3], rows[:, 4], t)
+    outside = cast(list[bool], (std | p75 | peak).tolist())
+    return [_bridge_reason(rows[i].tolist(), t) if out else None for i, out in enumerate(outside)]
 
 
 def coherency(features: Array) -> float:
@@ -455,12 +470,15 @@ def coherency(features: Array) -> float:
     Returned as a Python float (it may overflow to ``inf`` only for absurd features that no
     bridge would pass).
     """
-    return float(_coherency_rows(_feature_rows(features, 1))[0])
+    mean, std = _check_features(features)[:2]
+    return float(_coherency(mean, std))
 
 
 def coherency_batch(features: Array) -> Array:
     """``coherency`` of every row of ``features`` (frames, 5): float64 (frames,), the same rule."""
-    return _coherency_rows(_feature_rows(features, 2))
+    rows = _check_feature_rows(features)
+    with np.errstate(over="ignore"):  # as Python's float division: an absurd quotient is inf
+        return np.asarray(_coherency(rows[:, 0], rows[:, 1]), dtype=np.float64)
 
 
 def state_label(c: float, thresholds: ClinicalThresholds = DEFAULT_THRESHOLDS) -> str:
@@ -469,13 +487,12 @@ def state_label(c: float, thresholds: ClinicalThresholds = DEFAULT_THRESHOLDS) -
     ``c`` must be a finite real number (not a bool); a NaN would otherwise fall through to
     the last label.
     """
-    values = _coherency_values(c, 0)
-    t = _check_thresholds(thresholds)
-    return LABELS[int(_label_index(values, t)[0])]
+    value = _check_coherency(c)
+    return LABELS[_label_index(value, _check_thresholds(thresholds))]
 
 
 def state_label_batch(c: Array, thresholds: ClinicalThresholds = DEFAULT_THRESHOLDS) -> list[str]:
     """``state_label`` of every element of ``c`` (a 1-D array of finite reals), the same rule."""
-    values = _coherency_values(c, 1)
+    values = _check_coherency_array(c)
     t = _check_thresholds(thresholds)
     return [LABELS[i] for i in _label_index(values, t).tolist()]
