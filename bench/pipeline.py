@@ -53,6 +53,7 @@ def scipy_phase_a(x: np.ndarray) -> np.ndarray:
 
 def bench_single(rounds: int, per_round: int) -> tuple[Timing, int, int]:
     from cortex_sal.keros import ManualClock
+    from cortex_sal.sal.results import Released
     from cortex_sal.sal.shield import CognitiveShield
 
     data = frames(per_round)
@@ -66,7 +67,7 @@ def bench_single(rounds: int, per_round: int) -> tuple[Timing, int, int]:
         t0 = time.perf_counter()
         for x in data:
             r = shield.ingest_raw_data("eeg_fp1_certified_v1", x)
-            released += r["status"] == "ok"
+            released += isinstance(r, Released)
             total += 1
             clock.advance(FRAME_S)
         return (time.perf_counter() - t0) / len(data) * 1e6
@@ -91,6 +92,7 @@ def bench_single(rounds: int, per_round: int) -> tuple[Timing, int, int]:
 
 def bench_batch(rounds: int) -> tuple[float, int, int]:
     from cortex_sal.keros import ManualClock
+    from cortex_sal.sal.results import Released
     from cortex_sal.sal.shield import CognitiveShield
 
     clock = ManualClock(time.time())
@@ -108,7 +110,7 @@ def bench_batch(rounds: int) -> tuple[float, int, int]:
         results = shield.ingest_batch(ids, data)
         rate = SENSORS / (time.perf_counter() - t0)
         best = max(best, rate)
-        released += sum(r["status"] == "ok" for r in results)
+        released += sum(isinstance(r, Released) for r in results)
         total += len(results)
         clock.advance(FRAME_S)
     shield.close()

@@ -1369,12 +1369,16 @@ class ShieldFrameTarget(Target):
         self._register()
 
     def _register(self) -> None:
+        from cortex_sal.sal.results import Registered
+
         self.shield.destroy_session()
         result = self.shield.register_sensor(SENSOR, 35.0, 16)
-        require(result["status"] == "registered", f"registration failed: {result}")
+        require(isinstance(result, Registered), f"registration failed: {result}")
 
     def run(self, plan: Plan) -> str:
+        from cortex_sal.errors import WrongTypeError
         from cortex_sal.keros import ChannelState
+        from cortex_sal.sal.results import Refused
 
         state = self.shield._sensors[SENSOR]
         if state.gateway.state is not ChannelState.ESTABLISHED or state.blocked:
@@ -1386,18 +1390,25 @@ class ShieldFrameTarget(Target):
         last = gateway.last_accepted_seq
         data = message(plan, frame, _frame_spec(frame, last, gateway._max_seq))
         predicted = predict_frame(data, frame, last, gateway._max_seq)
-        if predicted == "WrongTypeError" or (is_bytes_like(data) and not isinstance(data, bytes)):
-            predicted = "FrameFormatError"  # the shield takes bytes of exactly one raw frame
+        if not isinstance(data, bytes):
+            predicted = "WrongTypeError"  # the shield takes bytes: anything else is the caller's error
         elif predicted == "accept" or len(as_bytes(data)) != len(frame):
             predicted = "accept" if predicted == "accept" else "FrameFormatError"
         frames_before, log_before = state.frame_seq, len(self.shield._log)
+        if predicted == "WrongTypeError":
+            _, exc = refusal((WrongTypeError,), lambda: self.shield.ingest_frame(SENSOR, data))  # type: ignore[arg-type]
+            require(exc is not None, "a frame that is not bytes was not refused")
+            require(state.frame_seq == frames_before, "a refused frame reached the pipeline")
+            require(len(self.shield._log) == log_before, "a frame that is not bytes was logged")
+            require(gateway.last_accepted_seq == last, "a refused frame moved last_accepted")
+            return "refused:WrongTypeError"
         result = self.shield.ingest_frame(SENSOR, data)  # type: ignore[arg-type]
         if predicted == "accept":
             require(gateway.last_accepted_seq == frame_seq(frame), "an intact frame did not pass the channel")
             require(state.frame_seq == frames_before + 1, "an intact frame was not processed")
             return "accepted"
-        require(result["status"] == "refused", f"a mutated frame was not refused: {result['status']}")
-        require(result["reason"].startswith(predicted + ":"), f"refused for {result['reason']!r}, model: {predicted}")
+        require(isinstance(result, Refused), f"a mutated frame was not refused: {result}")
+        require(result.detail.startswith(predicted + ":"), f"refused for {result.detail!r}, model: {predicted}")
         require(state.frame_seq == frames_before, "a refused frame reached the pipeline")
         require(len(self.shield._log) == log_before + 1, "a refused frame was not logged once")
         require(gateway.last_accepted_seq == last, "a refused frame moved last_accepted")
@@ -1464,6 +1475,7 @@ class ShieldRawTarget(Target):
 
     def __init__(self, *, batch: bool) -> None:
         from cortex_sal.keros import ManualClock
+        from cortex_sal.sal.results import Registered
         from cortex_sal.sal.shield import CognitiveShield
 
         self.name = "shield_batch" if batch else "shield_raw"
@@ -1472,10 +1484,11 @@ class ShieldRawTarget(Target):
         self.shield = CognitiveShield(clock=self.clock)
         self.ids = [SENSOR, "eeg_fp1_certified_v1/0002", "eeg_fp1_certified_v1/0003"]
         for sensor_id in self.ids:
-            require(self.shield.register_sensor(sensor_id, 35.0, 16)["status"] == "registered", "register")
+            require(isinstance(self.shield.register_sensor(sensor_id, 35.0, 16), Registered), "register")
 
     def run(self, plan: Plan) -> str:
         from cortex_sal.errors import InvalidArgumentError, ShieldError, WrongTypeError
+        from cortex_sal.sal.results import Refused, Released
 
         self.clock.advance(30.0)
         n = 1 + plan.base % 3
@@ -1497,7 +1510,7 @@ class ShieldRawTarget(Target):
             require(live_slots() == slots, "a refused input left samples in locked memory")
             return f"refused:{type(exc).__name__}"
         results = out if self.batch else [out]
-        require(all(r["status"] in ("ok", "refused") for r in results), "unknown status")
+        require(all(isinstance(r, Released | Refused) for r in results), "unknown result type")
         require(all(self.shield._sensors[s].frame_seq == seqs[s] + 1 for s in ids), "frames not counted once")
         require(live_slots() == slots, "a processed frame left samples in locked memory")
         for s in ids:

@@ -47,6 +47,7 @@ from cortex_sal.governance.quorum import PROPOSAL_LIFETIME_S, Refusal, Signature
 from cortex_sal.keros import ManualClock
 from cortex_sal.sal.consent import ConsentLedger
 from cortex_sal.sal.drift import DriftDetector
+from cortex_sal.sal.results import RefusalReason, Refused, Registered, Released
 from cortex_sal.sal.shield import CognitiveShield
 from cortex_sal.sources import synthetic_eeg
 from cortex_sal.store.audit import AuditTrail
@@ -167,10 +168,15 @@ BLOCKING = ClinicalThresholds(max_coherency_sum_per_minute=1e-6)  # every frame 
 
 def run_shield(gateway_id: str, thresholds: ClinicalThresholds, frames: list[np.ndarray]) -> tuple[list, list]:
     with CognitiveShield(clock=ManualClock(), thresholds=thresholds, gateway_id=gateway_id) as shield:
-        assert shield.register_sensor(SENSOR, 35.0, 16)["status"] == "registered"
+        assert isinstance(shield.register_sensor(SENSOR, 35.0, 16), Registered)
         results = [shield.ingest_raw_data(SENSOR, f) for f in frames]
         log = shield.session_log
-    decisions = [(r["status"], r.get("state_label"), r.get("reason"), r.get("consent_active")) for r in results]
+    decisions = [
+        ("ok", r.state_label, None, r.consent_active)
+        if isinstance(r, Released)
+        else ("refused", r.state_label, f"{r.reason.value}: {r.detail}", r.consent_active)
+        for r in results
+    ]
     return decisions, log
 
 
@@ -655,7 +661,7 @@ def test_shield_stops_releasing_when_dysregulated() -> None:
     statuses = [d[0] for d in decisions]
     assert statuses[:2] == ["ok", "ok"], decisions
     assert all(s == "refused" for s in statuses[2:]), decisions
-    assert "capacity NONE" in decisions[2][2]
+    assert "capacity NONE" in decisions[2][2] and decisions[2][2].startswith(RefusalReason.CONSENT_INACTIVE.value)
     assert all(d[3] is False for d in decisions[2:])
 
 
@@ -673,7 +679,8 @@ def test_shield_thresholds_cannot_be_mutated() -> None:
         raises(ImmutablePolicyError, lambda: setattr(shield.thresholds, "min_snr_db", 0.0))
         raises(ImmutablePolicyError, lambda: setattr(shield.thresholds, "max_coherency_sum_per_minute", 1e9))
         assert shield.thresholds.min_snr_db == 30.0
-        assert shield.register_sensor(SENSOR, 29.9, 16)["status"] == "refused"
+        refused = shield.register_sensor(SENSOR, 29.9, 16)
+        assert isinstance(refused, Refused) and refused.reason is RefusalReason.NOT_CERTIFIED
 
 
 def test_shield_refuses_a_non_policy_thresholds_object() -> None:
@@ -730,7 +737,8 @@ def test_valid_bundle_yields_new_thresholds_and_old_unchanged() -> None:
             assert getattr(new, name) == getattr(old, name), name
     raises(ImmutablePolicyError, lambda: setattr(new, "min_snr_db", 0.0))
     with CognitiveShield(clock=ManualClock(), thresholds=new) as shield:
-        assert shield.register_sensor(SENSOR, 31.0, 16)["status"] == "refused"  # the new, stricter bound
+        stricter = shield.register_sensor(SENSOR, 31.0, 16)  # the new, stricter bound
+        assert isinstance(stricter, Refused) and stricter.reason is RefusalReason.NOT_CERTIFIED
 
 
 # --- 9. the same inputs give the same decisions whoever asks ------------------------------------

@@ -27,6 +27,7 @@ from hypothesis import event, example, given, settings
 from cortex_sal.errors import InvalidArgumentError, SchemaError, WrongTypeError
 from cortex_sal.keros import ManualClock
 from cortex_sal.sal.frame import RawBiometricFrame
+from cortex_sal.sal.results import Registered
 from cortex_sal.sal.router import LABELS, TelemetryRouter, research_payload
 from cortex_sal.sal.shield import CognitiveShield
 from hypothesis_profiles import examples
@@ -178,7 +179,7 @@ def test_router_batch_refuses_columns_that_are_not_sequences(column: int, bad: o
 @pytest.fixture
 def shield() -> Iterator[CognitiveShield]:
     with CognitiveShield(clock=ManualClock()) as s:
-        assert s.register_sensor(SENSOR, 35.0, 16)["status"] == "registered"
+        assert isinstance(s.register_sensor(SENSOR, 35.0, 16), Registered)
         yield s
 
 

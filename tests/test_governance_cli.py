@@ -16,6 +16,7 @@ from cortex_sal.crypto.ed25519 import Ed25519SigningKey
 from cortex_sal.errors import GovernanceError
 from cortex_sal.governance import DEFAULT_THRESHOLDS, DecisionType, Proposal, enact, sign_proposal
 from cortex_sal.governance.quorum import EnactedBundle, GovernanceNode, NodeRegistry
+from cortex_sal.sal.results import RefusalReason, Refused, Registered
 from cortex_sal.sal.shield import CognitiveShield
 from cortex_sal.store.audit import AuditTrail
 from cortex_sal.store.governance import load_registry
@@ -269,14 +270,13 @@ def _bundle(content: dict[str, object], *, n: int = 5) -> tuple[EnactedBundle, N
 def test_apply_policy_swaps_thresholds_registry_minima_and_drift() -> None:
     bundle, registry, now = _bundle({"bridge_max_std": 0.45, "min_snr_db": 35.0, "min_bits": 14})
     with CognitiveShield() as shield:
-        assert shield.register_sensor("eeg_fp1_certified_v1/a", 40.0, 16)["status"] == "registered"
+        assert isinstance(shield.register_sensor("eeg_fp1_certified_v1/a", 40.0, 16), Registered)
         new = shield.apply_policy(bundle, registry, now=now)
         assert shield.thresholds is new and new.bridge_max_std == 0.45
         assert (shield.registry.min_snr_db, shield.registry.min_bits) == (35.0, 14)
-        assert shield._sensors["eeg_fp1_certified_v1/a"].drift._t is new
-        assert (
-            shield.register_sensor("eeg_fp1_certified_v1/b", 32.0, 16)["status"] == "refused"
-        )  # below the new minimum
+        assert shield._sensors["eeg_fp1_certified_v1/a"].drift.thresholds is new
+        below = shield.register_sensor("eeg_fp1_certified_v1/b", 32.0, 16)  # below the new minimum
+        assert isinstance(below, Refused) and below.reason is RefusalReason.NOT_CERTIFIED
         with pytest.raises(GovernanceError, match="already enacted"):
             shield.apply_policy(bundle, registry, now=now)  # no replay
         assert shield.thresholds is new

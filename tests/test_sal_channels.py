@@ -14,6 +14,7 @@ from cortex_sal.keros.channel import Channel
 from cortex_sal.keros.noise.transport import NoiseTransport
 from cortex_sal.keros.v2 import establish_v2_in_process
 from cortex_sal.sal.frame import SAMPLE_DTYPE
+from cortex_sal.sal.results import RefusalReason, Refused, Registered, Released
 from cortex_sal.sal.shield import CognitiveShield
 from cortex_sal.securemem import SecureBuffer
 from cortex_sal.sources import synthetic_eeg
@@ -63,14 +64,15 @@ def test_a_v2_sensor_streams_through_the_shield_as_the_raw_path_does(world: Worl
     up, down, peer = v2_pair(world)
     with CognitiveShield(clock=ManualClock()) as shield:
         attached = shield.attach_sensor(down, peer)  # type: ignore[arg-type]
-        assert attached["status"] == "registered" and attached["sensor_id"] == SENSOR_ID
+        assert isinstance(attached, Registered) and attached.sensor_id == SENSOR_ID and attached.session is None
         over_v2 = [shield.ingest_frame(SENSOR_ID, seal(up, x)) for x in data]
     with CognitiveShield(clock=ManualClock()) as shield:
         shield.register_sensor(SENSOR_ID, 35.0, 16)
         raw = [shield.ingest_raw_data(SENSOR_ID, np.frombuffer(x, SAMPLE_DTYPE)) for x in data]
-    assert [r["status"] for r in over_v2] == ["ok"] * len(data)
-    assert [(r["coherency_index"], r["state_label"]) for r in over_v2] == [
-        (r["coherency_index"], r["state_label"]) for r in raw
+    assert all(isinstance(r, Released) for r in over_v2) and len(over_v2) == len(data)
+    assert all(isinstance(r, Released) for r in raw)
+    assert [(r.coherency_index, r.state_label) for r in over_v2 if isinstance(r, Released)] == [
+        (r.coherency_index, r.state_label) for r in raw if isinstance(r, Released)
     ]
     assert not down.is_open  # closed by the shield's destroy_session
     up.close()
@@ -85,10 +87,12 @@ def test_v2_frames_that_fail_are_refused_with_the_reason(world: World) -> None:
         tampered = bytearray(good)
         tampered[100] ^= 0x01
         refused = shield.ingest_frame(SENSOR_ID, bytes(tampered))
-        assert refused["status"] == "refused" and "FrameAuthError" in refused["reason"]
+        assert isinstance(refused, Refused) and refused.reason is RefusalReason.FRAME_AUTH
+        assert "FrameAuthError" in refused.detail
         short = shield.ingest_frame(SENSOR_ID, seal(up, payload[:100]))
-        assert short["status"] == "refused" and "FrameFormatError" in short["reason"]
-        assert "1040 on the wire" in short["reason"]  # the v2 overhead (16), not v1's
+        assert isinstance(short, Refused) and short.reason is RefusalReason.FRAME_FORMAT
+        assert "FrameFormatError" in short.detail
+        assert "1040 on the wire" in short.detail  # the v2 overhead (16), not v1's
     up.close()
 
 
@@ -107,10 +111,11 @@ def test_attach_refuses_what_is_not_a_sensor_channel(world: World) -> None:
         sensor.close()
         gateway.close()
         assert down.is_open  # the type refusals left the channel alone
-        assert shield.attach_sensor(down, peer)["status"] == "registered"  # type: ignore[arg-type]
+        assert isinstance(shield.attach_sensor(down, peer), Registered)  # type: ignore[arg-type]
         again_up, again_down, again_peer = v2_pair(world)
         twice = shield.attach_sensor(again_down, again_peer)  # type: ignore[arg-type]
-        assert twice["status"] == "refused" and "already registered" in twice["reason"]
+        assert isinstance(twice, Refused) and twice.reason is RefusalReason.ALREADY_REGISTERED
+        assert "already registered" in twice.detail
         assert not again_down.is_open  # a refusal closes the channel it was given
         again_up.close()
         closed_up, closed_down, closed_peer = v2_pair(world)
@@ -147,7 +152,7 @@ def test_attach_refuses_objects_that_only_look_like_a_channel(world: World) -> N
         for fake in (LooksLikeAChannel(), RaisingChannel()):
             with pytest.raises(WrongTypeError, match="keros Channel"):
                 shield.attach_sensor(fake, peer)  # type: ignore[arg-type]
-        assert shield.custody_report()["channels_attached"] == 0
+        assert shield.custody_report().channels_attached == 0
     up.close()
     down.close()
 
@@ -167,7 +172,8 @@ def test_attach_applies_the_shields_own_registry(world: World) -> None:
     with CognitiveShield(clock=ManualClock()) as shield:
         shield.registry.revoke(SENSOR_ID)
         refused = shield.attach_sensor(down, peer)  # type: ignore[arg-type]
-        assert refused["status"] == "refused" and "revoked" in refused["reason"]
+        assert isinstance(refused, Refused) and refused.reason is RefusalReason.NOT_CERTIFIED
+        assert "revoked" in refused.detail
         assert not down.is_open
     up.close()
 
@@ -179,12 +185,9 @@ def test_destroy_session_purges_an_attached_transport(world: World) -> None:
     keys = down._secret_buffers()
     assert keys and not any(k.is_purged for k in keys)
     report = shield.custody_report()
-    assert (report["channels_attached"], report["channels_closed"]) == (1, 0)
+    assert (report.channels_attached, report.channels_closed) == (1, 0)
     destroyed = shield.destroy_session()
-    assert destroyed["sessions_closed"] == 1 and (destroyed["channels_attached"], destroyed["channels_closed"]) == (
-        1,
-        1,
-    )
+    assert destroyed.sessions_closed == 1 and (destroyed.channels_attached, destroyed.channels_closed) == (1, 1)
     assert all(k.is_purged for k in keys) and not down.is_open
     shield.close()
     up.close()

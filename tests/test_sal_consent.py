@@ -335,3 +335,26 @@ def test_concurrent_capacity_and_grants_stay_consistent(ledger: ConsentLedger) -
         t.join()
     assert all(ledger.record(k).revoked and ledger.record(k).capacity == "NONE" for k in keys)
     assert ledger.revoke_all("end") == 0
+
+
+def test_set_ttl_applies_to_later_grants_only(ledger: ConsentLedger, clock: ManualClock) -> None:
+    early = ledger.grant("early", "biometric")
+    ledger.set_ttl(60.0)
+    assert ledger.ttl == 60.0
+    late = ledger.grant("late", "biometric")
+    assert late.expires_at - late.granted_at == 60.0
+    assert early.expires_at - early.granted_at == ledger.record("early").expires_at - early.granted_at != 60.0
+    clock.advance(61.0)
+    assert not ledger.is_active("late") and ledger.is_active("early")
+
+
+@pytest.mark.parametrize(
+    ("ttl", "error"),
+    [(0, InvalidArgumentError), (-5.0, InvalidArgumentError), (float("nan"), InvalidArgumentError),
+     (True, WrongTypeError), ("60", WrongTypeError)],
+)  # fmt: skip
+def test_set_ttl_refuses_bad_input_and_keeps_the_old_one(ledger: ConsentLedger, ttl: object, error: type) -> None:
+    before = ledger.ttl
+    with pytest.raises(error):
+        ledger.set_ttl(ttl)  # type: ignore[arg-type]
+    assert ledger.ttl == before

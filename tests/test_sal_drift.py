@@ -410,3 +410,23 @@ def test_concurrent_updates_are_all_recorded() -> None:
     for t in threads:
         t.join()
     assert detector.update(0.0).window_sum == math.fsum([1e-4] * 2000)
+
+
+def test_apply_thresholds_changes_the_rules_and_keeps_the_window() -> None:
+    clock = ManualClock()
+    detector = DriftDetector(clock=clock)
+    assert detector.thresholds is T
+    for _ in range(3):
+        assert not detector.update(0.5).blocked  # window sum 1.5 <= 2.5
+    strict = ClinicalThresholds(max_coherency_sum_per_minute=1.0, hard_violations_to_block=1)
+    detector.apply_thresholds(strict)
+    assert detector.thresholds is strict
+    state = detector.update(0.1)  # the readings still in the window now exceed the new limit
+    assert state.window_sum == pytest.approx(1.6) and state.blocked and state.hard_violations_to_block == 1
+
+
+def test_apply_thresholds_refuses_what_is_not_a_policy() -> None:
+    detector = DriftDetector(clock=ManualClock())
+    with pytest.raises(WrongTypeError):
+        detector.apply_thresholds({"max_coherency_sum_per_minute": 1e9})  # type: ignore[arg-type]
+    assert detector.thresholds is T

@@ -28,12 +28,15 @@ from cortex_sal.sal import features as F
 from cortex_sal.sal.features import (
     LABELS,
     bridge_check,
+    bridge_check_batch,
     coherency,
+    coherency_batch,
     phase_a,
     phase_a_batch,
     spectral_bins,
     spectral_bins_batch,
     state_label,
+    state_label_batch,
 )
 from hypothesis_profiles import examples
 
@@ -472,3 +475,56 @@ def test_labels_follow_the_policy_and_refuse_nonsense() -> None:
             state_label(wrong, T)  # type: ignore[arg-type]
     with pytest.raises(WrongTypeError):
         state_label(0.2, object())  # type: ignore[arg-type]
+
+
+# -- the batch rules are the single rules, row by row -----------------------------------------
+
+
+def _rule_rows() -> np.ndarray:
+    rng = np.random.default_rng(7)
+    rows = rng.uniform(0.0, 1.0, (400, 5))
+    rows[:40, 0] = 0.0  # mean 0: coherency 0
+    rows[40:60, 0] = 1e-13  # below the epsilon
+    rows[60:80, 1] = T.bridge_max_std  # on the edge: passes
+    rows[80:100, 3] = T.bridge_max_p75
+    rows[100:120, 4] = T.bridge_max_peak
+    return rows
+
+
+@pytest.mark.parametrize("thresholds", [T, ClinicalThresholds(bridge_max_std=0.05, calm_below=0.4)])
+def test_batch_rules_equal_the_single_rules(thresholds: ClinicalThresholds) -> None:
+    rows = _rule_rows()
+    assert bridge_check_batch(rows, thresholds) == [bridge_check(r, thresholds) for r in rows]
+    coh = coherency_batch(rows)
+    assert coh.tolist() == [coherency(r) for r in rows]  # bit for bit
+    assert state_label_batch(coh, thresholds) == [state_label(c, thresholds) for c in coh.tolist()]
+    assert any(r is None for r in bridge_check_batch(rows, thresholds))
+    assert any(r is not None for r in bridge_check_batch(rows, thresholds))
+
+
+def test_batch_rules_of_no_rows() -> None:
+    empty = np.empty((0, 5))
+    assert bridge_check_batch(empty) == [] and coherency_batch(empty).shape == (0,)
+    assert state_label_batch(np.empty(0)) == []
+
+
+def test_batch_rules_refuse_what_the_single_rules_refuse() -> None:
+    bad = _rule_rows()[:3].copy()
+    bad[1, 3] = math.nan
+    for fn in (bridge_check_batch, coherency_batch):
+        with pytest.raises(InvalidArgumentError, match="finite"):
+            fn(bad)
+        with pytest.raises(InvalidArgumentError, match="shape"):
+            fn(np.zeros((3, 4)))
+        with pytest.raises(InvalidArgumentError, match="shape"):
+            fn(np.zeros(5))  # one frame: the single rule's input
+        with pytest.raises(WrongTypeError):
+            fn([[0.5, 0.1, 0.4, 0.6, 0.8]])  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="finite"):
+        state_label_batch(np.array([0.1, math.inf]))
+    with pytest.raises(InvalidArgumentError):
+        state_label_batch(np.array([True, False]))
+    with pytest.raises(WrongTypeError):
+        state_label_batch([0.1, 0.2])  # type: ignore[arg-type]
+    with pytest.raises(WrongTypeError):
+        bridge_check_batch(np.zeros((1, 5)), {"bridge_max_std": 0.5})  # type: ignore[arg-type]

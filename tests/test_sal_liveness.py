@@ -463,3 +463,26 @@ def test_module_never_turns_the_master_into_bytes() -> None:
     src = inspect.getsource(liveness)
     for forbidden in ("export_bytearray", "bytes(master", "bytes(self._master", ".tobytes(", "_view(", "_address("):
         assert forbidden not in src
+
+
+@pytest.mark.parametrize(("age", "valid"), [(4.0, True), (5.0, True), (5.001, False)])
+def test_set_ttl_applies_to_later_verifications(
+    prover: LivenessProver, clock: ManualClock, age: float, valid: bool
+) -> None:
+    proof = prover.prove(FEATURES)
+    prover.set_ttl(5.0)
+    assert prover.ttl == 5.0
+    clock.advance(age)
+    assert prover.verify(FEATURES, proof) is valid
+
+
+@pytest.mark.parametrize(
+    ("ttl", "error"),
+    [(0.0, InvalidArgumentError), (-1.0, InvalidArgumentError), (float("nan"), InvalidArgumentError),
+     (float("inf"), InvalidArgumentError), (True, WrongTypeError), ("30", WrongTypeError), (None, WrongTypeError)],
+)  # fmt: skip
+def test_set_ttl_refuses_bad_input_and_keeps_the_old_one(prover: LivenessProver, ttl: object, error: type) -> None:
+    before = prover.ttl
+    with pytest.raises(error):
+        prover.set_ttl(ttl)  # type: ignore[arg-type]
+    assert prover.ttl == before

@@ -15,6 +15,7 @@ from cortex_sal.keros import ManualClock
 from cortex_sal.sal.features import LABELS, phase_a
 from cortex_sal.sal.frame import SAMPLE_DTYPE
 from cortex_sal.sal.obfuscation import obfuscate
+from cortex_sal.sal.results import RefusalReason, Refused, Registered, Released
 from cortex_sal.sal.shield import CognitiveShield
 from cortex_sal.securemem import SecureKeyBuffer
 from cortex_sal.sources import synthetic_eeg
@@ -39,12 +40,12 @@ def eeg(n: int, seed: int = 5) -> list[np.ndarray]:
 
 def test_register_runs_a_real_handshake(shield: CognitiveShield) -> None:
     r = shield.register_sensor(SENSOR, 35.0, 16)
-    assert r["status"] == "registered"
+    assert isinstance(r, Registered) and r.sensor_id == SENSOR and len(r.log_id) == 16
     endpoint = shield.sensor_endpoint(SENSOR)
     gateway = shield._sensors[SENSOR].gateway
     assert endpoint.session_id == gateway.session_id
     assert gateway.session_key.constant_time_compare(endpoint.session_key)
-    assert shield.custody_report()["sessions_opened"] == 1
+    assert shield.custody_report().sessions_opened == 1
 
 
 @pytest.mark.parametrize(
@@ -57,13 +58,14 @@ def test_register_runs_a_real_handshake(shield: CognitiveShield) -> None:
 )
 def test_register_refusals_say_why(shield: CognitiveShield, sensor_id: str, snr: float, bits: int, why: str) -> None:
     r = shield.register_sensor(sensor_id, snr, bits)
-    assert r["status"] == "refused" and why in r["reason"]
-    assert shield.custody_report()["sessions_opened"] == 0
+    assert isinstance(r, Refused) and r.reason is RefusalReason.NOT_CERTIFIED and why in r.detail
+    assert shield.custody_report().sessions_opened == 0
 
 
 def test_register_twice_is_refused(shield: CognitiveShield) -> None:
-    assert shield.register_sensor(SENSOR, 35.0, 16)["status"] == "registered"
-    assert shield.register_sensor(SENSOR, 35.0, 16)["status"] == "refused"
+    assert isinstance(shield.register_sensor(SENSOR, 35.0, 16), Registered)
+    twice = shield.register_sensor(SENSOR, 35.0, 16)
+    assert isinstance(twice, Refused) and twice.reason is RefusalReason.ALREADY_REGISTERED
 
 
 def test_encrypted_frames_flow_and_only_obfuscated_features_leave(shield: CognitiveShield, clock: ManualClock) -> None:
@@ -71,14 +73,14 @@ def test_encrypted_frames_flow_and_only_obfuscated_features_leave(shield: Cognit
     endpoint = shield.sensor_endpoint(SENSOR)
     for x in eeg(10):
         r = shield.ingest_frame(SENSOR, endpoint.encrypt_frame(np.asarray(x, SAMPLE_DTYPE).tobytes()))
-        assert r["status"] == "ok", r
-        assert r["state_label"] in LABELS and r["liveness_proven"] and r["consent_active"]
+        assert isinstance(r, Released), r
+        assert r.state_label in LABELS and r.liveness_proven and r.consent_active
         features = phase_a(np.asarray(x, SAMPLE_DTYPE))
-        assert r["tensor"].shape == (5,)
-        assert not np.allclose(r["tensor"], features)  # obfuscated, not the features themselves
-        assert np.all(r["tensor"] <= features + 1e-12) and np.all(r["tensor"] >= 0)
-        assert r["tensor_norm"] == pytest.approx(float(np.linalg.norm(r["tensor"])))
-        assert len(r["research_payload"]) == 41
+        assert r.tensor.shape == (5,)
+        assert not np.allclose(r.tensor, features)  # obfuscated, not the features themselves
+        assert np.all(r.tensor <= features + 1e-12) and np.all(r.tensor >= 0)
+        assert r.tensor_norm == pytest.approx(float(np.linalg.norm(r.tensor)))
+        assert r.research_payload is not None and len(r.research_payload) == 41
         clock.advance(2.0)
 
 
@@ -95,7 +97,8 @@ def test_raw_path_equals_frame_path(clock: ManualClock) -> None:
                     out.append(s.ingest_frame(SENSOR, s.sensor_endpoint(SENSOR).encrypt_frame(payload)))
                 else:
                     out.append(s.ingest_raw_data(SENSOR, x))
-            results.append([(r["coherency_index"], r["state_label"]) for r in out])
+            assert all(isinstance(r, Released) for r in out)
+            results.append([(r.coherency_index, r.state_label) for r in out if isinstance(r, Released)])
     assert results[0] == results[1]
 
 
@@ -103,12 +106,37 @@ def test_tampered_or_replayed_frames_are_refused_with_the_reason(shield: Cogniti
     shield.register_sensor(SENSOR, 35.0, 16)
     endpoint = shield.sensor_endpoint(SENSOR)
     frame = endpoint.encrypt_frame(np.asarray(eeg(1)[0], SAMPLE_DTYPE).tobytes())
-    assert shield.ingest_frame(SENSOR, frame)["status"] == "ok"
+    assert isinstance(shield.ingest_frame(SENSOR, frame), Released)
     replay = shield.ingest_frame(SENSOR, frame)
-    assert replay["status"] == "refused" and "ReplayAttackError" in replay["reason"]
+    assert isinstance(replay, Refused) and replay.reason is RefusalReason.REPLAY
+    assert "ReplayAttackError" in replay.detail
     short = endpoint.encrypt_frame(b"\x00" * 100)
     refused = shield.ingest_frame(SENSOR, short)
-    assert refused["status"] == "refused" and "FrameFormatError" in refused["reason"]
+    assert isinstance(refused, Refused) and refused.reason is RefusalReason.FRAME_FORMAT
+    assert "FrameFormatError" in refused.detail
+
+
+def test_a_frame_that_is_not_bytes_is_a_programming_error(shield: CognitiveShield) -> None:
+    """A caller's wrong type raises; only bytes off the wire are judged (and refused)."""
+    shield.register_sensor(SENSOR, 35.0, 16)
+    frame = shield.sensor_endpoint(SENSOR).encrypt_frame(np.asarray(eeg(1)[0], SAMPLE_DTYPE).tobytes())
+    log_before = len(shield.session_log)
+    for wrong in (bytearray(frame), memoryview(frame), "frame", None):
+        with pytest.raises(WrongTypeError, match="frame must be bytes"):
+            shield.ingest_frame(SENSOR, wrong)  # type: ignore[arg-type]
+    assert len(shield.session_log) == log_before and shield._sensors[SENSOR].frame_seq == 0
+    assert isinstance(shield.ingest_frame(SENSOR, frame), Released)  # the channel was not touched
+
+
+def test_gate_refusals_carry_their_reason(shield: CognitiveShield) -> None:
+    shield.register_sensor(SENSOR, 35.0, 16)
+    square = np.where(np.arange(256) % 2, 150.0, -150.0)  # clipped to 0/1: huge spread
+    bridge = shield.ingest_raw_data(SENSOR, square)
+    assert isinstance(bridge, Refused) and bridge.reason is RefusalReason.BRIDGE_BOUNDS
+    assert bridge.detail.startswith("bridge: ") and " > " in bridge.detail and bridge.consent_active
+    shield._sensors[SENSOR].blocked = True
+    blocked = shield.ingest_raw_data(SENSOR, eeg(1)[0])
+    assert isinstance(blocked, Refused) and blocked.reason is RefusalReason.DRIFT_BLOCKED
 
 
 def test_bad_input(shield: CognitiveShield) -> None:
@@ -152,8 +180,8 @@ def test_destroy_session_purges_every_session_key(shield: CognitiveShield, monke
 
     monkeypatch.setattr(SecureKeyBuffer, "secure_purge", spy)
     report = shield.destroy_session()
-    assert report["keys_total"] == len(keys) == 12  # 2 sensors x 2 sides x (session key + 2 frame keys)
-    assert report["keys_purged"] == 12 and report["sessions_closed"] == 2
+    assert report.keys_total == len(keys) == 12  # 2 sensors x 2 sides x (session key + 2 frame keys)
+    assert report.keys_purged == 12 and report.sessions_closed == 2
     assert {id(k) for k in keys} <= set(purged)
     assert all(k.is_purged for k in keys)
     assert len(zero_after_purge) >= len(keys) and all(zero_after_purge)
@@ -165,10 +193,14 @@ def test_destroy_session_purges_every_session_key(shield: CognitiveShield, monke
 def test_destroy_rotates_the_salt(shield: CognitiveShield) -> None:
     shield.register_sensor(SENSOR, 35.0, 16)
     x = eeg(1)[0]
-    before = shield.ingest_raw_data(SENSOR, x)["tensor"]
+    first = shield.ingest_raw_data(SENSOR, x)
+    assert isinstance(first, Released)
+    before = first.tensor
     shield.destroy_session()
     shield.register_sensor(SENSOR, 35.0, 16)
-    after = shield.ingest_raw_data(SENSOR, x)["tensor"]
+    second = shield.ingest_raw_data(SENSOR, x)
+    assert isinstance(second, Released)
+    after = second.tensor
     assert not np.allclose(before, after)
 
 
@@ -188,12 +220,13 @@ def test_batch_equals_single(clock: ManualClock) -> None:
             for sensor_id, row, r in zip(ids, data, results, strict=True):
                 id_hash = hashlib.sha256(sensor_id.encode()).digest()
                 expected = obfuscate(phase_a(np.asarray(row, SAMPLE_DTYPE)), id_hash, s._salt)
-                assert np.allclose(r["tensor"], expected, rtol=1e-9, atol=1e-12)
+                assert isinstance(r, Released)
+                assert np.allclose(r.tensor, expected, rtol=1e-9, atol=1e-12)
             outcomes.append(results)
     for single, batched in zip(*outcomes, strict=True):
-        assert single["status"] == batched["status"] == "ok"
-        assert single["state_label"] == batched["state_label"]
-        assert single["coherency_index"] == pytest.approx(batched["coherency_index"], abs=1e-9)
+        assert isinstance(single, Released) and isinstance(batched, Released)
+        assert single.state_label == batched.state_label
+        assert single.coherency_index == pytest.approx(batched.coherency_index, abs=1e-9)
 
 
 def test_batch_bad_input(shield: CognitiveShield) -> None:

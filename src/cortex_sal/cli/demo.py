@@ -19,6 +19,7 @@ from rich.table import Table
 
 from ..clock import ManualClock
 from ..sal.frame import SAMPLE_DTYPE
+from ..sal.results import Refused, Released
 from ..sal.shield import CognitiveShield
 from ..securemem import status
 from ..sources import Source, bundled_edf_path, edf_file, synthetic_eeg
@@ -35,18 +36,18 @@ def _frames_table(rows: list[tuple[Any, ...]], title: str) -> Table:
     return table
 
 
-def _row(seq: int, result: dict[str, Any]) -> tuple[str, ...]:
-    if result["status"] != "ok":
-        return (str(seq), f"[red]refused: {result['reason']}[/red]", "-", _flag(result.get("consent_active")), "-", "-",
-                f"{result['processing_time_ms']:.2f}")  # fmt: skip
+def _row(seq: int, result: Released | Refused) -> tuple[str, ...]:
+    if isinstance(result, Refused):
+        return (str(seq), f"[red]refused: {result.detail}[/red]", "-", _flag(result.consent_active), "-", "-",
+                f"{result.processing_time_ms:.2f}")  # fmt: skip
     return (
         str(seq),
-        result["state_label"],
-        f"{result['coherency_index']:.3f}",
-        _flag(result["consent_active"]),
-        _flag(result["liveness_proven"]),
-        f"{result['tensor_norm']:.4f}",
-        f"{result['processing_time_ms']:.2f}",
+        result.state_label,
+        f"{result.coherency_index:.3f}",
+        _flag(result.consent_active),
+        _flag(result.liveness_proven),
+        f"{result.tensor_norm:.4f}",
+        f"{result.processing_time_ms:.2f}",
     )
 
 
@@ -59,10 +60,10 @@ def stream(shield: CognitiveShield, source: Source, n_frames: int, clock: Manual
     model = shield.registry.admit(source.sensor_model)
     sensor_id = f"{source.sensor_model}/demo-{source.name.split(':')[0]}"
     reg = shield.register_sensor(sensor_id, model.snr_db, model.bits)
-    detail = f" ({reg['reason']})" if reg["status"] != "registered" else f", session {reg['session']}"
-    console.print(f"[bold]{source.description}[/bold] -> sensor {reg.get('sensor', '?')}: {reg['status']}{detail}")
-    if reg["status"] != "registered":
+    if isinstance(reg, Refused):
+        console.print(f"[bold]{source.description}[/bold] -> sensor ?: refused ({reg.detail})")
         return {"ok": 0, "refused": 0}
+    console.print(f"[bold]{source.description}[/bold] -> sensor {reg.log_id}: registered, session {reg.session}")
     endpoint = shield.sensor_endpoint(sensor_id)
     rows: list[tuple[str, ...]] = []
     counts = {"ok": 0, "refused": 0}
@@ -73,7 +74,7 @@ def stream(shield: CognitiveShield, source: Source, n_frames: int, clock: Manual
         for seq, samples in enumerate(source.frames, start=1):
             payload = np.asarray(samples, dtype=SAMPLE_DTYPE).tobytes()  # the sensor device's own buffer
             result = shield.ingest_frame(sensor_id, endpoint.encrypt_frame(payload))
-            counts["ok" if result["status"] == "ok" else "refused"] += 1
+            counts["ok" if isinstance(result, Released) else "refused"] += 1
             rows.append(_row(seq, result))
             progress.advance(task)
             live.update(Group(progress, _frames_table(rows, title)))
@@ -109,16 +110,14 @@ def run_demo(console: Console, *, frames: int = 24, delay_s: float = 0.03, use_e
     table.add_column("what")
     table.add_column("value")
     table.add_row("frames released / refused", f"{totals['ok']} / {totals['refused']}")
-    table.add_row("sessions opened / closed", f"{report['sessions_opened']} / {report['sessions_closed']}")
-    purged_ok = destroyed["keys_purged"] == destroyed["keys_total"] > 0
+    table.add_row("sessions opened / closed", f"{report.sessions_opened} / {report.sessions_closed}")
+    purged_ok = destroyed.keys_purged == destroyed.keys_total > 0
     colour = "green" if purged_ok else "red"
-    table.add_row(
-        "session keys", f"[{colour}]keys purged {destroyed['keys_purged']}/{destroyed['keys_total']}[/{colour}]"
-    )
+    table.add_row("session keys", f"[{colour}]keys purged {destroyed.keys_purged}/{destroyed.keys_total}[/{colour}]")
     table.add_row("arena (from /proc/self/smaps)",
                   f"locked {_flag(st.locked)}, dump-excluded {_flag(st.dump_excluded)}, "
                   f"wiped on fork {_flag(st.wipe_on_fork)}, VmLck {st.vm_lck_kb} kB")  # fmt: skip
     table.add_row("secure slots still live", f"{st.slots_live} (the per-thread HMAC state, zeroed after each use)")
     console.print(table)
-    console.print(f"keys purged {destroyed['keys_purged']}/{destroyed['keys_total']}")
+    console.print(f"keys purged {destroyed.keys_purged}/{destroyed.keys_total}")
     return 0 if purged_ok else 1

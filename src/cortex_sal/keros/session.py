@@ -123,6 +123,11 @@ class SecureBusSession:
         if self.state is ChannelState.ESTABLISHED:
             self._end(ChannelState.EXPIRED, "closed")
 
+    def owned_keys(self) -> tuple[SecureKeyBuffer, SecureKeyBuffer, SecureKeyBuffer]:
+        """The buffers this session owns and purges on close (session key, send and receive
+        frame keys), for custody counting: read ``is_purged``, never the key."""
+        return (self.session_key, self._send_key, self._recv_key)
+
     def _end(self, state: ChannelState, why: str) -> None:
         self.state = state
         self._why_closed = why

@@ -84,6 +84,16 @@ class ClinicalChannel:
 
     __slots__ = ("_clock", "_closed_why", "_counter", "_expires_at", "_key", "_lock", "peer_public_key", "public_key",
                  "role")  # fmt: skip
+    # set by establish() on an instance made with object.__new__ (the constructor refuses)
+    _key: SecureKeyBuffer
+    _clock: Clock
+    _expires_at: float
+    _counter: int  # sender: last sealed; receiver: last accepted
+    _lock: threading.Lock
+    _closed_why: str
+    public_key: bytes
+    peer_public_key: bytes
+    role: str
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         raise ClinicalChannelError("use ClinicalChannel.establish(peer_public, role) to build a channel")

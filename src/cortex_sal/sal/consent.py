@@ -88,6 +88,15 @@ def _scope(scope: object) -> str:
     return scope
 
 
+def _ttl(ttl_s: object) -> float:
+    if isinstance(ttl_s, bool) or not isinstance(ttl_s, int | float):
+        raise WrongTypeError(f"ttl_s must be a real number of seconds, got {type(ttl_s).__name__}")
+    ttl = float(ttl_s)
+    if not math.isfinite(ttl) or ttl <= 0:
+        raise InvalidArgumentError(f"ttl_s must be finite and > 0, got {ttl_s!r}")
+    return ttl
+
+
 def _reason(reason: object) -> str:
     if not isinstance(reason, str):
         raise WrongTypeError(f"a revocation reason must be a str, got {type(reason).__name__}")
@@ -132,15 +141,10 @@ class ConsentLedger:
             raise WrongTypeError(f"scopes must be an iterable of str, got {type(scopes).__name__}") from None
         if not given:
             raise InvalidArgumentError("a grant needs at least one scope")
-        if ttl_s is None:
-            ttl = self._ttl
-        else:
-            if isinstance(ttl_s, bool) or not isinstance(ttl_s, int | float):
-                raise WrongTypeError(f"ttl_s must be a real number of seconds, got {type(ttl_s).__name__}")
-            ttl = float(ttl_s)
-            if not math.isfinite(ttl) or ttl <= 0:
-                raise InvalidArgumentError(f"ttl_s must be finite and > 0, got {ttl_s!r}")
+        ttl = None if ttl_s is None else _ttl(ttl_s)
         with self._lock:
+            if ttl is None:
+                ttl = self._ttl
             now = self._now()
             previous = self._records.get(key)
             record = ConsentRecord(
@@ -152,6 +156,21 @@ class ConsentLedger:
             )
             self._records[key] = record
             return record
+
+    @property
+    def ttl(self) -> float:
+        """The lifetime of a grant made without ``ttl_s``, in seconds."""
+        return self._ttl
+
+    def set_ttl(self, ttl_s: float) -> None:
+        """Set the lifetime of later grants made without ``ttl_s`` (a policy change).
+
+        Grants already made keep their expiry. ``ttl_s`` must be a finite real > 0
+        (``WrongTypeError`` / ``InvalidArgumentError``, nothing changed).
+        """
+        ttl = _ttl(ttl_s)
+        with self._lock:
+            self._ttl = ttl
 
     def revoke(self, sensor_key: str, reason: str) -> ConsentRecord:
         """Revoke the sensor's consent (all scopes); idempotent, the first reason is kept."""

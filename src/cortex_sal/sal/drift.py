@@ -147,6 +147,24 @@ class DriftDetector:
             self._t.hard_violations_to_block,
         )
 
+    @property
+    def thresholds(self) -> ClinicalThresholds:
+        """The policy this detector applies."""
+        return self._t
+
+    def apply_thresholds(self, thresholds: ClinicalThresholds) -> None:
+        """Apply a new policy from the next ``update`` on (a policy change, ``apply_policy``).
+
+        The window, the baseline, the counters and a block are kept: only the rules change
+        (a longer window sees the readings still held, a lower block count blocks at the next
+        violation). ``thresholds`` that are not :class:`ClinicalThresholds` raise
+        ``WrongTypeError`` and change nothing.
+        """
+        if not isinstance(thresholds, ClinicalThresholds):
+            raise WrongTypeError(f"thresholds must be ClinicalThresholds, got {type(thresholds).__name__}")
+        with self._lock:
+            self._t = thresholds
+
     # -- update ----------------------------------------------------------------------
 
     def update(self, coherency: float) -> DriftState:

@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 import numbers
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import scipy.fft
@@ -54,12 +54,15 @@ __all__ = [
     "N_BANDS",
     "N_FEATURES",
     "bridge_check",
+    "bridge_check_batch",
     "coherency",
+    "coherency_batch",
     "phase_a",
     "phase_a_batch",
     "spectral_bins",
     "spectral_bins_batch",
     "state_label",
+    "state_label_batch",
 ]
 
 LABELS: tuple[str, str, str] = ("ventral_vagal (calm)", "sympathetic (focused)", "dorsal_vagal (rest_needed)")
@@ -124,22 +127,6 @@ def _normalise_into(samples: Array, buf: Array, what: str) -> None:
     np.add(buf, _OFFSET_UV, out=buf)
     np.divide(buf, _SCALE_UV, out=buf)
     np.clip(buf, 0.0, 1.0, out=buf)
-
-
-def _check_features(features: object) -> list[float]:
-    """The five features as Python floats (cheap to compare; called once per frame)."""
-    if type(features) is not np.ndarray and (not isinstance(features, np.ndarray) or isinstance(features, MaskedArray)):
-        raise WrongTypeError(f"features must be a numpy.ndarray, got {type(features).__name__}")
-    if features.shape != (N_FEATURES,):
-        raise InvalidArgumentError(f"features must have shape ({N_FEATURES},), got {features.shape}")
-    kind = features.dtype.kind
-    if kind not in "iuf":
-        raise InvalidArgumentError(f"features must hold real numbers, got dtype {features.dtype}")
-    fast = kind == "f" and features.dtype.itemsize <= 8  # tolist() gives Python floats
-    values: list[float] = features.tolist() if fast else [float(v) for v in features.tolist()]
-    if not all(map(math.isfinite, values)):
-        raise InvalidArgumentError("features must be finite (NaN or infinity found)")
-    return values
 
 
 def _check_thresholds(thresholds: object) -> ClinicalThresholds:
@@ -352,6 +339,100 @@ def spectral_bins_batch(samples: Array) -> Array:
 
 
 # -- bridge, coherency, labels -----------------------------------------------------------------
+#
+# One definition of each rule, written with operations that mean the same on Python floats
+# and on numpy arrays: the single-frame functions apply it to one frame's floats (cheap), the
+# *_batch functions to columns of features (vectorised). Same comparisons, same division.
+
+_BRIDGE_RULES: tuple[tuple[str, int, str], ...] = (
+    ("std", 1, "bridge_max_std"),
+    ("p75", 3, "bridge_max_p75"),
+    ("peak", 4, "bridge_max_peak"),
+)
+
+
+def _bridge_exceeded(std: Any, p75: Any, peak: Any, t: ClinicalThresholds) -> tuple[Any, Any, Any]:
+    """Whether each value exceeds its bound (``>``: a value equal to its bound passes), in the
+    rules' order std, p75, peak: bools for one frame's floats, bool arrays for columns."""
+    return (std > t.bridge_max_std, p75 > t.bridge_max_p75, peak > t.bridge_max_peak)
+
+
+def _bridge_reason(f: list[float], t: ClinicalThresholds) -> str | None:
+    """The first exceeded bound of one frame's features as ``"std 0.51 > 0.5"``, or ``None``."""
+    for (name, index, bound_name), exceeded in zip(_BRIDGE_RULES, _bridge_exceeded(f[1], f[3], f[4], t), strict=True):
+        if exceeded:
+            bound = getattr(t, bound_name)
+            return f"{name} {_above(f[index], bound)} > {float(bound)!r}"
+    return None
+
+
+def _coherency(mean: Any, std: Any) -> Any:
+    """``std / mean``, ``0.0`` where ``abs(mean) < 1e-12``: floats or arrays alike.
+
+    Where the mean is that small, ``mean + 1`` is divided by instead (never zero) and the
+    (finite) quotient is multiplied by 0, so neither path ever divides by zero; elsewhere the
+    quotient is multiplied by 1 (exact). ``+ 0.0`` turns the ``-0.0`` of a negative quotient
+    times 0 into ``0.0``."""
+    small = abs(mean) < COHERENCY_MEAN_EPS
+    return std / (mean + small) * (1 - small) + 0.0
+
+
+def _label_index(c: Any, t: ClinicalThresholds) -> Any:
+    """The bucket: 0 when ``c < calm_below``, else 1 when ``c < focused_below``, else 2
+    (an int for a float, an int array for an array)."""
+    return (c >= t.calm_below) * (1 + (c >= t.focused_below))
+
+
+def _check_features(features: object) -> list[float]:
+    """One frame's five features as Python floats (cheap to compare; called once per frame)."""
+    if type(features) is not np.ndarray and (not isinstance(features, np.ndarray) or isinstance(features, MaskedArray)):
+        raise WrongTypeError(f"features must be a numpy.ndarray, got {type(features).__name__}")
+    if features.shape != (N_FEATURES,):
+        raise InvalidArgumentError(f"features must have shape ({N_FEATURES},), got {features.shape}")
+    kind = features.dtype.kind
+    if kind not in "iuf":
+        raise InvalidArgumentError(f"features must hold real numbers, got dtype {features.dtype}")
+    fast = kind == "f" and features.dtype.itemsize <= 8  # tolist() gives Python floats
+    values: list[float] = features.tolist() if fast else [float(v) for v in features.tolist()]
+    if not all(map(math.isfinite, values)):
+        raise InvalidArgumentError("features must be finite (NaN or infinity found)")
+    return values
+
+
+def _check_feature_rows(features: object) -> Array:
+    """Rows of features (frames, 5) as a finite float64 array: the batch's ``_check_features``."""
+    if not isinstance(features, np.ndarray) or isinstance(features, MaskedArray):
+        raise WrongTypeError(f"features must be a numpy.ndarray, got {type(features).__name__}")
+    if features.ndim != 2 or features.shape[1] != N_FEATURES:
+        raise InvalidArgumentError(f"features must have shape (frames, {N_FEATURES}), got {features.shape}")
+    if features.dtype.kind not in "iuf":
+        raise InvalidArgumentError(f"features must hold real numbers, got dtype {features.dtype}")
+    with np.errstate(over="ignore"):  # a longdouble beyond float64 becomes inf: refused just below
+        rows = np.asarray(features, dtype=np.float64)
+    if not np.isfinite(rows).all():
+        raise InvalidArgumentError("features must be finite (NaN or infinity found)")
+    return rows
+
+
+def _check_coherency(c: object) -> float:
+    if type(c) is not float and (isinstance(c, bool | np.bool_) or not isinstance(c, numbers.Real)):
+        raise WrongTypeError(f"coherency must be a real number, got {type(c).__name__}")
+    value = float(c)
+    if not math.isfinite(value):
+        raise InvalidArgumentError("coherency must be finite (NaN or infinity given)")
+    return value
+
+
+def _check_coherency_array(c: object) -> Array:
+    if not isinstance(c, np.ndarray) or isinstance(c, MaskedArray):
+        raise WrongTypeError(f"coherency must be a numpy.ndarray, got {type(c).__name__}")
+    if c.ndim != 1 or c.dtype.kind not in "iuf":
+        raise InvalidArgumentError(f"coherency must be a 1-D array of real numbers, got {c.dtype} {c.shape}")
+    with np.errstate(over="ignore"):  # a longdouble beyond float64 becomes inf: refused just below
+        values = np.asarray(c, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise InvalidArgumentError("coherency must be finite (NaN or infinity given)")
+    return values
 
 
 def _above(value: float, bound: float) -> str:
@@ -371,16 +452,16 @@ def bridge_check(features: Array, thresholds: ClinicalThresholds = DEFAULT_THRES
     ``"peak 0.95 > 0.9"`` (the value with just enough digits to show it exceeds the bound).
     """
     f = _check_features(features)
+    return _bridge_reason(f, _check_thresholds(thresholds))
+
+
+def bridge_check_batch(features: Array, thresholds: ClinicalThresholds = DEFAULT_THRESHOLDS) -> list[str | None]:
+    """``bridge_check`` of every row of ``features`` (frames, 5): the same rule, vectorised."""
+    rows = _check_feature_rows(features)
     t = _check_thresholds(thresholds)
-    for name, index, bound in (
-        ("std", 1, t.bridge_max_std),
-        ("p75", 3, t.bridge_max_p75),
-        ("peak", 4, t.bridge_max_peak),
-    ):
-        value = f[index]
-        if value > bound:
-            return f"{name} {_above(value, bound)} > {float(bound)!r}"
-    return None
+    std, p75, peak = _bridge_exceeded(rows[:, 1], rows[:, 3], rows[:, 4], t)
+    outside = cast(list[bool], (std | p75 | peak).tolist())
+    return [_bridge_reason(rows[i].tolist(), t) if out else None for i, out in enumerate(outside)]
 
 
 def coherency(features: Array) -> float:
@@ -390,9 +471,14 @@ def coherency(features: Array) -> float:
     bridge would pass).
     """
     mean, std = _check_features(features)[:2]
-    if abs(mean) < COHERENCY_MEAN_EPS:
-        return 0.0
-    return std / mean
+    return float(_coherency(mean, std))
+
+
+def coherency_batch(features: Array) -> Array:
+    """``coherency`` of every row of ``features`` (frames, 5): float64 (frames,), the same rule."""
+    rows = _check_feature_rows(features)
+    with np.errstate(over="ignore"):  # as Python's float division: an absurd quotient is inf
+        return np.asarray(_coherency(rows[:, 0], rows[:, 1]), dtype=np.float64)
 
 
 def state_label(c: float, thresholds: ClinicalThresholds = DEFAULT_THRESHOLDS) -> str:
@@ -401,14 +487,12 @@ def state_label(c: float, thresholds: ClinicalThresholds = DEFAULT_THRESHOLDS) -
     ``c`` must be a finite real number (not a bool); a NaN would otherwise fall through to
     the last label.
     """
-    if type(c) is not float and (isinstance(c, bool | np.bool_) or not isinstance(c, numbers.Real)):
-        raise WrongTypeError(f"coherency must be a real number, got {type(c).__name__}")
-    value = float(c)
-    if not math.isfinite(value):
-        raise InvalidArgumentError("coherency must be finite (NaN or infinity given)")
+    value = _check_coherency(c)
+    return LABELS[_label_index(value, _check_thresholds(thresholds))]
+
+
+def state_label_batch(c: Array, thresholds: ClinicalThresholds = DEFAULT_THRESHOLDS) -> list[str]:
+    """``state_label`` of every element of ``c`` (a 1-D array of finite reals), the same rule."""
+    values = _check_coherency_array(c)
     t = _check_thresholds(thresholds)
-    if value < t.calm_below:
-        return LABELS[0]
-    if value < t.focused_below:
-        return LABELS[1]
-    return LABELS[2]
+    return [LABELS[i] for i in _label_index(values, t).tolist()]

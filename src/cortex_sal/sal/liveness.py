@@ -99,6 +99,16 @@ class LivenessProof:
         object.__setattr__(self, "timestamp", float(ts))
 
 
+def _ttl(ttl_s: object, what: str) -> float:
+    """A lifetime in seconds: a finite real > 0 (not a bool)."""
+    if isinstance(ttl_s, bool) or not isinstance(ttl_s, int | float):
+        raise WrongTypeError(f"{what} must be a real number of seconds, got {type(ttl_s).__name__}")
+    ttl = float(ttl_s)
+    if not math.isfinite(ttl) or ttl <= 0:
+        raise InvalidArgumentError(f"{what} must be finite and > 0, got {ttl_s!r}")
+    return ttl
+
+
 def _message(fb: bytes, nonce: bytes, timestamp: float) -> bytes:
     return hashlib.sha256(fb).digest() + nonce + _PACK_TS(timestamp)
 
@@ -199,6 +209,21 @@ class LivenessProver:
         reason = self._check(features, proof)
         if reason is not None:
             raise LivenessError(f"liveness refused: {reason}")
+
+    @property
+    def ttl(self) -> float:
+        """How long a proof verifies after its timestamp, in seconds."""
+        return self._ttl
+
+    def set_ttl(self, ttl_s: float) -> None:
+        """Set the proofs' lifetime (a policy change): every later verification uses it.
+
+        ``ttl_s`` must be a finite real > 0 (``WrongTypeError`` / ``InvalidArgumentError``,
+        nothing changed). Used nonces stay held; a longer lifetime keeps them longer.
+        """
+        ttl = _ttl(ttl_s, "liveness ttl_s")
+        with self._lock:
+            self._ttl = ttl
 
     @property
     def held_nonces(self) -> int:

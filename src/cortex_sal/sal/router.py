@@ -87,7 +87,7 @@ def _real(value: object) -> float | None:
     try:
         return float(value)
     except OverflowError:
-        return math.inf if value > 0 else -math.inf
+        return math.inf if value > 0 else -math.inf  # type: ignore[operator]  # numbers.Real declares no order; int and Fraction have one
 
 
 def _integer(value: object) -> int | None:

@@ -29,10 +29,10 @@ from ..keros import ManualClock, SecureBusSession, SensorCertificationAuthority,
 from ..keros import v1 as keros_v1
 from ..securemem import SecureBuffer, SecureKeyBuffer
 from ..testing.selfcheck import expect, raises, run
-from .drift import DriftDetector
+from .drift import DriftDetector, DriftState
 from .features import LABELS, bridge_check, state_label
 from .router import TelemetryRouter, research_payload
-from .shield import CognitiveShield
+from .seed import SeedCognitiveShield as CognitiveShield  # the seed's vectors speak in the seed's dicts
 
 Vector = tuple[str, str, Callable[[], None]]  # group, name, check
 
@@ -45,7 +45,8 @@ P = 2**255 - 19
 
 def _x25519(scalar_hex: str, u_hex: str, out_hex: str) -> Callable[[], None]:
     def check() -> None:
-        with SecureKeyBuffer(bytes.fromhex(scalar_hex)) as k, x25519_shared_secret(k, bytes.fromhex(u_hex)) as s:
+        k = SecureKeyBuffer(bytes.fromhex(scalar_hex))
+        with k, x25519_shared_secret(k, bytes.fromhex(u_hex)) as s:
             expect(s.constant_time_compare(bytes.fromhex(out_hex)))
 
     return check
@@ -53,7 +54,8 @@ def _x25519(scalar_hex: str, u_hex: str, out_hex: str) -> Callable[[], None]:
 
 def _low_order(point: bytes) -> Callable[[], None]:
     def check() -> None:
-        with SecureKeyBuffer() as k:
+        k = SecureKeyBuffer()
+        with k:
             raises(LowOrderPointError, lambda: x25519_shared_secret(k, point))
 
     return check
@@ -88,7 +90,8 @@ def group_a() -> Iterator[Vector]:
 
     def public(scalar: str, pub: str) -> Callable[[], None]:
         def check() -> None:
-            with SecureKeyBuffer(bytes.fromhex(scalar)) as k:
+            k = SecureKeyBuffer(bytes.fromhex(scalar))
+            with k:
                 expect(x25519_public_key(k) == bytes.fromhex(pub))
 
         return check
@@ -114,7 +117,8 @@ def group_a() -> Iterator[Vector]:
     for size in (31, 33):
 
         def wrong(size: int = size) -> None:
-            with SecureKeyBuffer() as k:
+            k = SecureKeyBuffer()
+            with k:
                 raises(WrongLengthError, lambda: x25519_shared_secret(k, bytes(size)))
 
         yield "A", f"peer key of {size} bytes refused", wrong
@@ -192,7 +196,8 @@ def _handshake(sensor_id: str, ack_mutator: Callable[[bytes], bytes] | None = No
     ca = SensorCertificationAuthority()
     with ca.new_ephemeral_key() as sensor, ca.new_ephemeral_key() as tee:
         challenge = ca.issue_challenge()
-        with keros_v1.derive_session_key(sensor.key_buffer, tee.public_bytes(), challenge) as k:
+        k = keros_v1.derive_session_key(sensor.key_buffer, tee.public_bytes(), challenge)
+        with k:
             ack = keros_v1.compute_ack(k, challenge)
         if ack_mutator:
             ack = ack_mutator(ack)
@@ -204,7 +209,8 @@ def group_c() -> Iterator[Vector]:
         r = _handshake(SENSOR)
         key = r["session_key"]
         expect(r["status"] == "ok" and isinstance(key, SecureKeyBuffer))
-        key.secure_purge()  # type: ignore[union-attr]
+        if isinstance(key, SecureKeyBuffer):
+            key.secure_purge()
 
     def refused(sensor_id: str, mutate: Callable[[bytes], bytes] | None) -> Callable[[], None]:
         def check() -> None:
@@ -285,15 +291,19 @@ def group_d() -> Iterator[Vector]:
             raises(SchemaError, lambda: _routed(p))
 
         yield "D", f"missing {key} refused", missing
-    bad = {
+    bad: dict[str, dict[str, object]] = {
         "features of shape (4,)": {"features": np.zeros(4)},
         "features of shape (5, 1)": {"features": np.zeros((5, 1))},
         "non-finite features": {"features": np.array([0.5, np.nan, 0.4, 0.6, 0.8])},
         "unknown state label": {"polyvagal_state": "euphoric"},
         "coherency not a number": {"coherency": "0.2"},
     }
+
+    def schema_refused(override: dict[str, object]) -> Callable[[], None]:
+        return lambda: raises(SchemaError, lambda: _routed(_payload(**override)))
+
     for name, override in bad.items():
-        yield "D", f"{name} refused", lambda o=override: raises(SchemaError, lambda: _routed(_payload(**o)))
+        yield "D", f"{name} refused", schema_refused(override)
     for delta, ok in ((5.0, True), (-5.0, True), (4.999, True), (5.001, False), (-5.001, False)):
 
         def window(delta: float = delta, ok: bool = ok) -> None:
@@ -367,12 +377,12 @@ def group_e() -> Iterator[Vector]:
 # -- F: drift hard block -----------------------------------------------------------------------
 
 
-def _drift(readings: list[tuple[float, float]]) -> object:
+def _drift(readings: list[tuple[float, float]]) -> DriftState:
     """Feed (seconds after start, coherency) readings; return the last state."""
     clock = ManualClock()
     detector = DriftDetector(thresholds=T, clock=clock)
     elapsed = 0.0
-    state = None
+    state = detector.state  # no reading yet
     for at, c in readings:
         clock.advance(at - elapsed)
         elapsed = at
@@ -382,7 +392,7 @@ def _drift(readings: list[tuple[float, float]]) -> object:
 
 def group_f() -> Iterator[Vector]:
     limit = T.max_coherency_sum_per_minute
-    cases = [
+    cases: list[tuple[str, list[tuple[float, float]], int, bool]] = [
         ("window sum exactly at the limit: no violation", [(0, 1.0), (1, 1.0), (2, limit - 2.0)], 0, False),
         ("window sum just above the limit: one violation", [(0, 1.0), (1, 1.0), (2, limit - 2.0 + 1e-9)], 1, False),
         ("second violation", [(0, 2.0), (1, 0.6), (2, 0.1)], 2, False),
@@ -397,13 +407,13 @@ def group_f() -> Iterator[Vector]:
             expect(st.hard_violations == hard and st.blocked == blocked, repr(st))
 
         yield "F", name, check
+
+    def has_capacity(readings: list[tuple[float, float]], capacity: str) -> Callable[[], None]:
+        return lambda: expect(_drift(readings).capacity == capacity)
+
     for hard, capacity in ((0, "FULL"), (1, "FULL"), (2, "LIMITED"), (3, "NONE")):
         readings = [(0.0, 2.6)] + [(float(i), 0.0) for i in range(1, hard)] if hard else [(0.0, 0.1)]
-        yield (
-            "F",
-            f"{hard} hard violation(s): capacity {capacity}",
-            (lambda readings=readings, capacity=capacity: expect(_drift(readings).capacity == capacity)),
-        )
+        yield "F", f"{hard} hard violation(s): capacity {capacity}", has_capacity(readings, capacity)
 
     def stays_blocked() -> None:
         clock = ManualClock()
@@ -434,13 +444,17 @@ def _bridge(std: float = 0.1, p75: float = 0.6, peak: float = 0.8) -> str | None
     return bridge_check(np.array([0.5, std, 0.4, p75, peak]), T)
 
 
+def _bridge_passes(ok: bool, std: float = 0.1, p75: float = 0.6, peak: float = 0.8) -> Callable[[], None]:
+    return lambda: expect((_bridge(std=std, p75=p75, peak=peak) is None) == ok)
+
+
 def group_g() -> Iterator[Vector]:
     bound = T.bridge_max_std
     for std, ok in ((0.0, True), (0.49, True), (bound, True), (bound + 1e-9, False), (0.51, False), (1.0, False)):
         yield (
             "G",
             f"std {std} {'passes' if ok else 'refused'}",
-            (lambda std=std, ok=ok: expect((_bridge(std=std) is None) == ok)),
+            _bridge_passes(ok, std=std),
         )
 
     def noisy_frame() -> None:
@@ -465,14 +479,14 @@ def group_h() -> Iterator[Vector]:
         yield (
             "H",
             f"peak {value} {'passes' if ok else 'refused'}",
-            (lambda v=value, ok=ok: expect((_bridge(peak=max(v, 0.0), p75=min(v, 0.6)) is None) == ok)),
+            _bridge_passes(ok, peak=max(value, 0.0), p75=min(value, 0.6)),
         )
     p75 = T.bridge_max_p75
     for value, ok in ((0.69, True), (p75, True), (p75 + 1e-9, False), (0.75, False)):
         yield (
             "H",
             f"p75 {value} {'passes' if ok else 'refused'}",
-            (lambda v=value, ok=ok: expect((_bridge(p75=v, peak=0.85) is None) == ok)),
+            _bridge_passes(ok, p75=value, peak=0.85),
         )
 
 

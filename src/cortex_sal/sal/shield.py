@@ -6,6 +6,14 @@ router. Only the obfuscated five-value tensor leaves, and only while consent is 
 Raw samples are zeroed the moment the frame is processed; every session key is purged by
 ``destroy_session()``. The session log holds truncated hashes, never a raw identifier or
 sample.
+
+Results are typed (:mod:`cortex_sal.sal.results`): :class:`Released`, :class:`Refused` with a
+:class:`RefusalReason`, :class:`Registered`, :class:`CustodyReport`, :class:`DestroyReport`.
+A caller's programming error (wrong type or shape, an unregistered sensor, a closed channel)
+raises a specific :class:`~cortex_sal.errors.CortexError`; a data-driven outcome about a frame
+or a sensor (a broken or hostile frame, a sensor the registry refuses, the bridge, drift or
+consent gate) is a returned :class:`Refused`. The seed's dict-shaped results live only at the
+seed's edge (:mod:`cortex_sal.sal.seed`).
 """
 
 from __future__ import annotations
@@ -22,9 +30,13 @@ import numpy.typing as npt
 
 from ..errors import (
     CortexError,
+    FrameAuthError,
+    FrameFormatError,
     InvalidArgumentError,
+    ReplayAttackError,
     SensorBusError,
     SensorNotCertifiedError,
+    SessionExpiredError,
     ShieldError,
     WrongTypeError,
 )
@@ -38,24 +50,51 @@ from ..securemem import SecureKeyBuffer, SecureTensorBuffer
 from .consent import ConsentLedger
 from .drift import DriftDetector
 from .features import (
-    COHERENCY_MEAN_EPS,
-    LABELS,
     bridge_check,
+    bridge_check_batch,
     coherency,
+    coherency_batch,
     phase_a,
     phase_a_batch,
     spectral_bins,
     spectral_bins_batch,
     state_label,
+    state_label_batch,
 )
 from .frame import SAMPLES_PER_FRAME, RawBiometricFrame, sample_array
 from .liveness import LivenessProver
 from .obfuscation import obfuscate, obfuscate_batch
+from .results import (
+    CustodyReport,
+    DestroyReport,
+    FrameResult,
+    RefusalReason,
+    Refused,
+    Registered,
+    RegisterResult,
+    Released,
+)
 from .router import TelemetryRouter
 
 log = logging.getLogger("cortex_sal.sal")
 
 LOG_ID_HEX = 16  # the session log keeps the first 8 bytes of SHA-256(sensor id), in hex
+_ALREADY_REGISTERED = "sensor is already registered in this session"
+
+# the refusal reason of each error a channel raises for a frame (most specific first)
+_CHANNEL_REFUSALS: tuple[tuple[type[SensorBusError], RefusalReason], ...] = (
+    (FrameFormatError, RefusalReason.FRAME_FORMAT),
+    (FrameAuthError, RefusalReason.FRAME_AUTH),
+    (ReplayAttackError, RefusalReason.REPLAY),
+    (SessionExpiredError, RefusalReason.CHANNEL_EXPIRED),
+)
+
+
+def _channel_refusal(exc: SensorBusError) -> RefusalReason:
+    for cls, reason in _CHANNEL_REFUSALS:
+        if isinstance(exc, cls):
+            return reason
+    return RefusalReason.CHANNEL_ERROR
 
 
 @dataclass(eq=False)
@@ -129,51 +168,56 @@ class CognitiveShield:
         when = self._clock.time() if now is None else now
         new = apply_bundle(self._thresholds, bundle, registry, when, enacted_digests=self._applied_digests)
         digest = bundle.proposal.digest()
-        # everything below is plain attribute assignment of values already validated
+        # ``new`` is a validated ClinicalThresholds: none of the setters below can refuse it
         self._applied_digests.add(digest)
         self._thresholds = new
         self.registry.min_snr_db = float(new.min_snr_db)
         self.registry.min_bits = int(new.min_bits)
         for state in self._sensors.values():
-            with state.drift._lock:
-                state.drift._t = new
-        self._liveness._ttl = float(new.liveness_ttl_s)
-        self._consent._ttl = float(new.consent_ttl_s)
+            state.drift.apply_thresholds(new)
+        self._liveness.set_ttl(new.liveness_ttl_s)
+        self._consent.set_ttl(new.consent_ttl_s)
         self._log.append({"event": "policy_applied", "proposal": digest.hex()[:LOG_ID_HEX]})
         return new
 
     # -- registration ----------------------------------------------------------------
 
-    def register_sensor(self, sensor_id: str, snr: float, bits: int) -> dict[str, Any]:
-        """Admit the sensor and run a real v1 handshake (both sides, in process)."""
+    def register_sensor(self, sensor_id: str, snr: float, bits: int) -> RegisterResult:
+        """Admit the sensor and run a real v1 handshake (both sides, in process).
+
+        :class:`Registered`, or :class:`Refused` with ``ALREADY_REGISTERED``, ``NOT_CERTIFIED``
+        (unknown model, revoked, SNR or bits below the minima) or ``HANDSHAKE_FAILED``. A
+        ``sensor_id`` that is not a non-empty ``str`` raises ``WrongTypeError``."""
         if not isinstance(sensor_id, str) or not sensor_id:
             raise WrongTypeError(f"sensor_id must be a non-empty str, got {type(sensor_id).__name__}")
         if sensor_id in self._sensors:
-            return {"status": "refused", "reason": "sensor is already registered in this session"}
+            return Refused(RefusalReason.ALREADY_REGISTERED, _ALREADY_REGISTERED)
         try:
             self.registry.admit(sensor_id, snr_db=snr, bits=bits)
         except SensorNotCertifiedError as exc:
-            return {"status": "refused", "reason": str(exc)}
+            return Refused(RefusalReason.NOT_CERTIFIED, str(exc))
         try:
             endpoint, gateway_session = establish_in_process(
                 sensor_id, self._gateway_id, registry=self.registry, sensor_ids=[sensor_id], clock=self._clock
             )
         except CortexError as exc:
-            return {"status": "refused", "reason": f"handshake failed: {exc}"}
+            return Refused(RefusalReason.HANDSHAKE_FAILED, f"handshake failed: {exc}")
         state = self._add_sensor(sensor_id, gateway_session, endpoint)
         for session in (gateway_session, endpoint):
-            state.keys += [session.session_key, session._send_key, session._recv_key]
+            state.keys += session.owned_keys()
         self._issued_keys += state.keys
-        return {"status": "registered", "sensor": state.log_id, "session": gateway_session.session_id.hex()[:16]}
+        return Registered(sensor_id, state.log_id, gateway_session.session_id.hex()[:16])
 
-    def attach_sensor(self, channel: Channel, peer: VerifiedCertificate) -> dict[str, Any]:
+    def attach_sensor(self, channel: Channel, peer: VerifiedCertificate) -> RegisterResult:
         """Attach a sensor whose channel was established elsewhere (the gateway's KEROS v2 handshake).
 
         ``peer`` is the sensor's verified certificate (``GatewayV2.peer``); its ``MODEL/SERIAL``
         is the sensor's id, and the shield's own registry must admit it (model known, capability
         minima of the policy in force, not revoked). The shield takes ownership of ``channel``:
-        a refusal (past the type checks) closes it, and :meth:`destroy_session` purges it. Returns the registration
-        result as :meth:`register_sensor` does, with ``sensor_id`` for :meth:`ingest_frame`.
+        a refusal (past the type checks) closes it, and :meth:`destroy_session` purges it. Returns
+        :class:`Registered` (its ``sensor_id`` is the id for :meth:`ingest_frame`), or :class:`Refused`
+        with ``ALREADY_REGISTERED`` or ``NOT_CERTIFIED``. Not a channel, not a sensor's certificate
+        or a closed channel raise (``WrongTypeError``, ``InvalidArgumentError``).
         """
         channel = check_channel(channel)
         if not isinstance(peer, VerifiedCertificate):
@@ -185,15 +229,15 @@ class CognitiveShield:
             raise InvalidArgumentError("the channel is closed: attach an established channel")
         if sensor_id in self._sensors:
             channel.close()
-            return {"status": "refused", "reason": "sensor is already registered in this session"}
+            return Refused(RefusalReason.ALREADY_REGISTERED, _ALREADY_REGISTERED)
         try:
             self.registry.admit(sensor_id)
         except SensorNotCertifiedError as exc:
             channel.close()
-            return {"status": "refused", "reason": str(exc)}
+            return Refused(RefusalReason.NOT_CERTIFIED, str(exc))
         state = self._add_sensor(sensor_id, channel, None)
         self._attached.append(channel)
-        return {"status": "registered", "sensor": state.log_id, "sensor_id": sensor_id}
+        return Registered(sensor_id, state.log_id)
 
     def _add_sensor(self, sensor_id: str, channel: Channel, endpoint: SecureBusSession | None) -> _Sensor:
         id_hash = hashlib.sha256(sensor_id.encode("utf-8")).digest()
@@ -226,20 +270,35 @@ class CognitiveShield:
 
     # -- ingestion -------------------------------------------------------------------
 
-    def ingest_frame(self, sensor_id: str, frame: bytes) -> dict[str, Any]:
-        """Decrypt an encrypted frame straight into locked memory and run the pipeline."""
+    def ingest_frame(self, sensor_id: str, frame: bytes) -> FrameResult:
+        """Decrypt an encrypted frame straight into locked memory and run the pipeline.
+
+        :class:`Released`, or :class:`Refused`: the channel's refusal of the message
+        (``FRAME_FORMAT``, ``FRAME_AUTH``, ``REPLAY``, ``CHANNEL_EXPIRED``, ``CHANNEL_ERROR``;
+        the detail names the error class) or a gate of the pipeline (see :meth:`_process`).
+        A ``frame`` that is not ``bytes`` raises ``WrongTypeError``, an unknown sensor ``ShieldError``."""
         state = self._sensor(sensor_id)
+        if not isinstance(frame, bytes):
+            raise WrongTypeError(f"frame must be bytes, got {type(frame).__name__}")
         started = time.perf_counter()
         try:
             raw = RawBiometricFrame.from_channel(state.gateway, frame)
         except SensorBusError as exc:
             self._log.append({"event": "frame_refused", "sensor": state.log_id, "error": type(exc).__name__})
-            return {"status": "refused", "reason": f"{type(exc).__name__}: {exc}"}
+            return Refused(
+                _channel_refusal(exc),
+                f"{type(exc).__name__}: {exc}",
+                consent_active=self._consent.is_active(state.log_id, "biometric"),
+                processing_time_ms=_elapsed_ms(started),
+            )
         with raw:
             return self._process(state, raw.samples, started)
 
-    def ingest_raw_data(self, sensor_id: str, raw: npt.ArrayLike) -> dict[str, Any]:
-        """The seed's entry: 256 raw samples, copied once into locked memory."""
+    def ingest_raw_data(self, sensor_id: str, raw: npt.ArrayLike) -> FrameResult:
+        """The seed's entry: 256 raw samples, copied once into locked memory.
+
+        Samples that are not a finite numeric array of 256 raise ``InvalidArgumentError``
+        (the caller's own array, not bytes off a wire); the result is as :meth:`ingest_frame`'s."""
         state = self._sensor(sensor_id)
         started = time.perf_counter()
         arr = sample_array(raw)
@@ -248,11 +307,13 @@ class CognitiveShield:
         with RawBiometricFrame.from_samples(arr) as frame:
             return self._process(state, frame.samples, started)
 
-    def _process(self, state: _Sensor, samples: np.ndarray[Any, Any], started: float) -> dict[str, Any]:
+    def _process(self, state: _Sensor, samples: np.ndarray[Any, Any], started: float) -> FrameResult:
+        """The pipeline of one frame: refused with ``DRIFT_BLOCKED``, ``BRIDGE_BOUNDS`` or
+        ``CONSENT_INACTIVE``, else released."""
         t = self._thresholds  # read once: a frame sees one policy, even if apply_policy runs meanwhile
         state.frame_seq += 1
         if state.blocked:
-            return self._refuse(state, "drift: sensor blocked", started)
+            return self._refuse(state, RefusalReason.DRIFT_BLOCKED, "drift: sensor blocked", started)
         work = self._work.array
         try:
             features = phase_a(samples, work)
@@ -261,11 +322,11 @@ class CognitiveShield:
         bins = spectral_bins(samples)
         reason = bridge_check(features, t)
         if reason is not None:
-            return self._refuse(state, f"bridge: {reason}", started)
+            return self._refuse(state, RefusalReason.BRIDGE_BOUNDS, f"bridge: {reason}", started)
         c = coherency(features)
         label = state_label(c, t)
         gate = self._gate(state, features, c, label, started)
-        if isinstance(gate, dict):
+        if isinstance(gate, Refused):
             return gate
         live, capacity = gate
         tensor = obfuscate(features, state.id_hash, self._salt)
@@ -285,7 +346,7 @@ class CognitiveShield:
 
     def _gate(
         self, state: _Sensor, features: np.ndarray[Any, Any], c: float, label: str, started: float
-    ) -> tuple[bool, str] | dict[str, Any]:
+    ) -> tuple[bool, str] | Refused:
         """Liveness, drift and consent for one frame past the bridge: ``(liveness, capacity)``,
         or the refusal when consent is no longer active."""
         live = self._liveness.verify(features, self._liveness.prove(features))
@@ -293,7 +354,13 @@ class CognitiveShield:
         state.blocked = drift.blocked
         self._consent.set_capacity(state.log_id, drift.capacity)
         if not self._consent.is_active(state.log_id, "biometric"):
-            return self._refuse(state, f"consent not active (capacity {drift.capacity})", started, label=label)
+            return self._refuse(
+                state,
+                RefusalReason.CONSENT_INACTIVE,
+                f"consent not active (capacity {drift.capacity})",
+                started,
+                label=label,
+            )
         return live, drift.capacity
 
     def _release(
@@ -307,39 +374,25 @@ class CognitiveShield:
         norm: float,
         research_payload: bytes | None,
         started: float,
-    ) -> dict[str, Any]:
+    ) -> Released:
         """Log a released frame (truncated hash and label only) and build its result."""
         self._log.append({"event": "frame", "sensor": state.log_id, "seq": state.frame_seq, "state": label})
-        return {
-            "status": "ok",
-            "coherency_index": c,
-            "state_label": label,
-            "liveness_proven": live,
-            "consent_active": True,
-            "capacity": capacity,
-            "tensor": tensor,
-            "tensor_norm": norm,
-            "research_payload": research_payload,
-            "processing_time_ms": (time.perf_counter() - started) * 1000.0,
-        }
+        return Released(c, label, live, capacity, tensor, norm, research_payload, _elapsed_ms(started))
 
-    def _refuse(self, state: _Sensor, reason: str, started: float, label: str | None = None) -> dict[str, Any]:
-        self._log.append({"event": "refused", "sensor": state.log_id, "seq": state.frame_seq, "reason": reason})
-        return {
-            "status": "refused",
-            "reason": reason,
-            "state_label": label,
-            "consent_active": self._consent.is_active(state.log_id, "biometric"),
-            "processing_time_ms": (time.perf_counter() - started) * 1000.0,
-        }
+    def _refuse(
+        self, state: _Sensor, reason: RefusalReason, detail: str, started: float, label: str | None = None
+    ) -> Refused:
+        self._log.append({"event": "refused", "sensor": state.log_id, "seq": state.frame_seq, "reason": detail})
+        return Refused(reason, detail, label, self._consent.is_active(state.log_id, "biometric"), _elapsed_ms(started))
 
     # -- batch -----------------------------------------------------------------------
 
-    def ingest_batch(self, sensor_ids: Sequence[str], raw: npt.ArrayLike) -> list[dict[str, Any]]:
+    def ingest_batch(self, sensor_ids: Sequence[str], raw: npt.ArrayLike) -> list[FrameResult]:
         """Many sensors at once: row i of ``raw`` (n, 256) is one frame of ``sensor_ids[i]``.
 
         Phase A, spectral bins, bridge, coherency, labels and Phase B run vectorised along
-        the sensor axis; the per-sensor state (drift, consent, liveness, router) is updated
+        the sensor axis with the same rule functions as the single path (``features``'
+        ``*_batch``); the per-sensor state (drift, consent, liveness, router) is updated
         row by row. Results equal the single path's, row for row.
         """
         if isinstance(sensor_ids, str) or not isinstance(sensor_ids, Iterable):
@@ -364,24 +417,23 @@ class CognitiveShield:
             features = phase_a_batch(buffer.array)
             bins = spectral_bins_batch(buffer.array)
         tensors = obfuscate_batch(features, [s.id_hash for s in states], self._salt)
-        mean, std, p75, peak = features[:, 0], features[:, 1], features[:, 3], features[:, 4]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            coh = np.where(np.abs(mean) < COHERENCY_MEAN_EPS, 0.0, std / mean)
-        label_index = np.where(coh < t.calm_below, 0, np.where(coh < t.focused_below, 1, 2))
-        outside = (std > t.bridge_max_std) | (p75 > t.bridge_max_p75) | (peak > t.bridge_max_peak)
+        bridge = bridge_check_batch(features, t)
+        coh = coherency_batch(features)
+        labels = state_label_batch(coh, t)
         norms = np.sqrt(np.einsum("ij,ij->i", tensors, tensors))
-        results: list[dict[str, Any] | None] = [None] * len(states)
+        results: list[FrameResult | None] = [None] * len(states)
         released: list[tuple[int, bool, str]] = []
         for i, state in enumerate(states):
             state.frame_seq += 1
             if state.blocked:
-                results[i] = self._refuse(state, "drift: sensor blocked", started)
+                results[i] = self._refuse(state, RefusalReason.DRIFT_BLOCKED, "drift: sensor blocked", started)
                 continue
-            if outside[i]:
-                results[i] = self._refuse(state, f"bridge: {bridge_check(features[i], t)}", started)
+            reason = bridge[i]
+            if reason is not None:
+                results[i] = self._refuse(state, RefusalReason.BRIDGE_BOUNDS, f"bridge: {reason}", started)
                 continue
-            gate = self._gate(state, features[i], float(coh[i]), LABELS[label_index[i]], started)
-            if isinstance(gate, dict):
+            gate = self._gate(state, features[i], float(coh[i]), labels[i], started)
+            if isinstance(gate, Refused):
                 results[i] = gate
                 continue
             released.append((i, *gate))
@@ -390,7 +442,7 @@ class CognitiveShield:
             routed = self._router.ingest_batch(
                 tensors[rows],
                 coh[rows],
-                [LABELS[label_index[i]] for i in rows],
+                [labels[i] for i in rows],
                 self._clock.time(),
                 [states[i].frame_seq for i in rows],
                 [states[i].log_id for i in rows],
@@ -398,14 +450,14 @@ class CognitiveShield:
             )
             for (i, live, capacity), route in zip(released, routed, strict=True):
                 results[i] = self._release(
-                    states[i], float(coh[i]), LABELS[label_index[i]], live, capacity, tensors[i], float(norms[i]),
+                    states[i], float(coh[i]), labels[i], live, capacity, tensors[i], float(norms[i]),
                     route.get("research_payload"), started,
                 )  # fmt: skip
         return [r for r in results if r is not None]
 
     # -- the end -----------------------------------------------------------------------
 
-    def destroy_session(self) -> dict[str, Any]:
+    def destroy_session(self) -> DestroyReport:
         """Rotate the salt, revoke consent, clear the log, purge every session key."""
         closed = 0
         for state in self._sensors.values():
@@ -421,7 +473,7 @@ class CognitiveShield:
         self._liveness.rotate()
         self._salt.secure_purge()
         self._salt = SecureKeyBuffer()
-        return {"status": "destroyed", "sessions_closed": closed, **self._key_counts()}
+        return DestroyReport(closed, *self._key_counts())
 
     def close(self) -> None:
         """Destroy the session and purge the shield's own secrets (salt, LIMES master, work buffer)."""
@@ -443,15 +495,21 @@ class CognitiveShield:
         """A copy of the log: truncated hashes and labels only."""
         return [dict(entry) for entry in self._log]
 
-    def custody_report(self) -> dict[str, Any]:
-        return {"sessions_opened": self.sessions_opened, "sessions_closed": self.sessions_closed, **self._key_counts()}
+    def custody_report(self) -> CustodyReport:
+        """Sessions opened and closed so far, and the session keys issued and purged."""
+        return CustodyReport(self.sessions_opened, self.sessions_closed, *self._key_counts())
 
-    def _key_counts(self) -> dict[str, int]:
-        """Session keys issued and purged: v1 sessions' keys one by one; an attached channel's
-        keys count as purged once the channel is closed (closing purges all of them)."""
-        return {
-            "keys_purged": sum(k.is_purged for k in self._issued_keys),
-            "keys_total": len(self._issued_keys),
-            "channels_attached": len(self._attached),
-            "channels_closed": sum(not c.is_open for c in self._attached),
-        }
+    def _key_counts(self) -> tuple[int, int, int, int]:
+        """``(keys_purged, keys_total, channels_attached, channels_closed)``: v1 sessions' keys one
+        by one; an attached channel's keys count as purged once the channel is closed (closing
+        purges all of them)."""
+        return (
+            sum(k.is_purged for k in self._issued_keys),
+            len(self._issued_keys),
+            len(self._attached),
+            sum(not c.is_open for c in self._attached),
+        )
+
+
+def _elapsed_ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0

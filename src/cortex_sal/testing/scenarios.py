@@ -253,6 +253,7 @@ def _shield_child(ctx: Context) -> None:
     import numpy as np
 
     from ..keros import ManualClock
+    from ..sal.results import Refused
     from ..sal.shield import CognitiveShield
     from ..securemem import SecureTensorBuffer
 
@@ -265,8 +266,8 @@ def _shield_child(ctx: Context) -> None:
             if i == 0:
                 ctx.checkpoint("frame_held")
             result = shield.ingest_raw_data(SENSOR_ID, incoming.array)
-        if result["status"] != "ok":
-            raise RuntimeError(f"frame refused: {result.get('reason')}")
+        if isinstance(result, Refused):
+            raise RuntimeError(f"frame refused: {result.detail}")
         clock.advance(2.0)
     ctx.checkpoint("after_frames")
     shield.close()
@@ -706,15 +707,18 @@ def _shield_v2_parent(peer: Peer) -> None:
 
 def _shield_v2_child(ctx: Context) -> None:
     from ..keros import ManualClock
+    from ..sal.results import Refused
     from ..sal.shield import CognitiveShield
 
     static, transport, verified = _v2_child_handshake(ctx, gateway_side=True)
     clock = ManualClock()
     shield = CognitiveShield(clock=clock)
     attached = shield.attach_sensor(transport, verified)
+    if isinstance(attached, Refused):
+        raise RuntimeError(f"sensor refused: {attached.detail}")
     for i in range(V2_FRAMES):
-        result = shield.ingest_frame(attached["sensor_id"], _read_chunk(ctx))
-        ctx.send_public(str(result["status"]).encode())
+        result = shield.ingest_frame(attached.sensor_id, _read_chunk(ctx))
+        ctx.send_public(b"refused" if isinstance(result, Refused) else b"ok")
         if i == V2_FRAMES // 2:
             ctx.checkpoint("mid_session")
         clock.advance(2.0)
