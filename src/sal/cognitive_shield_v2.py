@@ -16,7 +16,7 @@ __all__ = ["CognitiveShield", "to_seed_dict"]
 
 def _main(argv: list[str]) -> int:
     if argv == ["--test"]:
-        from cortex_sal.sal.selftest import main
+        from cortex_sal.testing.sal_selftest import main
 
         return main()
     if argv:

@@ -118,7 +118,7 @@ def cmd_selftest(args: argparse.Namespace, console: Console) -> int:
     """Known-answer self-tests, and with ``--residue`` the memory-residue proof."""
     if not args.residue:
         from ..keros.selftest import main as keros_selftest
-        from ..sal.selftest import main as sal_selftest
+        from ..testing.sal_selftest import main as sal_selftest
 
         return 1 if (sal_selftest() | keros_selftest()) else 0
     from ..testing.scenarios import SCENARIOS as LOWER

@@ -1,7 +1,7 @@
 """The seed's dict-shaped results, kept at the seed's edge only.
 
 The seed's entry point (``src/sal/cognitive_shield_v2.py``) and its ``--test`` vectors
-(:mod:`cortex_sal.sal.selftest`) speak in dicts: ``{"status": "ok" | "refused" |
+(:mod:`cortex_sal.testing.sal_selftest`) speak in dicts: ``{"status": "ok" | "refused" |
 "registered" | "destroyed", ...}``. :func:`to_seed_dict` turns a typed result of
 :mod:`cortex_sal.sal.results` into that shape, and :class:`SeedCognitiveShield` is the
 shield with every result passed through it. Nothing else in the library uses dicts.

@@ -27,12 +27,12 @@ from ..errors import (
 from ..governance import DEFAULT_THRESHOLDS as T
 from ..keros import ManualClock, SecureBusSession, SensorCertificationAuthority, establish_in_process
 from ..keros import v1 as keros_v1
+from ..sal.drift import DriftDetector, DriftState
+from ..sal.features import LABELS, bridge_check, state_label
+from ..sal.router import TelemetryRouter, research_payload
+from ..sal.seed import SeedCognitiveShield as CognitiveShield  # the seed's vectors speak in the seed's dicts
 from ..securemem import SecureBuffer, SecureKeyBuffer
-from ..testing.selfcheck import expect, raises, run
-from .drift import DriftDetector, DriftState
-from .features import LABELS, bridge_check, state_label
-from .router import TelemetryRouter, research_payload
-from .seed import SeedCognitiveShield as CognitiveShield  # the seed's vectors speak in the seed's dicts
+from .selfcheck import expect, raises, run
 
 Vector = tuple[str, str, Callable[[], None]]  # group, name, check
 
