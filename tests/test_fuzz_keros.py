@@ -3,7 +3,7 @@ sensor registry file and the seed's certification API.
 
 Each property feeds 10,000 hypothesis plans (mutations of valid inputs that know the fields -
 bit flips, truncations, extensions, field swaps, interesting integers, low-order points - as
-well as random bytes and non-bytes objects) to a target of ``fuzz/fuzzlib.py``, whose oracle
+well as random bytes and non-bytes objects) to a target of ``fuzz/fuzzlib/keros.py``, whose oracle
 fails on any undocumented exception, on any acceptance the format's model refuses (or the
 reverse), on any state change after a refused input beyond the documented ones, and on any
 secure buffer left behind. The same targets run under atheris (``fuzz/README.md``).
@@ -25,21 +25,18 @@ Certificates and the Noise channel get their properties here when their parsers 
 from __future__ import annotations
 
 import struct
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import fuzzlib
 import pytest
+from fuzzlib import Mutation, Plan
 from hypothesis import event, example, given, settings
 
 from cortex_sal.errors import HandshakeError, InvalidArgumentError
 from cortex_sal.keros import GatewayHandshake, ManualClock, SensorCertificationAuthority, SensorHandshake
 from cortex_sal.keros.registry import SensorRegistry, sensor_id_hash
 from hypothesis_profiles import examples
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
-import fuzzlib
-from fuzzlib import Mutation, Plan
 
 FUZZ = settings(max_examples=examples(10_000), deadline=None)
 
