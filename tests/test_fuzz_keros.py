@@ -18,8 +18,8 @@ Documented state changes these tests hold the code to:
   ``compromise_on_auth_failure`` is on (the default), and changes nothing when it is off. In
   both cases ``last_accepted`` never moves for a refused frame.
 
-Certificates and the Noise channel get their properties here when their parsers land
-(``fuzzlib.PENDING``).
+Certificates, the v2 (Noise XX) handshake messages and the Noise transport have their
+properties at the end (targets ``certificate``, ``noise_handshake``, ``noise_transport``).
 """
 
 from __future__ import annotations
@@ -214,3 +214,33 @@ def test_frame_model_matches_the_wire_format() -> None:
 @given(plan=fuzzlib.plans())
 def test_fuzz_record_stream(plan: Plan) -> None:
     event(target("records")(plan))
+
+
+# -- KEROS v2: certificates, the Noise handshake, the Noise transport ---------------------------
+# (tests/test_fuzz_v2.py fuzzes the same entry points with plain byte mutations; these run the
+# structure-aware plans of fuzzlib, whose oracles come from docs/certificates.md and
+# docs/protocol.md, and are the ones atheris runs.)
+
+
+@FUZZ
+@given(plan=fuzzlib.plans())
+def test_fuzz_certificate_plans(plan: Plan) -> None:
+    event(target("certificate")(plan))
+
+
+@FUZZ
+@given(plan=fuzzlib.plans())
+def test_fuzz_noise_handshake_plans(plan: Plan) -> None:
+    event(target("noise_handshake")(plan))
+
+
+@FUZZ
+@given(plan=fuzzlib.plans())
+def test_fuzz_noise_transport_plans(plan: Plan) -> None:
+    event(target("noise_transport")(plan))
+
+
+@FUZZ
+@given(plan=fuzzlib.plans())
+def test_fuzz_revocation_list_plans(plan: Plan) -> None:
+    event(target("revocation_list")(plan))

@@ -10,15 +10,20 @@ import hmac as std_hmac
 import itertools
 import json
 import math
+import re
 import struct
+import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey as COracleEd25519Public
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey as COracleX25519
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey as COraclePublic
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
+
 from fuzzlib.oracle import (
     LOW_ORDER_POINTS,
     OracleViolation,
@@ -690,3 +695,482 @@ def _record_fields(stream: bytes) -> tuple[tuple[int, int], ...]:
         spans += [(at, at + 3), (at + 3, at + 3 + length)]
         at += 3 + length
     return tuple(spans)
+
+
+# -- KEROS v2: certificates, the Noise XX handshake, the Noise transport ------------------------
+#
+# The oracles are written from docs/certificates.md and docs/protocol.md ("KEROS v2"), not from
+# the code: an independent parser of the certificate layout with ``cryptography``'s Ed25519, and
+# the documented refusals and terminal states of the handshake and the transport.
+
+CERT_CONTEXT = b"cortex-sal certificate v1\x00"
+CERT_SERIAL = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._-]*")
+CERT_FORBIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp"})
+CERT_NOW = int(T0)
+SENSOR_KIND, GATEWAY_KIND = 1, 2
+
+
+def cert_fields(cert: bytes) -> tuple[tuple[int, int], ...]:
+    """The spans of a well-formed certificate's fields (docs/certificates.md, section 1)."""
+    s = cert[86]
+    n = cert[87 + s]
+    return ((0, 4), (4, 5), (5, 6), (6, 38), (38, 46), (46, 54), (54, 86), (86, 87), (87, 87 + s),
+            (87 + s, 88 + s), (88 + s, 88 + s + n), (88 + s + n, 152 + s + n))  # fmt: skip
+
+
+def oracle_parse_certificate(data: bytes) -> dict[str, Any] | None:
+    """The fields of a certificate that parses strictly, or None (reason ``malformed``)."""
+    size = len(data)
+    if not 154 <= size <= 280 or data[:4] != b"CXCT" or data[4] != 1 or data[5] not in (SENSOR_KIND, GATEWAY_KIND):
+        return None
+    not_before, not_after = struct.unpack_from(">QQ", data, 38)
+    s = data[86]
+    if not_before >= not_after or not 1 <= s <= 64 or 88 + s > size:
+        return None
+    serial, n = data[87 : 87 + s], data[87 + s]
+    if CERT_SERIAL.fullmatch(serial) is None or not 1 <= n <= 64 or size != 152 + s + n:
+        return None
+    try:
+        name = data[88 + s : 88 + s + n].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if name != name.strip() or any(unicodedata.category(c) in CERT_FORBIDDEN for c in name):
+        return None
+    if data[5] == SENSOR_KIND and "/" in name:
+        return None
+    return {"kind": data[5], "subject": data[6:38], "not_before": not_before, "not_after": not_after,
+            "issuer": data[54:86], "serial": serial.decode("ascii"), "name": name,
+            "signed": data[: 88 + s + n], "signature": data[88 + s + n :]}  # fmt: skip
+
+
+def oracle_certificate_reason(
+    data: bytes, *, remote_static: bytes, kind: int, roots: dict[bytes, tuple[int, bytes]],
+    revoked: dict[bytes, set[str]], now: int, admitted: set[str],
+) -> str:  # fmt: skip
+    """``"ok"`` or the first ``reason`` of the documented check order (certificates.md, section 2).
+
+    ``roots`` maps a trusted root's key id to (the kind it issues, its Ed25519 public key).
+    """
+    fields = oracle_parse_certificate(data)
+    if fields is None:
+        return "malformed"
+    if fields["issuer"] not in roots:
+        return "unknown_issuer"
+    issues, public = roots[fields["issuer"]]
+    try:
+        COracleEd25519Public.from_public_bytes(public).verify(fields["signature"], CERT_CONTEXT + fields["signed"])
+    except InvalidSignature:
+        return "bad_signature"
+    if fields["kind"] != kind or issues != kind:
+        return "wrong_kind"
+    if now < fields["not_before"]:
+        return "not_yet_valid"
+    if now > fields["not_after"]:
+        return "expired"
+    if fields["subject"] != remote_static:
+        return "wrong_key"
+    if fields["serial"] in revoked.get(fields["issuer"], set()):
+        return "revoked"
+    if kind == SENSOR_KIND:
+        sensor_id = f"{fields['name']}/{fields['serial']}"
+        require(sensor_id in admitted, f"the oracle cannot decide the registry for {sensor_id}")
+    return "ok"
+
+
+class _V2World:
+    """Two trusted CAs (a manufacturer, a site), an untrusted one, keys and certificates."""
+
+    def __init__(self) -> None:
+        from cortex_sal.crypto import X25519PrivateKey
+        from cortex_sal.keros.certificate import CertificateAuthority, TrustStore
+
+        self.maker = CertificateAuthority.generate("manufacturer", "Fuzz Devices")
+        self.site = CertificateAuthority.generate("site", "Fuzz Ward")
+        self.rogue = CertificateAuthority.generate("manufacturer", "Fuzz Rogue")
+        self.s_key, self.g_key = X25519PrivateKey.generate(), X25519PrivateKey.generate()
+        self.s_pub, self.g_pub = self.s_key.public_bytes(), self.g_key.public_bytes()
+        window = {"not_before": CERT_NOW - 86_400, "not_after": CERT_NOW + 10 * 365 * 86_400}
+        self.s_cert = self.maker.issue_sensor(self.s_pub, model_id=SENSOR, serial="SN-1", **window)
+        self.g_cert = self.site.issue_gateway(self.g_pub, gateway_name="gw-1", serial="GW-1", **window)
+        self.trust = TrustStore([self.maker.root, self.site.root])
+        self.revoked = {self.maker.root.key_id: {"SN-R"}}
+        self.trust.add_revocation_list(self.maker.revocation_list(["SN-R"], issued_at=CERT_NOW - 10))
+        self.roots = {
+            self.maker.root.key_id: (SENSOR_KIND, self.maker.root.public_key),
+            self.site.root.key_id: (GATEWAY_KIND, self.site.root.public_key),
+        }
+
+    def close(self) -> None:
+        for thing in (self.s_key, self.g_key, self.maker, self.site, self.rogue):
+            thing.purge()
+
+
+class CertificateTarget(Target):
+    """``parse_certificate`` and ``verify_certificate`` (as a gateway verifies a sensor's):
+    only ``CertificateError`` (``WrongTypeError`` for a non-bytes), with exactly the ``reason``
+    the documented check order gives; what verifies is what the CA signed."""
+
+    name = "certificate"
+
+    def __init__(self) -> None:
+        self.world = w = _V2World()
+        other = c_public(bytes(range(50, 82)))
+        near = {"not_before": CERT_NOW - 86_400, "not_after": CERT_NOW + 86_400}
+        self.bases = [
+            w.s_cert,
+            w.g_cert,
+            w.maker.issue_sensor(
+                w.s_pub, model_id=SENSOR, serial="SN-2", not_before=CERT_NOW + 1, not_after=CERT_NOW + 86_400
+            ),
+            w.maker.issue_sensor(
+                w.s_pub, model_id=SENSOR, serial="SN-3", not_before=CERT_NOW - 86_400, not_after=CERT_NOW - 1
+            ),
+            w.maker.issue_sensor(other, model_id=SENSOR, serial="SN-4", **near),
+            w.maker.issue_sensor(w.s_pub, model_id=SENSOR, serial="SN-R", **near),
+            w.rogue.issue_sensor(w.s_pub, model_id=SENSOR, serial="SN-1", **near),
+        ]
+        stamps = (0, 1, CERT_NOW - 1, CERT_NOW, CERT_NOW + 1, 2**63, 2**64 - 1)
+        ids = (w.maker.root.key_id, w.site.root.key_id, w.rogue.root.key_id, bytes(32))
+        names = tuple(x.encode() for x in (SENSOR + "/x", " " + SENSOR[1:], SENSOR[:-1] + "\u200b", "a\x00b"))
+        self.specs = [
+            Spec(
+                fields=cert_fields(cert),
+                int_fields=(
+                    (4, 5, (0, 1, 2)),
+                    (5, 6, (0, 1, 2, 3)),
+                    (38, 46, stamps),
+                    (46, 54, stamps),
+                    (86, 87, (0, 1, 64, 65, 255)),
+                ),
+                alternates=((3, (w.s_pub, w.g_pub, other, *LOW_ORDER_POINTS[:2])), (6, ids), (10, names)),
+            )
+            for cert in self.bases
+        ]
+        self.admitted = {f"{SENSOR}/SN-{i}" for i in ("1", "2", "3", "4", "R")}
+
+    def run(self, plan: Plan) -> str:
+        from cortex_sal.errors import CertificateError, WrongTypeError
+        from cortex_sal.keros.certificate import parse_certificate, verify_certificate
+
+        w = self.world
+        base = plan.base % len(self.bases)
+        data = message(plan, self.bases[base], self.specs[base])
+        slots = live_slots()
+        parsed, exc = refusal((CertificateError, WrongTypeError), lambda: parse_certificate(data))  # type: ignore[arg-type]  # any object, on purpose
+        if not is_bytes_like(data):
+            require(isinstance(exc, WrongTypeError), f"certificate: a {type(data).__name__} was not a WrongTypeError")
+            return "refused:WrongTypeError"
+        require(not isinstance(exc, WrongTypeError), f"certificate: WrongTypeError for a {type(data).__name__}")
+        raw = as_bytes(data)
+        fields = oracle_parse_certificate(raw)
+        require((exc is None) == (fields is not None), f"certificate: parse said {exc}, the layout says {fields}")
+        if fields is not None:
+            got = (int(parsed.kind), parsed.subject_key, parsed.serial, parsed.name, parsed.not_before,
+                   parsed.not_after, parsed.issuer_key_id, parsed.tbs, parsed.signature)  # fmt: skip
+            want = tuple(fields[k] for k in ("kind", "subject", "serial", "name", "not_before", "not_after", "issuer",
+                                              "signed", "signature"))  # fmt: skip
+            require(got == want, f"certificate: parsed {got}, the layout says {want}")
+        expected = oracle_certificate_reason(
+            raw, remote_static=w.s_pub, kind=SENSOR_KIND, roots=w.roots, revoked=w.revoked, now=CERT_NOW,
+            admitted=self.admitted,
+        )  # fmt: skip
+        verified, exc = refusal(
+            (CertificateError,),
+            lambda: verify_certificate(data, remote_static=w.s_pub, kind="sensor", trust=w.trust, now=CERT_NOW),  # type: ignore[arg-type]  # bytes-like, on purpose
+        )
+        require(live_slots() == slots, "certificate: verification left a secure buffer behind")
+        if exc is None:
+            require(expected == "ok", f"certificate: verified, the documented checks say {expected}")
+            require(raw in self.bases, "certificate: a certificate the CA never issued verified")
+            require(verified.serial == fields["serial"], "certificate: verified another serial")  # type: ignore[index]
+            return "verified"
+        reason = str(getattr(exc, "reason", ""))
+        require(reason == expected, f"certificate: refused as {reason!r}, the documented checks say {expected!r}")
+        return f"refused:{reason}"
+
+    def close(self) -> None:
+        self.world.close()
+
+
+def _failed(party: Any) -> bool:
+    return str(party.state.name) == "FAILED"
+
+
+class NoiseHandshakeTarget(Target):
+    """Message 2 at the sensor (``SensorV2.receive_gateway_hello``) or message 3 at the gateway
+    (``GatewayV2.receive_sensor_finish``): accepted only as sent (every byte after ``e`` is
+    AEAD-protected, ``e`` is in the hash); any refusal (``HandshakeError``, ``CertificateError``)
+    leaves the party FAILED with every secret purged and refusing every later call; a wrong type
+    (``WrongTypeError``) changes nothing and the genuine message still completes."""
+
+    name = "noise_handshake"
+
+    def __init__(self) -> None:
+        from cortex_sal.keros import ManualClock
+
+        self.world = _V2World()
+        self.clock = ManualClock(float(CERT_NOW))
+        self.run_genuine()  # warm-up: per-thread scratch state is allocated once, not per handshake
+
+    def parties(self) -> tuple[Any, Any]:
+        from cortex_sal.keros.v2 import GatewayV2, SensorV2
+
+        w = self.world
+        return (SensorV2(w.s_key, w.s_cert, w.trust, clock=self.clock),
+                GatewayV2(w.g_key, w.g_cert, w.trust, clock=self.clock))  # fmt: skip
+
+    def run_genuine(self) -> None:
+        sensor, gateway = self.parties()
+        try:
+            gateway.receive_sensor_finish(sensor.receive_gateway_hello(gateway.receive_sensor_hello(sensor.start())))
+        finally:
+            sensor.close()
+            gateway.close()
+
+    def run(self, plan: Plan) -> str:
+        from cortex_sal.errors import CertificateError, HandshakeError, WrongTypeError
+
+        slots = live_slots()
+        sensor, gateway = self.parties()
+        try:
+            m2 = gateway.receive_sensor_hello(sensor.start())
+            if plan.base % 2 == 0:
+                party, other, genuine, feed = sensor, gateway, m2, sensor.receive_gateway_hello
+                spec = Spec(fields=((0, 32), (32, 80), (80, len(m2) - 16), (len(m2) - 16, len(m2))),
+                            alternates=((0, LOW_ORDER_POINTS),))  # fmt: skip
+            else:
+                genuine = sensor.receive_gateway_hello(m2)
+                party, other, feed = gateway, sensor, gateway.receive_sensor_finish
+                spec = Spec(fields=((0, 48), (48, len(genuine) - 16), (len(genuine) - 16, len(genuine))))
+            data = message(plan, genuine, spec)
+            result, exc = refusal((HandshakeError, CertificateError, WrongTypeError), lambda: feed(data))
+            same = is_bytes_like(data) and as_bytes(data) == genuine
+            if exc is None:
+                require(same, f"{self.name}: a message that was not sent was accepted")
+                if party is sensor:
+                    gateway.receive_sensor_finish(result)
+                require(sensor.handshake_hash == gateway.handshake_hash, f"{self.name}: the two ends disagree")
+                return "established"
+            if isinstance(exc, WrongTypeError):
+                require(type(data) is not bytes, f"{self.name}: WrongTypeError for bytes")
+                require(not _failed(party), f"{self.name}: a wrong type failed the party")
+                result = feed(genuine)
+                if party is sensor:
+                    gateway.receive_sensor_finish(result)
+                return "refused:WrongTypeError"
+            require(is_bytes_like(data), f"{self.name}: a {type(data).__name__} was not a WrongTypeError")
+            require(not same, f"{self.name}: the genuine message was refused: {exc}")
+            require(_failed(party), f"{self.name}: a refused message did not leave the party FAILED")
+            _, again = refusal((HandshakeError,), lambda: feed(genuine))
+            require(again is not None, f"{self.name}: a FAILED party took the genuine message")
+            other.close()
+            require(live_slots() == slots, f"{self.name}: a FAILED party still holds secure buffers")
+            return f"refused:{type(exc).__name__}"
+        finally:
+            sensor.close()
+            gateway.close()
+            require(live_slots() == slots, f"{self.name}: closing left a secure buffer behind")
+
+    def close(self) -> None:
+        self.world.close()
+
+
+class NoiseTransportTarget(Target):
+    """``NoiseTransport.decrypt`` in lossy mode (``base`` even) or ordered mode (odd): a message
+    is opened only as sent; a refused one is exactly the documented error (``FrameFormatError``:
+    truncated, over 65535 bytes, the reserved nonce; ``ReplayAttackError``: a nonce already
+    accepted or more than ``window`` behind; ``FrameAuthError``: the tag), changes nothing, and
+    the genuine message still opens."""
+
+    name = "noise_transport"
+
+    def __init__(self) -> None:
+        from cortex_sal.keros import ManualClock
+        from cortex_sal.keros.v2 import GatewayV2, SensorV2, establish_v2_in_process
+
+        self.world = w = _V2World()
+        clock = ManualClock(float(CERT_NOW))
+        self.pairs = [
+            establish_v2_in_process(
+                SensorV2(w.s_key, w.s_cert, w.trust, clock=clock),
+                GatewayV2(w.g_key, w.g_cert, w.trust, clock=clock),
+                lossy=lossy,
+            )
+            for lossy in (True, False)
+        ]
+        self.counter = 0
+
+    def predict(self, data: object, genuine: bytes, lossy: bool, highest: int, window: int) -> str:
+        if not is_bytes_like(data):
+            return "WrongTypeError"
+        raw = as_bytes(data)
+        if raw == genuine:
+            return "accept"
+        head = 8 if lossy else 0
+        if len(raw) < head + 16 or len(raw) - head > 65535:
+            return "FrameFormatError"
+        if lossy:
+            nonce = struct.unpack_from(">Q", raw)[0]
+            if nonce == 2**64 - 1:
+                return "FrameFormatError"
+            if nonce <= highest or nonce < highest - window:  # every nonce up to the highest was accepted
+                return "ReplayAttackError"
+        return "FrameAuthError"
+
+    def run(self, plan: Plan) -> str:
+        from cortex_sal.errors import FrameAuthError, FrameFormatError, ReplayAttackError, WrongTypeError
+
+        lossy = plan.base % 2 == 0
+        up, down = self.pairs[0 if lossy else 1]
+        self.counter += 1
+        payload = hashlib.sha256(self.counter.to_bytes(8, "big")).digest()[: plan.base % 33]
+        genuine = up.encrypt(payload)
+        head = 8 if lossy else 0
+        n = up.send_nonce - 1
+        nonces = (0, n, n - 1, n + 1, n - down.window, n - down.window - 1, 2**32 - 1, 2**32, 17 * 2**32,
+                  2**64 - 2, 2**64 - 1)  # fmt: skip
+        fields = ((0, head), (head, len(genuine) - 16), (len(genuine) - 16, len(genuine)))
+        spec = Spec(fields=fields[1:] if not lossy else fields, int_fields=((0, 8, nonces),) if lossy else ())
+        data = message(plan, genuine, spec)
+        before = (down.recv_nonce, down.recv_epoch, down.recv_highest)
+        expected = self.predict(data, genuine, lossy, down.recv_highest, down.window)
+        slots = live_slots()
+        opened, exc = refusal(
+            (FrameAuthError, FrameFormatError, ReplayAttackError, WrongTypeError), lambda: down.decrypt(data)
+        )
+        require(live_slots() == slots, f"{self.name}: a decryption left a secure buffer behind")
+        if exc is None:
+            require(expected == "accept", f"{self.name}: opened a message that was not sent (model: {expected})")
+            require(opened == payload, f"{self.name}: opened to other bytes")
+            return "opened"
+        require(type(exc).__name__ == expected, f"{self.name}: refused with {type(exc).__name__}, model: {expected}")
+        require((down.recv_nonce, down.recv_epoch, down.recv_highest) == before, f"{self.name}: a refusal moved state")
+        require(down.decrypt(genuine) == payload, f"{self.name}: the genuine message no longer opens")
+        return f"refused:{expected}"
+
+    def close(self) -> None:
+        for up, down in self.pairs:
+            up.close()
+            down.close()
+        self.world.close()
+
+
+CRL_CONTEXT = b"cortex-sal revocation list v1\x00"
+
+
+def oracle_parse_revocation_list(data: bytes) -> dict[str, Any] | None:
+    """The fields of a revocation list that parses strictly (certificates.md, section 3), or None."""
+    if len(data) < 49 + 64:
+        return None
+    magic, version, issuer, issued_at, count = struct.unpack_from(">4sB32sQI", data)
+    if magic != b"CXRL" or version != 1 or count > 1_000_000:
+        return None
+    end, pos, serials = len(data) - 64, 49, []
+    for _ in range(count):
+        if pos >= end:
+            return None
+        n = data[pos]
+        raw = data[pos + 1 : pos + 1 + n]
+        if not 1 <= n <= 64 or pos + 1 + n > end or (serials and raw <= serials[-1]):
+            return None
+        if CERT_SERIAL.fullmatch(raw) is None:
+            return None
+        serials.append(raw)
+        pos += 1 + n
+    if pos != end:
+        return None
+    return {"issuer": issuer, "issued_at": issued_at, "serials": frozenset(s.decode("ascii") for s in serials),
+            "signed": data[:end], "signature": data[end:]}  # fmt: skip
+
+
+class RevocationListTarget(Target):
+    """``TrustStore.add_revocation_list`` on a store that already holds a list of the
+    manufacturer's: only ``CertificateError`` (``WrongTypeError`` for a non-bytes) with the
+    documented ``reason`` (``malformed``, ``unknown_issuer``, ``bad_signature``, ``stale``: older,
+    or different with the same date); a refused list changes nothing in the store, an accepted
+    one replaces the CA's list."""
+
+    name = "revocation_list"
+
+    def __init__(self) -> None:
+        w = self.world = _V2World()
+        self.held = w.maker.revocation_list(["SN-A"], issued_at=CERT_NOW - 100)
+        self.bases = [
+            w.maker.revocation_list(["SN-B", "SN-C"], issued_at=CERT_NOW),
+            w.maker.revocation_list([], issued_at=CERT_NOW + 1),
+            w.maker.revocation_list(["SN-A", "SN-Z"], issued_at=CERT_NOW - 100),
+            w.maker.revocation_list(["SN-0"], issued_at=CERT_NOW - 200),
+            w.site.revocation_list(["GW-9", "GW-a"], issued_at=CERT_NOW),
+            w.rogue.revocation_list(["SN-B"], issued_at=CERT_NOW),
+            self.held,
+        ]
+        dates = (0, CERT_NOW - 200, CERT_NOW - 101, CERT_NOW - 100, CERT_NOW - 99, CERT_NOW, 2**64 - 1)
+        ids = (w.maker.root.key_id, w.site.root.key_id, w.rogue.root.key_id, bytes(32))
+        self.specs = []
+        for crl in self.bases:
+            spans, pos = [(0, 4), (4, 5), (5, 37), (37, 45), (45, 49)], 49
+            while pos < len(crl) - 64:
+                spans.append((pos, pos + 1 + crl[pos]))
+                pos += 1 + crl[pos]
+            spans.append((len(crl) - 64, len(crl)))
+            counts = (0, 1, 2, 3, 1_000_000, 1_000_001, 2**32 - 1)
+            ints = ((4, 5, (0, 1, 2)), (37, 45, dates), (45, 49, counts))
+            self.specs.append(Spec(fields=tuple(spans), int_fields=ints, alternates=((2, ids),)))
+
+    def expected(self, raw: bytes) -> str:
+        w = self.world
+        fields = oracle_parse_revocation_list(raw)
+        if fields is None:
+            return "malformed"
+        if fields["issuer"] not in w.roots:
+            return "unknown_issuer"
+        try:
+            public = w.roots[fields["issuer"]][1]
+            COracleEd25519Public.from_public_bytes(public).verify(fields["signature"], CRL_CONTEXT + fields["signed"])
+        except InvalidSignature:
+            return "bad_signature"
+        if fields["issuer"] == w.maker.root.key_id:  # the store holds the maker's list of CERT_NOW - 100
+            older = fields["issued_at"] < CERT_NOW - 100
+            if older or (fields["issued_at"] == CERT_NOW - 100 and fields["serials"] != {"SN-A"}):
+                return "stale"
+        return "ok"
+
+    def run(self, plan: Plan) -> str:
+        from cortex_sal.errors import CertificateError, WrongTypeError
+        from cortex_sal.keros.certificate import TrustStore
+
+        w = self.world
+        base = plan.base % len(self.bases)
+        data = message(plan, self.bases[base], self.specs[base])
+        trust = TrustStore([w.maker.root, w.site.root])
+        trust.add_revocation_list(self.held)
+        view = {kid: trust.revocation_list(kid) for kid in w.roots}
+        _, exc = refusal((CertificateError, WrongTypeError), lambda: trust.add_revocation_list(data))  # type: ignore[arg-type]  # any object, on purpose
+        if not is_bytes_like(data):
+            require(isinstance(exc, WrongTypeError), f"revocation_list: a {type(data).__name__} was accepted")
+            require({kid: trust.revocation_list(kid) for kid in w.roots} == view, "revocation_list: the store moved")
+            return "refused:WrongTypeError"
+        raw = as_bytes(data)
+        expected = self.expected(raw)
+        if exc is not None:
+            reason = str(getattr(exc, "reason", type(exc).__name__))
+            require(
+                reason == expected, f"revocation_list: refused as {reason!r}, the documented checks say {expected!r}"
+            )
+            require(
+                {kid: trust.revocation_list(kid) for kid in w.roots} == view,
+                "revocation_list: a refusal moved the store",
+            )
+            return f"refused:{reason}"
+        require(expected == "ok", f"revocation_list: accepted, the documented checks say {expected}")
+        fields = oracle_parse_revocation_list(raw)
+        assert fields is not None
+        require(raw in self.bases, "revocation_list: a list no CA signed was accepted")
+        held = trust.revocation_list(fields["issuer"])
+        require(held is not None and (held.issued_at, held.serials) == (fields["issued_at"], fields["serials"]),
+                "revocation_list: the store does not hold the list it accepted")  # fmt: skip
+        require(all(trust.is_revoked(fields["issuer"], s) for s in fields["serials"]), "revocation_list: not revoked")
+        return "accepted"
+
+    def close(self) -> None:
+        self.world.close()
