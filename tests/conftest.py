@@ -1,11 +1,14 @@
-"""Suite-wide set-up: the hypothesis profiles (``tests/hypothesis_profiles.py``) and the
-shared KEROS v2 world (``tests/v2_world.py``).
+"""Suite-wide set-up: the hypothesis profiles (``tests/hypothesis_profiles.py``), the
+shared KEROS v2 world (``tests/v2_world.py``) and ``fuzz/`` on ``sys.path``, once, so that the
+fuzz properties import the targets of ``fuzz/fuzzlib/`` as ``import fuzzlib``.
 
 ``ci`` is loaded here, before any test module is imported, so the README's test command is
 deterministic; ``--hypothesis-profile=explore`` replaces it when pytest configures itself.
 """
 
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +16,10 @@ from hypothesis_profiles import register
 from v2_world import World, make_world
 
 register()
+
+FUZZ = str(Path(__file__).resolve().parents[1] / "fuzz")
+if FUZZ not in sys.path:
+    sys.path.insert(0, FUZZ)
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 public keys / messages / signatures, AEAD nonces / ciphertexts / associated data, HMAC tags.
 
 These are the bytes every parser above ends up handing to the crypto layer. Each property
-feeds 10,000 hypothesis plans to a target of ``fuzz/fuzzlib.py`` whose oracle allows only the
+feeds 10,000 hypothesis plans to a target of ``fuzz/fuzzlib/crypto.py`` whose oracle allows only the
 documented refusals (``WrongTypeError``, ``WrongLengthError``, ``LowOrderPointError``,
 ``InvalidSignatureError``, ``DecryptionError``), compares every acceptance with
 ``cryptography`` (the same shared secret; only the original signature, ciphertext or tag
@@ -11,21 +11,18 @@ passes) and leaves nothing in locked memory after a refusal.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import fuzzlib
 import pytest
+from fuzzlib import Mutation, Plan
 from hypothesis import event, example, given, settings
 
 from cortex_sal.crypto import Ed25519SigningKey, aead_encrypt, ed25519_verify, hmac_sha256
 from cortex_sal.errors import WrongTypeError
 from cortex_sal.securemem import SecureKeyBuffer
 from hypothesis_profiles import examples
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
-import fuzzlib
-from fuzzlib import Mutation, Plan
 
 FUZZ = settings(max_examples=examples(10_000), deadline=None)
 

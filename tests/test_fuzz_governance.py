@@ -1,7 +1,7 @@
 """Fuzzing governance (issue #6, item 8): bundles, node registries, the CLI's node, proposal
 and signature files, the exported audit trail (JSONL) and the audit trail's SQLite file.
 
-Each property feeds 10,000 hypothesis plans to a target of ``fuzz/fuzzlib.py``: byte-level
+Each property feeds 10,000 hypothesis plans to a target of ``fuzz/fuzzlib/governance.py``: byte-level
 mutations of the canonical JSON (even ``base``) and JSON-level ones (odd ``base``: values
 replaced by huge or non-finite numbers, lone surrogates, deep nesting; members dropped or
 added; values swapped or wrapped). The oracle accepts only the documented refusals
@@ -13,11 +13,12 @@ proposal and signatures; an export or a trail that verifies holds the original e
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import fuzzlib
 import pytest
+from fuzzlib import Mutation, Plan
 from hypothesis import event, example, given, settings
 
 from cortex_sal.cli import main
@@ -34,10 +35,6 @@ from cortex_sal.governance.quorum import (
 from cortex_sal.keros import ManualClock
 from cortex_sal.store.audit import AuditTrail, verify_jsonl
 from hypothesis_profiles import examples
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
-import fuzzlib
-from fuzzlib import Mutation, Plan
 
 FUZZ = settings(max_examples=examples(10_000), deadline=None)
 

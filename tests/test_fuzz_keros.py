@@ -3,7 +3,7 @@ sensor registry file and the seed's certification API.
 
 Each property feeds 10,000 hypothesis plans (mutations of valid inputs that know the fields -
 bit flips, truncations, extensions, field swaps, interesting integers, low-order points - as
-well as random bytes and non-bytes objects) to a target of ``fuzz/fuzzlib.py``, whose oracle
+well as random bytes and non-bytes objects) to a target of ``fuzz/fuzzlib/keros.py``, whose oracle
 fails on any undocumented exception, on any acceptance the format's model refuses (or the
 reverse), on any state change after a refused input beyond the documented ones, and on any
 secure buffer left behind. The same targets run under atheris (``fuzz/README.md``).
@@ -18,18 +18,19 @@ Documented state changes these tests hold the code to:
   ``compromise_on_auth_failure`` is on (the default), and changes nothing when it is off. In
   both cases ``last_accepted`` never moves for a refused frame.
 
-Certificates and the Noise channel get their properties here when their parsers land
-(``fuzzlib.PENDING``).
+Certificates, the v2 (Noise XX) handshake messages and the Noise transport have their
+properties at the end (targets ``certificate``, ``noise_handshake``, ``noise_transport``).
 """
 
 from __future__ import annotations
 
 import struct
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import fuzzlib
 import pytest
+from fuzzlib import Mutation, Plan
 from hypothesis import event, example, given, settings
 
 from cortex_sal.errors import HandshakeError, InvalidArgumentError
@@ -37,10 +38,6 @@ from cortex_sal.keros import GatewayHandshake, ManualClock, SensorCertificationA
 from cortex_sal.keros.registry import sensor_id_hash
 from cortex_sal.store.keros import load_sensor_registry
 from hypothesis_profiles import examples
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
-import fuzzlib
-from fuzzlib import Mutation, Plan
 
 FUZZ = settings(max_examples=examples(10_000), deadline=None)
 
@@ -218,3 +215,33 @@ def test_frame_model_matches_the_wire_format() -> None:
 @given(plan=fuzzlib.plans())
 def test_fuzz_record_stream(plan: Plan) -> None:
     event(target("records")(plan))
+
+
+# -- KEROS v2: certificates, the Noise handshake, the Noise transport ---------------------------
+# (tests/test_fuzz_v2.py fuzzes the same entry points with plain byte mutations; these run the
+# structure-aware plans of fuzzlib, whose oracles come from docs/certificates.md and
+# docs/protocol.md, and are the ones atheris runs.)
+
+
+@FUZZ
+@given(plan=fuzzlib.plans())
+def test_fuzz_certificate_plans(plan: Plan) -> None:
+    event(target("certificate")(plan))
+
+
+@FUZZ
+@given(plan=fuzzlib.plans())
+def test_fuzz_noise_handshake_plans(plan: Plan) -> None:
+    event(target("noise_handshake")(plan))
+
+
+@FUZZ
+@given(plan=fuzzlib.plans())
+def test_fuzz_noise_transport_plans(plan: Plan) -> None:
+    event(target("noise_transport")(plan))
+
+
+@FUZZ
+@given(plan=fuzzlib.plans())
+def test_fuzz_revocation_list_plans(plan: Plan) -> None:
+    event(target("revocation_list")(plan))

@@ -1,7 +1,7 @@
 """Fuzzing the SAL (issue #6, item 8): the telemetry router's payloads (single and batch), the
 41-byte research payload, the shield's three ingestion paths and the clinical channel.
 
-Each property feeds 10,000 hypothesis plans to a target of ``fuzz/fuzzlib.py``: payload
+Each property feeds 10,000 hypothesis plans to a target of ``fuzz/fuzzlib/sal.py``: payload
 mappings with keys dropped, added or given odd values (huge ints and Fractions, NaN,
 infinities, longdouble beyond float64, numpy scalars, arrays of every dtype and shape, masked
 arrays, strings, bytes, objects); frames mutated field by field; raw samples of every dtype,
@@ -14,14 +14,14 @@ the entry point still takes the next valid input.
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Iterator
 from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
+import fuzzlib
 import numpy as np
 import pytest
+from fuzzlib import Mutation, Plan
 from hypothesis import event, example, given, settings
 
 from cortex_sal.errors import InvalidArgumentError, SchemaError, WrongTypeError
@@ -31,10 +31,6 @@ from cortex_sal.sal.results import Registered
 from cortex_sal.sal.router import LABELS, TelemetryRouter, research_payload
 from cortex_sal.sal.shield import CognitiveShield
 from hypothesis_profiles import examples
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
-import fuzzlib
-from fuzzlib import Mutation, Plan
 
 FUZZ = settings(max_examples=examples(10_000), deadline=None)
 SENSOR = "eeg_fp1_certified_v1"

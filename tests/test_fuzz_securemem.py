@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import fuzzlib
 import numpy as np
 import pytest
 from hypothesis import example, given, settings
@@ -35,9 +36,6 @@ from cortex_sal.errors import (
 from cortex_sal.keros import GatewayHandshake, ManualClock, Role, SecureBusSession, SensorHandshake, SensorRegistry
 from cortex_sal.securemem import MAX_ALLOCATION, SecureBuffer, SecureKeyBuffer, SecureTensorBuffer, configure
 from hypothesis_profiles import examples
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
-import fuzzlib
 
 ARGS = settings(max_examples=examples(2_000), deadline=None)
 

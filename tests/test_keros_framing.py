@@ -11,9 +11,8 @@ position; and with oversize, unknown, truncated and trailing records.
 from __future__ import annotations
 
 import struct
-import sys
-from pathlib import Path
 
+import fuzzlib
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -40,9 +39,6 @@ from cortex_sal.keros.framing import (
     RecordWriter,
 )
 from hypothesis_profiles import examples
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
-import fuzzlib
 
 wire = fuzzlib.wire_record
 oracle_parse = fuzzlib.oracle_records
