@@ -10,7 +10,7 @@ secure buffer left behind. The same targets run under atheris (``fuzz/README.md`
 
 Documented state changes these tests hold the code to:
 
-* a v1 handshake machine that refuses an input is terminal (COMPROMISED, every key purged,
+* a v1 handshake machine that refuses an input is terminal (FAILED, every key purged,
   every later event refused); the registry it shares is untouched and a fresh machine on it
   completes a handshake;
 * a frame refused by its header (format, replay, sequence limit) changes nothing; a frame whose
@@ -115,7 +115,7 @@ AUTHENTIC = bytes.fromhex("00000005000000030000000000000005661633f7b78985cd6edc0
 
 @FUZZ
 @given(plan=fuzzlib.plans())
-@example(plan=Plan("mutate", 3, (Mutation("flip", 8 * 30),)))  # a tag bit: COMPROMISED, keys purged
+@example(plan=Plan("mutate", 3, (Mutation("flip", 8 * 30),)))  # a tag bit: FAILED, keys purged
 @example(plan=Plan("mutate", 3, (Mutation("alt_field", 0, 0),)))  # another session's nonce suffix
 @example(plan=Plan("mutate", 3, (Mutation("int_field", 1, 8),)))  # length field = frame size
 @example(plan=Plan("raw", raw=AUTHENTIC))  # accepted: it is authentic (the oracle learnt that from atheris)

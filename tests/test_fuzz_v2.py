@@ -25,7 +25,8 @@ from cortex_sal.errors import (
     WrongLengthError,
 )
 from cortex_sal.keros.certificate import CertificateAuthority, TrustStore, parse_certificate, verify_certificate
-from cortex_sal.keros.v2 import GatewayV2, SensorV2, V2State, establish_v2_in_process
+from cortex_sal.keros.states import State
+from cortex_sal.keros.v2 import GatewayV2, SensorV2, establish_v2_in_process
 from hypothesis_profiles import examples
 
 FUZZ = settings(max_examples=examples(10_000), deadline=None)
@@ -96,7 +97,7 @@ def test_fuzz_v2_handshake_messages(world, mutation, which) -> None:
         try:
             sensor.receive_gateway_hello(bad)
         except (HandshakeError, CertificateError):
-            assert sensor.state is V2State.FAILED and not sensor._noise._secret_buffers()
+            assert sensor.state is State.FAILED and not sensor._noise._secret_buffers()
         else:
             assert bad == m2
         sensor.close()
@@ -107,7 +108,7 @@ def test_fuzz_v2_handshake_messages(world, mutation, which) -> None:
     try:
         gateway.receive_sensor_finish(bad)
     except (HandshakeError, CertificateError):
-        assert gateway.state is V2State.FAILED and not gateway._noise._secret_buffers()
+        assert gateway.state is State.FAILED and not gateway._noise._secret_buffers()
     else:
         assert bad == m3
     sensor.close()

@@ -27,7 +27,7 @@ from cortex_sal.errors import (
     SessionExpiredError,
     WrongTypeError,
 )
-from cortex_sal.keros import ChannelState, GatewayHandshake, ManualClock, Role, SecureBusSession, SensorHandshake
+from cortex_sal.keros import GatewayHandshake, ManualClock, Role, SecureBusSession, SensorHandshake, State
 from cortex_sal.securemem import SecureBuffer, SecureKeyBuffer, SecureTensorBuffer
 from cortex_sal.testing.scenarios import IndependentV1Sensor
 
@@ -130,7 +130,7 @@ def test_replay_refused_before_decryption_and_session_stays_established(
             g.decrypt_frame(frame)
         assert "1" in str(info.value)
     assert spy.calls == 1
-    assert g.state is ChannelState.ESTABLISHED and not g.session_key.is_purged
+    assert g.state is State.ESTABLISHED and not g.session_key.is_purged
     opened(g, s.encrypt_frame(b"sample two"), b"sample two")
 
 
@@ -141,7 +141,7 @@ def test_reorder_refused(pair: tuple[SecureBusSession, SecureBusSession], spy: D
     with pytest.raises(ReplayAttackError):
         g.decrypt_frame(f1)
     assert spy.calls == 1
-    assert g.state is ChannelState.ESTABLISHED
+    assert g.state is State.ESTABLISHED
     opened(g, f3, bytes([3]) * 10)
     assert g.last_accepted_seq == 3
 
@@ -186,7 +186,7 @@ def test_bit_flip_in_every_position(lenient: tuple[SecureBusSession, SecureBusSe
             assert spy.calls == calls + decrypts, f"byte {pos} bit {bit}: decryption ran={not decrypts}"
             calls = spy.calls
             seen[expected] = seen.get(expected, 0) + 1
-            assert g.state is ChannelState.ESTABLISHED
+            assert g.state is State.ESTABLISHED
     assert seen[ReplayAttackError] == 2  # seq 5 -> 4 and 5 -> 1
     assert seen[FrameAuthError] == 30 + 96 + 8 * 20
     assert seen[FrameFormatError] == 32
@@ -204,12 +204,12 @@ def test_default_policy_compromises_and_purges_on_auth_failure(
     keys = keys_of(g)
     with pytest.raises(FrameAuthError):
         g.decrypt_frame(bytes(frame))
-    assert g.state is ChannelState.COMPROMISED
+    assert g.state is State.FAILED
     assert all(k.is_purged for k in keys)
     with pytest.raises(PurgedBufferError):
         g.session_key.constant_time_compare(bytes(32))
     frame[25] ^= 0x10  # even the genuine frame is refused now
-    with pytest.raises(SessionExpiredError, match="COMPROMISED"):
+    with pytest.raises(SessionExpiredError, match="FAILED"):
         g.decrypt_frame(bytes(frame))
     with pytest.raises(SessionExpiredError):
         g.encrypt_frame(b"x")
@@ -224,7 +224,7 @@ def test_default_policy_compromises_on_a_bad_nonce(
     with pytest.raises(FrameAuthError, match="nonce"):
         g.decrypt_frame(bytes(frame))
     assert spy.calls == 0
-    assert g.state is ChannelState.COMPROMISED and g.session_key.is_purged
+    assert g.state is State.FAILED and g.session_key.is_purged
 
 
 def test_lenient_policy_keeps_keys_after_auth_failure(lenient: tuple[SecureBusSession, SecureBusSession]) -> None:
@@ -233,7 +233,7 @@ def test_lenient_policy_keeps_keys_after_auth_failure(lenient: tuple[SecureBusSe
     frame[-1] ^= 1
     with pytest.raises(FrameAuthError):
         g.decrypt_frame(bytes(frame))
-    assert g.state is ChannelState.ESTABLISHED and not any(k.is_purged for k in keys_of(g))
+    assert g.state is State.ESTABLISHED and not any(k.is_purged for k in keys_of(g))
     assert g.last_accepted_seq == 0  # a failed frame does not move the window
     frame[-1] ^= 1
     opened(g, bytes(frame), b"sample")
@@ -271,7 +271,7 @@ def test_format_errors_refused_before_decryption(
     with pytest.raises(FrameFormatError):
         g.decrypt_frame(bad)
     assert spy.calls == 0
-    assert g.state is ChannelState.ESTABLISHED  # a malformed frame proves nothing about the key
+    assert g.state is State.ESTABLISHED  # a malformed frame proves nothing about the key
     opened(g, frame, b"0123456789")
 
 
@@ -294,7 +294,7 @@ def test_oversize_payload_refused_at_encrypt(pair: tuple[SecureBusSession, Secur
         s.encrypt_frame(b"")
     with SecureBuffer(8193) as big, pytest.raises(FrameFormatError):
         s.encrypt_frame(big)
-    assert s.sent_seq == 0 and s.state is ChannelState.ESTABLISHED
+    assert s.sent_seq == 0 and s.state is State.ESTABLISHED
     opened(g, s.encrypt_frame(bytes(8192)), bytes(8192))  # the maximum itself is fine
     with pytest.raises(WrongTypeError):
         s.encrypt_frame("text")  # type: ignore[arg-type]
@@ -308,7 +308,7 @@ def test_frame_announcing_more_than_the_maximum_refused(
     forged = struct.pack(">II", 1, 8193) + struct.pack(">Q", 1) + g.session_id[:4] + bytes(8193 + 16)
     with pytest.raises(FrameFormatError, match="maximum"):
         g.decrypt_frame(forged)
-    assert spy.calls == 0 and g.state is ChannelState.ESTABLISHED
+    assert spy.calls == 0 and g.state is State.ESTABLISHED
 
 
 def test_non_bytes_frames_refused(pair: tuple[SecureBusSession, SecureBusSession]) -> None:
@@ -339,7 +339,7 @@ def test_wrong_key_same_session_id_fails_in_the_aead(
         with pytest.raises(FrameAuthError):
             impostor.decrypt_frame(s.encrypt_frame(b"sample"))
         assert spy.calls == 1
-        assert impostor.state is ChannelState.COMPROMISED
+        assert impostor.state is State.FAILED
 
 
 # -- decrypt into the caller's buffer -------------------------------------------------------------------
@@ -379,7 +379,7 @@ def test_decrypt_into_a_too_small_buffer_does_not_consume_the_seq(
             g.decrypt_frame(frame, out=out, offset=3)
         with pytest.raises(WrongTypeError):
             g.decrypt_frame(frame, out=bytearray(16))  # type: ignore[arg-type]
-        assert g.last_accepted_seq == 0 and g.state is ChannelState.ESTABLISHED
+        assert g.last_accepted_seq == 0 and g.state is State.ESTABLISHED
         g.decrypt_frame(frame, out=out, offset=2)
         with out.export_bytearray() as raw:
             assert bytes(raw) == b"\x00\x00" + b"0123456789"
@@ -402,7 +402,7 @@ def test_session_expires_after_four_hours(spy: DecryptSpy) -> None:
     with pytest.raises(SessionExpiredError, match="lifetime"):
         s.encrypt_frame(b"too late")
     assert spy.calls == calls
-    assert g.state is s.state is ChannelState.EXPIRED
+    assert g.state is s.state is State.EXPIRED
     assert all(k.is_purged for k in keys)
     with pytest.raises(SessionExpiredError):
         g.encrypt_frame(b"x")
@@ -425,7 +425,7 @@ def test_sequence_exhaustion_on_the_send_side() -> None:
         keys = keys_of(s)
         with pytest.raises(SessionExpiredError, match="exhausted"):
             s.encrypt_frame(b"3")
-        assert s.state is ChannelState.EXPIRED and all(k.is_purged for k in keys)
+        assert s.state is State.EXPIRED and all(k.is_purged for k in keys)
         assert s.sent_seq == 2
 
 
@@ -445,7 +445,7 @@ def test_sequence_exhaustion_on_the_receive_side(spy: DecryptSpy) -> None:
         with pytest.raises(SessionExpiredError):
             g.decrypt_frame(frames[2])
         assert spy.calls == calls
-        assert g.state is ChannelState.EXPIRED and all(k.is_purged for k in keys)
+        assert g.state is State.EXPIRED and all(k.is_purged for k in keys)
 
 
 def test_max_seq_is_validated() -> None:
@@ -546,5 +546,5 @@ def test_a_forged_header_beyond_the_limit_does_not_end_the_session(spy: DecryptS
         with pytest.raises(SessionExpiredError, match="beyond the sequence limit"):
             g.decrypt_frame(forged)
         assert spy.calls == calls
-        assert g.state is ChannelState.ESTABLISHED
+        assert g.state is State.ESTABLISHED
         opened(g, s.encrypt_frame(b"2"), b"2")

@@ -20,9 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cortex_sal.crypto import X25519PrivateKey
-from cortex_sal.errors import HandshakeError, SensorBusError
+from cortex_sal.errors import HandshakeError, HandshakeStateError, LocalProtocolError, SensorBusError
 from cortex_sal.keros import (
-    ChannelState,
     GatewayHandshake,
     ManualClock,
     Role,
@@ -30,6 +29,7 @@ from cortex_sal.keros import (
     SensorHandshake,
     SensorHello,
     SensorRegistry,
+    State,
     TEEHello,
 )
 from cortex_sal.securemem import SecureKeyBuffer
@@ -83,16 +83,16 @@ def assert_names(exc: BaseException, *words: str) -> None:
 
 def test_happy_path_both_roles_established_and_sessions_interoperate() -> None:
     sensor, gateway, _ = machines()
-    assert sensor.state is gateway.state is ChannelState.UNINITIALIZED
+    assert sensor.state is gateway.state is State.START
     hello = sensor.start()
-    assert sensor.state is ChannelState.HANDSHAKE and len(hello) == 72
+    assert sensor.state is State.HANDSHAKE and len(hello) == 72
     tee = gateway.receive_sensor_hello(hello)
-    assert gateway.state is ChannelState.HANDSHAKE and len(tee) == 96
+    assert gateway.state is State.HANDSHAKE and len(tee) == 96
     assert gateway.sensor_id == SENSOR
     ack = sensor.receive_tee_hello(tee)
-    assert sensor.state is ChannelState.ESTABLISHED and len(ack) == 32
+    assert sensor.state is State.ESTABLISHED and len(ack) == 32
     gateway.receive_sensor_ack(ack)
-    assert gateway.state is ChannelState.ESTABLISHED
+    assert gateway.state is State.ESTABLISHED
     assert sensor.session_id == gateway.session_id and len(sensor.session_id or b"") == 32
     with sensor.session() as s, gateway.session() as g:
         assert s.role is Role.SENSOR and g.role is Role.GATEWAY
@@ -168,7 +168,7 @@ def test_session_can_be_taken_once_and_owns_the_key() -> None:
     with pytest.raises(HandshakeError, match="no session"):
         sensor.session()
     sensor.abort()  # the machine no longer holds the key: aborting leaves the session alone
-    assert not s.session_key.is_purged and s.state is ChannelState.ESTABLISHED
+    assert not s.session_key.is_purged and s.state is State.ESTABLISHED
     s.close()
     gateway.abort()
     with pytest.raises(HandshakeError):
@@ -192,12 +192,12 @@ def test_established_handshake_leaves_only_the_session_keys() -> None:
 OUT_OF_ORDER: dict[str, tuple[Callable[[SensorHandshake, GatewayHandshake], object], tuple[str, ...]]] = {
     "ack before hello": (
         lambda s, g: g.receive_sensor_ack(bytes(32)),
-        ("receive SensorAck", "gateway", "UNINITIALIZED"),
+        ("receive SensorAck", "gateway", "START"),
     ),
     "start twice": (lambda s, g: (s.start(), s.start()), ("send SensorHello", "sensor", "HANDSHAKE")),
     "tee hello before start": (
         lambda s, g: s.receive_tee_hello(bytes(96)),
-        ("receive TEEHello", "sensor", "UNINITIALIZED"),
+        ("receive TEEHello", "sensor", "START"),
     ),
     "sensor hello twice": (
         lambda s, g: (g.receive_sensor_hello(hello := s.start()), g.receive_sensor_hello(hello)),
@@ -243,23 +243,40 @@ def test_out_of_order_before_established_is_terminal_and_purges() -> None:
     assert live_slots() == before + 1  # the ephemeral key
     with pytest.raises(HandshakeError):
         sensor.start()
-    assert sensor.state is ChannelState.COMPROMISED
+    assert sensor.state is State.FAILED
     assert live_slots() == before
     # terminal: the next legal-looking event is refused too, naming the state
     with pytest.raises(HandshakeError) as info:
         sensor.receive_tee_hello(bytes(96))
-    assert_names(info.value, "COMPROMISED")
+    assert_names(info.value, "FAILED")
     with pytest.raises(HandshakeError):
         sensor.session()
 
 
-def test_out_of_order_after_established_keeps_the_session() -> None:
+def test_out_of_order_after_established_fails_and_purges() -> None:
+    """keros.states: once started (ESTABLISHED included, until the session is taken) a call out
+    of turn fails the machine and purges its key (until 2026-12 v1 kept the session)."""
     sensor, gateway, _ = machines()
     run(sensor, gateway)
-    with pytest.raises(HandshakeError):
+    held = gateway._session_key
+    assert held is not None and not held.is_purged
+    with pytest.raises(HandshakeStateError) as info:
         gateway.receive_sensor_ack(bytes(32))
-    assert gateway.state is ChannelState.ESTABLISHED
+    assert isinstance(info.value, LocalProtocolError)
+    assert gateway.state is State.FAILED and held.is_purged and gateway._session_key is None
+    with pytest.raises(HandshakeStateError, match="FAILED"):
+        gateway.session()
+    sensor.abort()
+
+
+def test_out_of_turn_after_the_session_was_taken_changes_nothing() -> None:
+    sensor, gateway, _ = machines()
+    run(sensor, gateway)
     with sensor.session() as s, gateway.session() as g:
+        assert sensor.state is gateway.state is State.TRANSPORT
+        with pytest.raises(HandshakeStateError, match="TRANSPORT"):
+            gateway.receive_sensor_ack(bytes(32))
+        assert gateway.state is State.TRANSPORT  # it holds nothing; the session is not its to end
         with g.decrypt_frame(s.encrypt_frame(b"still fine")) as got:
             assert got.constant_time_compare(b"still fine")
 
@@ -275,7 +292,7 @@ def test_wrong_size_sensor_hello_refused(size: int) -> None:
     with pytest.raises(HandshakeError) as info:
         gateway.receive_sensor_hello(data)
     assert_names(info.value, "SensorHello", str(size), "72")
-    assert gateway.state is ChannelState.COMPROMISED
+    assert gateway.state is State.FAILED
     sensor.abort()
 
 
@@ -287,7 +304,7 @@ def test_wrong_size_tee_hello_refused(size: int) -> None:
     with pytest.raises(HandshakeError) as info:
         sensor.receive_tee_hello((tee * 2)[:size])
     assert_names(info.value, "TEEHello", str(size), "96")
-    assert sensor.state is ChannelState.COMPROMISED
+    assert sensor.state is State.FAILED
     assert live_slots() == before - 1  # the sensor's ephemeral key is gone
     gateway.abort()
 
@@ -299,7 +316,7 @@ def test_wrong_size_sensor_ack_refused(size: int) -> None:
     with pytest.raises(HandshakeError) as info:
         gateway.receive_sensor_ack((ack * 3)[:size])
     assert_names(info.value, "SensorAck", str(size), "32")
-    assert gateway.state is ChannelState.COMPROMISED
+    assert gateway.state is State.FAILED
     with pytest.raises(HandshakeError):
         gateway.session()
     sensor.abort()
@@ -321,7 +338,7 @@ def test_low_order_gateway_key_is_refused_by_the_sensor() -> None:
     before = live_slots()
     with pytest.raises(HandshakeError, match="TEEHello"):
         sensor.receive_tee_hello(tee[:32] + bytes(32) + tee[64:])
-    assert sensor.state is ChannelState.COMPROMISED
+    assert sensor.state is State.FAILED
     assert live_slots() == before - 1
     gateway.abort()
 
@@ -333,7 +350,7 @@ def test_low_order_sensor_key_is_refused_by_the_gateway() -> None:
     before = live_slots()
     with pytest.raises(HandshakeError, match="SensorHello"):
         gateway.receive_sensor_hello(hello)
-    assert gateway.state is ChannelState.COMPROMISED
+    assert gateway.state is State.FAILED
     assert live_slots() == before
 
 
@@ -352,12 +369,12 @@ def test_hello_timestamp_window(offset: float, accepted: bool) -> None:
     hello = sensor.start()
     if accepted:
         gateway.receive_sensor_hello(hello)
-        assert gateway.state is ChannelState.HANDSHAKE
+        assert gateway.state is State.HANDSHAKE
     else:
         with pytest.raises(HandshakeError) as info:
             gateway.receive_sensor_hello(hello)
         assert_names(info.value, "timestamp", "30")
-        assert gateway.state is ChannelState.COMPROMISED
+        assert gateway.state is State.FAILED
     gateway.abort()
     sensor.abort()
 
@@ -389,7 +406,7 @@ def test_unknown_sensor_hash_refused(sensor_id: str) -> None:
     with pytest.raises(HandshakeError) as info:
         gateway.receive_sensor_hello(sensor.start())
     assert_names(info.value, "receive SensorHello", "not know")
-    assert gateway.state is ChannelState.COMPROMISED
+    assert gateway.state is State.FAILED
     assert live_slots() == before + 1  # only the sensor's ephemeral key; the gateway drew nothing
     sensor.abort()
 
@@ -401,7 +418,7 @@ def test_revoked_or_below_minimum_candidates_refused() -> None:
     gateway = GatewayHandshake("gw", registry=reg, sensor_ids=[SENSOR + "/SN-bad"], clock=ManualClock(T0))
     with pytest.raises(HandshakeError, match="revoked"):
         gateway.receive_sensor_hello(sensor.start())
-    assert gateway.state is ChannelState.COMPROMISED
+    assert gateway.state is State.FAILED
     sensor.abort()
     weak = SensorRegistry([*reg.models()], min_snr_db=40.0)
     sensor = SensorHandshake(SENSOR, clock=ManualClock(T0))
@@ -435,12 +452,12 @@ def test_bad_ack_compromises_the_gateway_and_purges_its_key(mutation: str) -> No
     with pytest.raises(HandshakeError) as info:
         gateway.receive_sensor_ack(bad)
     assert_names(info.value, "ACK")
-    assert gateway.state is ChannelState.COMPROMISED
+    assert gateway.state is State.FAILED
     assert held.is_purged
     assert live_slots() == before - 1
     with pytest.raises(HandshakeError) as info:
         gateway.session()
-    assert_names(info.value, "COMPROMISED")
+    assert_names(info.value, "FAILED")
     # and the correct ACK is no longer accepted: the failure is terminal
     with pytest.raises(HandshakeError):
         gateway.receive_sensor_ack(ack)
@@ -452,7 +469,7 @@ def test_good_ack_after_mutations_guard() -> None:
     sensor, gateway, _ = machines()
     ack = sensor.receive_tee_hello(gateway.receive_sensor_hello(sensor.start()))
     gateway.receive_sensor_ack(ack)
-    assert gateway.state is ChannelState.ESTABLISHED
+    assert gateway.state is State.ESTABLISHED
     sensor.abort()
     gateway.abort()
 
@@ -466,7 +483,7 @@ def test_abort_and_context_exit_purge_everything() -> None:
     injected = X25519PrivateKey.generate()
     machine = SensorHandshake(SENSOR, ephemeral_key=injected)
     machine.abort()
-    assert injected.is_purged and machine.state is ChannelState.COMPROMISED
+    assert injected.is_purged and machine.state is State.FAILED
 
 
 # -- message formats --------------------------------------------------------------------------------
@@ -539,7 +556,7 @@ def test_independent_sensor_and_our_gateway_exchange_frames_both_ways() -> None:
     gateway = GatewayHandshake("gw-interop", sensor_ids=[SENSOR], clock=clock)
     tee = gateway.receive_sensor_hello(indep.hello(now=clock.time()))
     gateway.receive_sensor_ack(indep.receive_tee_hello(tee))
-    assert gateway.state is ChannelState.ESTABLISHED
+    assert gateway.state is State.ESTABLISHED
     assert gateway.session_id == indep.session_id
     with gateway.session() as session:
         assert session.session_key.constant_time_compare(indep.session_key)
@@ -562,7 +579,7 @@ def test_independent_sensor_with_a_wrong_key_is_refused_by_our_gateway() -> None
     ack = indep.receive_tee_hello(tee[:32] + mitm + tee[64:])
     with pytest.raises(HandshakeError, match="ACK"):
         gateway.receive_sensor_ack(ack)
-    assert gateway.state is ChannelState.COMPROMISED
+    assert gateway.state is State.FAILED
 
 
 @pytest.mark.parametrize("options", [{"max_seq": 1}, {"lifetime_s": 0}, {"role": Role.GATEWAY}, {"bogus": True}])

@@ -18,13 +18,12 @@ from noise.connection import Keypair, NoiseConnection
 
 from cortex_sal.crypto import X25519PrivateKey
 from cortex_sal.errors import CertificateError, CertificateReason, HandshakeError, InvalidArgumentError, WrongTypeError
-from cortex_sal.keros import GatewayHandshake, SensorRegistry
+from cortex_sal.keros import GatewayHandshake, SensorRegistry, State
 from cortex_sal.keros.certificate import CertificateAuthority
 from cortex_sal.keros.v2 import (
     PROLOGUE,
     GatewayV2,
     SensorV2,
-    V2State,
     classify_first_message,
     establish_v2_in_process,
 )
@@ -115,12 +114,12 @@ def test_a_relaying_man_in_the_middle_is_detected(world: World) -> None:
     with pytest.raises(CertificateError) as info:
         sensor.receive_gateway_hello(m_resp.write_message(gateway_cert))
     assert info.value.reason is CertificateReason.WRONG_KEY
-    assert sensor.state is V2State.FAILED and _secrets_purged(sensor)
+    assert sensor.state is State.FAILED and _secrets_purged(sensor)
     # towards the gateway: Mallory forwards a genuine sensor certificate (not for her key)
     with pytest.raises(CertificateError) as info:
         gateway.receive_sensor_finish(m_init.write_message(world.sensor_cert))
     assert info.value.reason is CertificateReason.WRONG_KEY
-    assert gateway.state is V2State.FAILED and _secrets_purged(gateway)
+    assert gateway.state is State.FAILED and _secrets_purged(gateway)
     for hs in (m_resp, m_init):
         hs.close()
     mallory_key.purge()
@@ -161,7 +160,7 @@ def test_a_revoked_serial_is_refused(world: World) -> None:
     with pytest.raises(CertificateError) as info:
         gateway.receive_sensor_finish(_run_until_sensor_cert(world, sensor, gateway))
     assert info.value.reason is CertificateReason.REVOKED
-    assert gateway.state is V2State.FAILED
+    assert gateway.state is State.FAILED
 
 
 def test_an_expired_certificate_is_refused(world: World) -> None:
@@ -170,7 +169,7 @@ def test_an_expired_certificate_is_refused(world: World) -> None:
     with pytest.raises(CertificateError) as info:
         sensor.receive_gateway_hello(gateway.receive_sensor_hello(sensor.start()))
     assert info.value.reason is CertificateReason.EXPIRED
-    assert sensor.state is V2State.FAILED and _secrets_purged(sensor)
+    assert sensor.state is State.FAILED and _secrets_purged(sensor)
 
 
 def test_an_expired_sensor_certificate_is_refused_by_the_gateway(world: World) -> None:
@@ -208,7 +207,7 @@ def test_a_tampered_message_fails_and_purges(world: World) -> None:
     m2[40] ^= 1  # inside the encrypted static key
     with pytest.raises(HandshakeError):
         sensor.receive_gateway_hello(bytes(m2))
-    assert sensor.state is V2State.FAILED and _secrets_purged(sensor)
+    assert sensor.state is State.FAILED and _secrets_purged(sensor)
     with pytest.raises(HandshakeError, match="FAILED"):
         sensor.transport()
 
@@ -223,7 +222,7 @@ def test_calls_out_of_turn_change_nothing(world: World) -> None:
         sensor.peer  # noqa: B018
     with pytest.raises(WrongTypeError):
         gateway.receive_sensor_hello("hello")  # type: ignore[arg-type]
-    assert sensor.state is V2State.START and gateway.state is V2State.START
+    assert sensor.state is State.START and gateway.state is State.START
     up, down = establish_v2_in_process(sensor, gateway)  # both still work
     assert down.decrypt(up.encrypt(b"x")) == b"x"
 
@@ -248,7 +247,7 @@ def test_a_call_out_of_turn_once_started_fails_and_purges(world: World, stage: s
     assert party._noise._secret_buffers()
     with pytest.raises(HandshakeError, match="refused in state"):
         wrong()
-    assert party.state is V2State.FAILED and _secrets_purged(party)
+    assert party.state is State.FAILED and _secrets_purged(party)
     with pytest.raises(HandshakeError, match="FAILED"):
         party.transport()
     sensor.close()
@@ -260,7 +259,7 @@ def test_a_transport_refused_for_its_options_leaves_the_party_failed(world: Worl
     gateway.receive_sensor_finish(sensor.receive_gateway_hello(gateway.receive_sensor_hello(sensor.start())))
     with pytest.raises(InvalidArgumentError, match="window"):
         gateway.transport(lossy=True, window=5)
-    assert gateway.state is V2State.FAILED and _secrets_purged(gateway)
+    assert gateway.state is State.FAILED and _secrets_purged(gateway)
     with pytest.raises(HandshakeError, match="FAILED"):
         gateway.transport()
     sensor.close()
@@ -281,7 +280,7 @@ def test_a_v1_hello_is_refused_unless_allowed(world: World) -> None:
     gateway = world.gateway()
     with pytest.raises(HandshakeError, match="v1"):
         gateway.receive_sensor_hello(hello)
-    assert gateway.state is V2State.START  # refused before anything changed
+    assert gateway.state is State.START  # refused before anything changed
     assert classify_first_message(world.sensor().start()) == 2
 
 
@@ -296,7 +295,7 @@ def test_a_v2_sensor_never_downgrades_to_v1(world: World) -> None:
     sensor.start()
     with pytest.raises(HandshakeError, match="never downgrades"):
         sensor.receive_gateway_hello(tee_hello)
-    assert sensor.state is V2State.FAILED and _secrets_purged(sensor)
+    assert sensor.state is State.FAILED and _secrets_purged(sensor)
     v1_gateway.abort()
     v1_sensor.abort()
 

@@ -21,6 +21,7 @@ from cortex_sal.errors import (
     CryptoError,
     DecryptionError,
     HandshakeError,
+    HandshakeStateError,
     InvalidArgumentError,
     LowOrderPointError,
     NotCopyableError,
@@ -30,8 +31,9 @@ from cortex_sal.errors import (
     WrongTypeError,
 )
 from cortex_sal.keros.clock import ManualClock
-from cortex_sal.keros.noise import CipherState, HandshakeState, HandshakeStatus, parse_pattern
+from cortex_sal.keros.noise import CipherState, HandshakeState, parse_pattern
 from cortex_sal.keros.noise.transport import NoiseTransport
+from cortex_sal.keros.states import State
 from cortex_sal.securemem import SecureBuffer, SecureKeyBuffer
 from cortex_sal.securemem.arena import arena
 
@@ -77,7 +79,7 @@ def xx() -> Pair:
 
 
 def assert_failed_and_purged(hs: HandshakeState, secrets: list[SecureBuffer], static: X25519PrivateKey) -> None:
-    assert hs.status is HandshakeStatus.FAILED
+    assert hs.status is State.FAILED
     assert hs.failure
     assert secrets, "the handshake held secrets before failing"
     assert all(buf.is_purged for buf in secrets)
@@ -171,7 +173,7 @@ def test_wrong_types_change_no_state(xx: Pair) -> None:
             xx.i.write_message(bad)  # type: ignore[arg-type]
         with pytest.raises(WrongTypeError):
             xx.r.read_message(bad)  # type: ignore[arg-type]
-    assert xx.i.status is xx.r.status is HandshakeStatus.HANDSHAKE
+    assert xx.i.status is xx.r.status is State.HANDSHAKE
     assert xx.i.message_index == xx.r.message_index == 0
     xx.finish()  # both still complete, and agree
 
@@ -285,37 +287,49 @@ def test_purged_static_key_fails_the_handshake(xx: Pair) -> None:
     xx.si.purge()  # the caller destroys its key mid-handshake
     with pytest.raises(PurgedBufferError):
         xx.i.write_message()
-    assert xx.i.status is HandshakeStatus.FAILED
+    assert xx.i.status is State.FAILED
     assert all(buf.is_purged for buf in secrets)
 
 
 # -- states -----------------------------------------------------------------------------------------
 
 
-def test_split_and_hash_before_completion_change_nothing(xx: Pair) -> None:
-    with pytest.raises(HandshakeError, match="remain"):
-        xx.i.split()
+def test_hash_queries_before_completion_change_nothing(xx: Pair) -> None:
     with pytest.raises(HandshakeError, match="complete"):
         xx.i.handshake_hash  # noqa: B018
     assert xx.i.get_handshake_hash() == xx.r.get_handshake_hash()  # h so far (public)
-    assert xx.i.status is HandshakeStatus.HANDSHAKE
+    assert xx.i.status is State.HANDSHAKE
     xx.finish()
+    assert xx.i.status is State.ESTABLISHED
     c1, c2 = xx.i.split()
+    assert xx.i.status is State.TRANSPORT
     with pytest.raises(HandshakeError, match="already handed over"):
         xx.i.split()
     for call in (lambda: xx.i.write_message(b""), lambda: xx.i.read_message(b"x" * 48)):
-        with pytest.raises(HandshakeError, match="complete"):
+        with pytest.raises(HandshakeStateError, match="complete"):
             call()
-    assert xx.i.status is HandshakeStatus.COMPLETE
+    assert xx.i.status is State.TRANSPORT  # handed over: it holds nothing, nothing changes
     c1.close()
     c2.close()
+
+
+def test_split_before_completion_is_a_call_out_of_turn(xx: Pair) -> None:
+    """keros.states: once started, a call out of turn fails the handshake and purges it
+    (until 2026-12 split() before the last message raised and changed nothing)."""
+    xx.r.read_message(xx.i.write_message())
+    secrets = xx.i._secret_buffers()
+    with pytest.raises(HandshakeStateError, match="remain"):
+        xx.i.split()
+    assert_failed_and_purged(xx.i, secrets, xx.si)
+    with pytest.raises(HandshakeStateError, match="FAILED"):
+        xx.i.read_message(xx.r.write_message())
 
 
 def test_close_mid_handshake_purges_and_is_terminal(xx: Pair) -> None:
     xx.r.read_message(xx.i.write_message())
     secrets = xx.i._secret_buffers()
     xx.i.close()
-    assert xx.i.status is HandshakeStatus.CLOSED
+    assert xx.i.status is State.CLOSED
     assert secrets and all(b.is_purged for b in secrets)
     assert not xx.si.is_purged
     with pytest.raises(HandshakeError, match="closed"):
@@ -330,7 +344,7 @@ def test_abort_by_the_caller_fails_and_purges(xx: Pair) -> None:
     secrets = xx.i._secret_buffers()
     with pytest.raises(WrongTypeError):
         xx.i.abort(42)  # type: ignore[arg-type]
-    assert xx.i.status is HandshakeStatus.HANDSHAKE
+    assert xx.i.status is State.HANDSHAKE
     xx.i.abort("certificate for another key")  # what a certificate check would do
     assert xx.i.failure == "certificate for another key"
     assert_failed_and_purged(xx.i, secrets, xx.si)
@@ -342,10 +356,11 @@ def test_close_after_completion_purges_untaken_cipherstates(xx: Pair) -> None:
     assert len(keys) == 2
     xx.i.close()
     assert all(k.is_purged for k in keys)
-    assert xx.i.status is HandshakeStatus.COMPLETE  # completed, then its leftovers dropped
+    assert xx.i.status is State.CLOSED  # completed, then its leftovers dropped
     assert xx.i.handshake_hash == xx.r.handshake_hash  # public, still there
-    with pytest.raises(HandshakeError, match="already handed over"):
-        xx.i.split()
+    with pytest.raises(HandshakeStateError, match="closed"):
+        xx.i.split()  # a call after close: FAILED (it held nothing any more)
+    assert xx.i.status is State.FAILED and xx.i._secret_buffers() == []
 
 
 @pytest.mark.parametrize("make", ["handshake", "cipherstate", "transport"])

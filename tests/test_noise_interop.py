@@ -20,8 +20,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import x25519 as c_x25519
 from noise.connection import Keypair, NoiseConnection
 
-from cortex_sal.keros.noise import HandshakeState, HandshakeStatus
+from cortex_sal.keros.noise import HandshakeState
 from cortex_sal.keros.noise.transport import NoiseTransport
+from cortex_sal.keros.states import State
 from cortex_sal.securemem import SecureKeyBuffer
 
 PROLOGUE = b"cortex-sensor-noise-v1"
@@ -99,7 +100,7 @@ def _run(case: tuple[str, bool, bool, bool, bool, int], ours_initiates: bool) ->
         theirs = _theirs(protocol, True, **i_opts)  # type: ignore[arg-type]
 
     index = 0
-    while ours.status is HandshakeStatus.HANDSHAKE:
+    while ours.status is State.HANDSHAKE:
         payload = f"handshake payload {index}".encode() * (index + 1)
         if ours.is_my_turn:
             assert bytes(theirs.read_message(ours.write_message(payload))) == payload
@@ -147,7 +148,7 @@ def test_xx_prologue_mismatch_fails_on_both_implementations() -> None:
 
     with pytest.raises(DecryptionError):
         ours.read_message(bytes(theirs.write_message()))
-    assert ours.status is HandshakeStatus.FAILED
+    assert ours.status is State.FAILED
     owned[0].secure_purge()
 
 

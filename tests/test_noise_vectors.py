@@ -21,8 +21,9 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import x25519 as c_x25519
 
-from cortex_sal.keros.noise import CipherState, HandshakeState, HandshakeStatus, parse_pattern
+from cortex_sal.keros.noise import CipherState, HandshakeState, parse_pattern
 from cortex_sal.keros.noise.transport import NoiseTransport
+from cortex_sal.keros.states import State
 from cortex_sal.securemem import SecureKeyBuffer
 
 VECTORS_FILE = Path(__file__).parent / "data" / "noise" / "cacophony_25519_ChaChaPoly_SHA256.json"
@@ -91,7 +92,7 @@ def test_vector(vector: dict[str, Any], role: str, api: str) -> None:
         else:
             assert hs.read_message(ciphertext) == payload, f"handshake message {i}: payload differs"
 
-    assert hs.status is HandshakeStatus.COMPLETE
+    assert hs.status is State.ESTABLISHED
     assert hs.handshake_hash == bytes.fromhex(vector["handshake_hash"])
     peer = "resp" if initiator else "init"
     if f"{peer}_static" in vector:  # the peer's static key is known (pre-message or received)

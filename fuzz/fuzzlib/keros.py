@@ -66,7 +66,7 @@ def _hello_spec(now_ms: int, hashes_: tuple[bytes, ...]) -> Spec:
 
 
 class V1MessageTarget(Target):
-    """``SensorHello`` / ``TEEHello`` / ``SensorAck``.parse: exact size or ``HandshakeError``."""
+    """``SensorHello`` / ``TEEHello`` / ``SensorAck``.parse: exact size or ``HandshakeMessageError``."""
 
     def __init__(self, which: str) -> None:
         from cortex_sal.keros.messages import SensorAck, SensorHello, TEEHello
@@ -85,11 +85,11 @@ class V1MessageTarget(Target):
             self.spec = Spec(fields=((0, 16), (16, 32)))
 
     def run(self, plan: Plan) -> str:
-        from cortex_sal.errors import HandshakeError
+        from cortex_sal.errors import HandshakeMessageError
 
         data = message(plan, self.bases[plan.base % len(self.bases)], self.spec)
         expected = is_bytes_like(data) and len(as_bytes(data)) == self.size
-        parsed, exc = refusal((HandshakeError,), lambda: self.cls.parse(data))
+        parsed, exc = refusal((HandshakeMessageError,), lambda: self.cls.parse(data))
         if exc is not None:
             require(not expected, f"{self.name}: a well-sized message was refused: {exc}")
             return "refused"
@@ -101,7 +101,7 @@ class V1MessageTarget(Target):
 class GatewayHelloTarget(Target):
     """``GatewayHandshake.receive_sensor_hello``: accepted iff the model of v1 says so.
 
-    Refusal is terminal by design (COMPROMISED, nothing held); the shared registry is
+    Refusal is terminal by design (FAILED, nothing held); the shared registry is
     untouched and a fresh machine on it completes a handshake.
     """
 
@@ -151,18 +151,18 @@ class GatewayHelloTarget(Target):
             require(got.constant_time_compare(b"ok"), "a fresh handshake does not carry frames")
 
     def run(self, plan: Plan) -> str:
-        from cortex_sal.errors import HandshakeError
-        from cortex_sal.keros import ChannelState, GatewayHandshake
+        from cortex_sal.errors import HandshakeMessageError, HandshakeStateError
+        from cortex_sal.keros import GatewayHandshake, State
 
         base = self.bases[plan.base % len(self.bases)]
         data = message(plan, base, self.spec)
         expected = self.expected(data)
         slots = live_slots()
         gateway = GatewayHandshake(GATEWAY, registry=self.registry, clock=self.clock)
-        out, exc = refusal((HandshakeError,), lambda: gateway.receive_sensor_hello(data))
+        out, exc = refusal((HandshakeMessageError,), lambda: gateway.receive_sensor_hello(data))
         if exc is None:
             require(expected is not None, "gateway accepted a SensorHello the model refuses")
-            require(gateway.state is ChannelState.HANDSHAKE, f"accepted hello left state {gateway.state}")
+            require(gateway.state is State.HANDSHAKE, f"accepted hello left state {gateway.state}")
             require(gateway.sensor_id == expected, "gateway admitted another sensor than the hello names")
             require(isinstance(out, bytes) and len(out) == 96, "TEEHello is not 96 bytes")
             require(out[:32] == hashlib.sha256(GATEWAY.encode()).digest(), "TEEHello names another gateway")
@@ -170,12 +170,12 @@ class GatewayHelloTarget(Target):
             outcome = "accepted"
         else:
             require(expected is None, f"gateway refused a valid SensorHello: {exc}")
-            require(gateway.state is ChannelState.COMPROMISED, f"refused hello left state {gateway.state}")
+            require(gateway.state is State.FAILED, f"refused hello left state {gateway.state}")
             require(gateway._session_key is None and gateway._ephemeral is None, "a refused machine holds a key")
             require(gateway.session_id is None, "a refused machine has a session id")
-            _, again = refusal((HandshakeError,), lambda: gateway.receive_sensor_hello(base))
+            _, again = refusal((HandshakeStateError,), lambda: gateway.receive_sensor_hello(base))
             require(again is not None, "a failed handshake is terminal, yet it took another hello")
-            _, none = refusal((HandshakeError,), lambda: gateway.session())
+            _, none = refusal((HandshakeStateError,), lambda: gateway.session())
             require(none is not None, "a failed handshake handed out a session")
             outcome = "refused"
         require(live_slots() == slots, "secure buffers left behind by the gateway")
@@ -198,8 +198,8 @@ class GatewayAckTarget(Target):
         self.spec = Spec(fields=((0, 8), (8, 16), (16, 24), (24, 32)))
 
     def run(self, plan: Plan) -> str:
-        from cortex_sal.errors import HandshakeError
-        from cortex_sal.keros import ChannelState, GatewayHandshake, SensorHandshake
+        from cortex_sal.errors import HandshakeMessageError
+        from cortex_sal.keros import GatewayHandshake, SensorHandshake, State
 
         slots = live_slots()
         sensor = SensorHandshake(SENSOR, clock=self.clock)
@@ -207,16 +207,16 @@ class GatewayAckTarget(Target):
         ack = sensor.receive_tee_hello(gateway.receive_sensor_hello(sensor.start()))
         data = message(plan, ack, self.spec)
         key = gateway._session_key
-        _, exc = refusal((HandshakeError,), lambda: gateway.receive_sensor_ack(data))
+        _, exc = refusal((HandshakeMessageError,), lambda: gateway.receive_sensor_ack(data))
         if is_bytes_like(data) and as_bytes(data) == ack:
             require(exc is None, f"the true ACK was refused: {exc}")
-            require(gateway.state is ChannelState.ESTABLISHED, "the true ACK did not establish")
+            require(gateway.state is State.ESTABLISHED, "the true ACK did not establish")
             with sensor.session() as s, gateway.session() as g, g.decrypt_frame(s.encrypt_frame(b"x")) as got:
                 require(got.constant_time_compare(b"x"), "sessions do not interoperate")
             outcome = "established"
         else:
             require(exc is not None, "a wrong ACK established the session")
-            require(gateway.state is ChannelState.COMPROMISED, f"a wrong ACK left state {gateway.state}")
+            require(gateway.state is State.FAILED, f"a wrong ACK left state {gateway.state}")
             require(key is not None and key.is_purged and gateway._session_key is None, "session key not purged")
             sensor.abort()
             outcome = "refused"
@@ -243,8 +243,8 @@ class SensorTeeHelloTarget(Target):
 
     def run(self, plan: Plan) -> str:
         from cortex_sal.crypto import X25519PrivateKey
-        from cortex_sal.errors import HandshakeError
-        from cortex_sal.keros import ChannelState, SensorHandshake
+        from cortex_sal.errors import HandshakeMessageError
+        from cortex_sal.keros import SensorHandshake, State
         from cortex_sal.securemem import SecureKeyBuffer
 
         slots = live_slots()
@@ -255,7 +255,7 @@ class SensorTeeHelloTarget(Target):
             SENSOR, clock=self.clock, ephemeral_key=X25519PrivateKey(SecureKeyBuffer(SENSOR_PRIVATE))
         )
         sensor.start()
-        ack, exc = refusal((HandshakeError,), lambda: sensor.receive_tee_hello(data))
+        ack, exc = refusal((HandshakeMessageError,), lambda: sensor.receive_tee_hello(data))
         if exc is None:
             require(expected, "sensor accepted a TEEHello the model refuses")
             key = oracle_session_key(SENSOR_PRIVATE, raw[32:64], raw[64:96])
@@ -268,7 +268,7 @@ class SensorTeeHelloTarget(Target):
             outcome = "accepted"
         else:
             require(not expected, f"sensor refused a usable TEEHello: {exc}")
-            require(sensor.state is ChannelState.COMPROMISED, f"refused TEEHello left state {sensor.state}")
+            require(sensor.state is State.FAILED, f"refused TEEHello left state {sensor.state}")
             require(sensor._ephemeral is None and sensor._session_key is None, "a refused sensor holds a key")
             outcome = "refused"
         require(live_slots() == slots, "secure buffers left behind by the sensor")
@@ -381,7 +381,7 @@ class FrameTarget(Target):
             SessionExpiredError,
             WrongTypeError,
         )
-        from cortex_sal.keros import ChannelState
+        from cortex_sal.keros import State
 
         slots = live_slots()
         session = self.session if self.lenient else self._session()
@@ -408,12 +408,12 @@ class FrameTarget(Target):
             require(type(exc).__name__ == predicted, f"refused with {type(exc).__name__}, model says {predicted}")
             require(session.last_accepted_seq == last, "a refused frame moved last_accepted")
             if isinstance(exc, FrameAuthError) and not self.lenient:
-                require(session.state is ChannelState.COMPROMISED, "a failed tag did not compromise the session")
+                require(session.state is State.FAILED, "a failed tag did not compromise the session")
                 require(all(k.is_purged for k in keys), "a compromised session kept a key")
                 _, after = refusal((SessionExpiredError,), lambda: session.decrypt_frame(frame))
                 require(after is not None, "a compromised session accepted a frame")
             else:
-                require(session.state is ChannelState.ESTABLISHED, f"a refused frame left state {session.state}")
+                require(session.state is State.ESTABLISHED, f"a refused frame left state {session.state}")
                 require(not any(k.is_purged for k in keys), "a refused frame purged a key")
                 self._accept(session, frame, payload)  # the valid frame still goes through
             outcome = f"refused:{type(exc).__name__}"

@@ -346,11 +346,11 @@ class ShieldFrameTarget(Target):
 
     def run(self, plan: Plan) -> str:
         from cortex_sal.errors import WrongTypeError
-        from cortex_sal.keros import ChannelState
+        from cortex_sal.keros import State
         from cortex_sal.sal.results import Refused
 
         state = self.shield._sensors[SENSOR]
-        if state.gateway.state is not ChannelState.ESTABLISHED or state.blocked:
+        if state.gateway.state is not State.ESTABLISHED or state.blocked:
             self._register()
             state = self.shield._sensors[SENSOR]
         endpoint, gateway = state.endpoint, state.gateway
@@ -382,7 +382,7 @@ class ShieldFrameTarget(Target):
         require(len(self.shield._log) == log_before + 1, "a refused frame was not logged once")
         require(gateway.last_accepted_seq == last, "a refused frame moved last_accepted")
         if predicted == "FrameAuthError":
-            require(gateway.state is ChannelState.COMPROMISED, "a failed tag did not compromise the session")
+            require(gateway.state is State.FAILED, "a failed tag did not compromise the session")
         else:
             self.shield.ingest_frame(SENSOR, frame)
             require(gateway.last_accepted_seq == frame_seq(frame), "the valid frame no longer passes the channel")

@@ -153,7 +153,8 @@ class FrameFormatError(SensorBusError):
 
 
 class ProtocolError(SensorBusError):
-    """The record layer's rules were broken (``keros.framing``); see the two subclasses."""
+    """A protocol's rules were broken (the record layer ``keros.framing``, the handshakes); see
+    the two subclasses: who broke them, the peer or this side."""
 
 
 class RemoteProtocolError(ProtocolError):
@@ -164,6 +165,17 @@ class RemoteProtocolError(ProtocolError):
 class LocalProtocolError(ProtocolError):
     """This side asked for what the protocol forbids (an oversize body, a record after CLOSE,
     data fed after EOF or without draining). Nothing was sent or buffered: a caller's bug."""
+
+
+class HandshakeMessageError(HandshakeError, RemoteProtocolError):
+    """The peer's handshake message is malformed, stale, of the wrong protocol, or does not prove
+    what it must (a wrong ACK). The machine is FAILED and its secrets purged."""
+
+
+class HandshakeStateError(HandshakeError, LocalProtocolError):
+    """A handshake call out of turn (the event has no transition from the current state), or any
+    call after close or failure. Once the handshake has started, or after close, the machine is
+    FAILED and its secrets purged; in START or after the hand-over nothing changes."""
 
 
 class SessionExpiredError(SensorBusError):

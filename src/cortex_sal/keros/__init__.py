@@ -9,10 +9,10 @@ from .clock import Clock, ManualClock, SystemClock
 from .handshake import GatewayHandshake, SensorHandshake, establish_in_process
 from .messages import SensorAck, SensorHello, TEEHello
 from .registry import SensorModel, SensorRegistry, sensor_id_hash
-from .session import ChannelState, Role, SecureBusSession
+from .session import Role, SecureBusSession
+from .states import State, seed_state_name
 
 __all__ = [
-    "ChannelState",
     "Clock",
     "GatewayHandshake",
     "ManualClock",
@@ -24,8 +24,10 @@ __all__ = [
     "SensorHello",
     "SensorModel",
     "SensorRegistry",
+    "State",
     "SystemClock",
     "TEEHello",
     "establish_in_process",
+    "seed_state_name",
     "sensor_id_hash",
 ]

@@ -312,7 +312,8 @@ def issue_certificate(
 
 def _check_x25519_public(subject: bytes) -> None:
     """Refuse a low-order point (all-zero DH with anyone): libsodium's own check, on a throwaway key."""
-    with SecureKeyBuffer() as probe:
+    probe = SecureKeyBuffer()
+    with probe:
         try:
             x25519_shared_secret(probe, subject).secure_purge()
         except LowOrderPointError:
@@ -360,7 +361,7 @@ class RootCA:
             raise InvalidArgumentError("CA root public_key must be 64 lowercase hex digits")
         if not isinstance(doc["kind"], str) or not isinstance(doc["name"], str):
             raise InvalidArgumentError("CA root kind and name must be strings")
-        return cls(doc["kind"], doc["name"], bytes.fromhex(key_hex))
+        return cls(doc["kind"], doc["name"], bytes.fromhex(key_hex))  # type: ignore[arg-type]  # __post_init__ converts the str to a CAKind (or refuses it)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,69 +3,86 @@
 UNAUTHENTICATED (see ``v1``): kept for compatibility; it authenticates nobody.
 
 Everything that changes a handshake's state is in this file, in one table
-(``_TRANSITIONS``). Feed bytes in, get bytes out; an event that has no entry for the
-current state is an error naming the event, the role and the state. Any failure is
-terminal: the machine moves to COMPROMISED and purges every secret it held.
+(``TRANSITIONS``, in ``keros.states``' vocabulary). Feed bytes in, get bytes out; an event
+that has no entry for the current state is a ``HandshakeStateError`` naming the event, the
+role and the state. The failure policy is ``keros.states.FailurePolicy``: any failure (a bad
+message, a call out of turn once started, a call after close, a primitive's exception) is
+terminal: the machine moves to FAILED and purges every secret it held.
 
     sensor                                   gateway
     start()            -- SensorHello -->    receive_sensor_hello()
     receive_tee_hello() <-- TEEHello ---
                         --- SensorAck -->    receive_sensor_ack()
-    session()  ESTABLISHED                   session()  ESTABLISHED
+    ESTABLISHED                              ESTABLISHED
+    session()  TRANSPORT (key handed over)   session()  TRANSPORT
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 from ..crypto import X25519PrivateKey
-from ..errors import CortexError, HandshakeError, InvalidArgumentError, SensorNotCertifiedError, WrongTypeError
+from ..errors import (
+    CortexError,
+    HandshakeError,
+    HandshakeMessageError,
+    InvalidArgumentError,
+    SecureMemoryError,
+    SensorNotCertifiedError,
+    WrongTypeError,
+)
 from ..securemem import SecureKeyBuffer
 from . import v1
 from .clock import SYSTEM_CLOCK, Clock
 from .messages import CHALLENGE_SIZE, SensorAck, SensorHello, TEEHello
 from .registry import SensorRegistry, sensor_id_hash
-from .session import ChannelState, Role, SecureBusSession
+from .session import Role, SecureBusSession
+from .states import FailurePolicy, State
 
 HELLO_FRESHNESS_S = 30.0
 
-# (role, state, event) -> next state
-_TRANSITIONS: dict[tuple[Role, ChannelState, str], ChannelState] = {
-    (Role.SENSOR, ChannelState.UNINITIALIZED, "send SensorHello"): ChannelState.HANDSHAKE,
-    (Role.SENSOR, ChannelState.HANDSHAKE, "receive TEEHello"): ChannelState.ESTABLISHED,
-    (Role.GATEWAY, ChannelState.UNINITIALIZED, "receive SensorHello"): ChannelState.HANDSHAKE,
-    (Role.GATEWAY, ChannelState.HANDSHAKE, "receive SensorAck"): ChannelState.ESTABLISHED,
+_T = TypeVar("_T")
+
+# (role, state, event) -> next state; an event not here is refused (keros.states.FailurePolicy)
+TRANSITIONS: dict[tuple[Role, State, str], State] = {
+    (Role.SENSOR, State.START, "send SensorHello"): State.HANDSHAKE,
+    (Role.SENSOR, State.HANDSHAKE, "receive TEEHello"): State.ESTABLISHED,
+    (Role.SENSOR, State.ESTABLISHED, "session()"): State.TRANSPORT,
+    (Role.GATEWAY, State.START, "receive SensorHello"): State.HANDSHAKE,
+    (Role.GATEWAY, State.HANDSHAKE, "receive SensorAck"): State.ESTABLISHED,
+    (Role.GATEWAY, State.ESTABLISHED, "session()"): State.TRANSPORT,
 }
 
 
-class _Handshake:
+def _table(role: Role) -> dict[tuple[State, str], State]:
+    return {(state, event): target for (r, state, event), target in TRANSITIONS.items() if r is role}
+
+
+class _Handshake(FailurePolicy):
     role: Role
 
     def __init__(self, clock: Clock, ephemeral_key: X25519PrivateKey | None) -> None:
         if ephemeral_key is not None and not isinstance(ephemeral_key, X25519PrivateKey):
             raise WrongTypeError(f"ephemeral_key must be an X25519PrivateKey, got {type(ephemeral_key).__name__}")
-        self.state = ChannelState.UNINITIALIZED
+        self._state = State.START
+        self._failure: str | None = None
+        self._name = f"v1 {self.role.value}"
         self._clock = clock
         self._given_ephemeral = ephemeral_key
         self._ephemeral: X25519PrivateKey | None = None
         self._session_key: SecureKeyBuffer | None = None
         self.session_id: bytes | None = None
-        self.failure: str | None = None
 
-    def _next_state(self, event: str) -> ChannelState:
-        target = _TRANSITIONS.get((self.role, self.state, event))
-        if target is None:
-            why = f"{event} is not allowed for the {self.role.value} in state {self.state.value}"
-            if self.state not in (ChannelState.COMPROMISED, ChannelState.ESTABLISHED):
-                self._fail(why)
-            raise HandshakeError(why)
-        return target
+    @property
+    def state(self) -> State:
+        return self._state
 
-    def _fail(self, why: str) -> None:
-        self.state = ChannelState.COMPROMISED
-        self.failure = why
-        self._wipe()
+    @property
+    def failure(self) -> str | None:
+        """Why the machine failed (no secret in it), or None."""
+        return self._failure
 
     def _take_ephemeral(self) -> X25519PrivateKey:
         """The ephemeral key: injected (known-answer runs, residue tests) or drawn now."""
@@ -83,51 +100,70 @@ class _Handshake:
             self._session_key.secure_purge()
             self._session_key = None
 
-    def _run(self, event: str, step: object) -> bytes | None:
-        """Check the transition, run the step; on any error fail terminally and re-raise."""
-        target = self._next_state(event)
+    def _run(self, event: str, step: Callable[[], _T]) -> _T:
+        """Check the transition, run the step; on any error fail terminally and raise: a
+        ``HandshakeError`` or a secure-memory error as it is, the peer's bad input as a
+        ``HandshakeMessageError``."""
+        target = self._next(event)
         try:
-            result = step()  # type: ignore[operator]
-        except HandshakeError as exc:
-            self._fail(str(exc))
+            result = step()
+        except (HandshakeError, SecureMemoryError) as exc:
+            self._fail(exc)
             raise
         except (CortexError, ValueError) as exc:
             self._fail(f"{event}: {exc}")
-            raise HandshakeError(f"{event} refused: {exc}") from None
-        except BaseException:
-            self._fail(f"{event}: internal error")
+            raise HandshakeMessageError(f"{event} refused: {exc}") from None
+        except BaseException as exc:
+            self._fail(exc)
             raise
-        self.state = target
-        return result  # type: ignore[no-any-return]
+        self._state = target
+        return result
 
     def session(self, **options: object) -> SecureBusSession:
-        """The established session; it takes ownership of the session key."""
-        if self.state is not ChannelState.ESTABLISHED or self._session_key is None or self.session_id is None:
-            raise HandshakeError(f"no session: the {self.role.value} handshake is in state {self.state.value}")
-        key, self._session_key = self._session_key, None
+        """The established session; it takes ownership of the session key. Once.
+
+        Options the session refuses (``TypeError``/``ValueError``) change nothing: the
+        handshake keeps (and will purge) the key, and a retry may follow.
+        """
+        if (self._state, "session()") not in self._TRANSITIONS:
+            raise self._refuse("no session: session()")
+        key, sid = self._session_key, self.session_id
+        assert key is not None and sid is not None
         try:
-            return SecureBusSession(key, self.session_id, self.role, clock=self._clock, **options)  # type: ignore[arg-type]
-        except BaseException:
-            self._session_key = key  # refused options: the handshake keeps (and will purge) the key
+            session = SecureBusSession(key, sid, self.role, clock=self._clock, **options)  # type: ignore[arg-type]  # options are SecureBusSession's keywords, checked there
+        except (TypeError, ValueError):
             raise
+        except BaseException as exc:
+            self._fail(exc)
+            raise
+        self._session_key = None
+        self._state = self._next("session()")
+        return session
 
     def abort(self) -> None:
-        """Give up: purge everything this handshake holds."""
-        if self.state is not ChannelState.ESTABLISHED:
-            self._fail("aborted")
+        """Give up: FAILED (unless the session was handed over), every secret purged."""
+        if self._state not in (State.TRANSPORT, State.FAILED, State.EXPIRED):
+            self._fail("aborted by the caller")
+        self._wipe()
+
+    def close(self) -> None:
+        """Purge everything this handshake still holds; CLOSED unless handed over or failed."""
+        if self._state in (State.START, State.HANDSHAKE, State.ESTABLISHED):
+            self._state = State.CLOSED
         self._wipe()
 
     def __enter__(self) -> _Handshake:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._wipe()
+        self.close()
 
 
 class SensorHandshake(_Handshake):
     """The sensor's side: sends SensorHello, answers TEEHello with SensorAck."""
 
     role = Role.SENSOR
+    _TRANSITIONS = _table(Role.SENSOR)
 
     def __init__(
         self, sensor_id: str, *, clock: Clock = SYSTEM_CLOCK, ephemeral_key: X25519PrivateKey | None = None
@@ -144,9 +180,7 @@ class SensorHandshake(_Handshake):
             )
             return self._hello.to_bytes()
 
-        out = self._run("send SensorHello", step)
-        assert out is not None
-        return out
+        return self._run("send SensorHello", step)
 
     def receive_tee_hello(self, data: bytes) -> bytes:
         """Derive the session key from the gateway's hello; return the SensorAck to send."""
@@ -162,9 +196,7 @@ class SensorHandshake(_Handshake):
             )
             return SensorAck(v1.compute_ack(self._session_key, tee.challenge)).to_bytes()
 
-        out = self._run("receive TEEHello", step)
-        assert out is not None
-        return out
+        return self._run("receive TEEHello", step)
 
 
 class GatewayHandshake(_Handshake):
@@ -177,6 +209,7 @@ class GatewayHandshake(_Handshake):
     """
 
     role = Role.GATEWAY
+    _TRANSITIONS = _table(Role.GATEWAY)
 
     def __init__(
         self,
@@ -211,7 +244,7 @@ class GatewayHandshake(_Handshake):
             self.registry.admit(sensor_id)
             skew = abs(self._clock.time() * 1000 - hello.timestamp_ms) / 1000
             if skew > self._freshness_s:
-                raise HandshakeError(
+                raise HandshakeMessageError(
                     f"SensorHello timestamp is {skew:.1f} s away from now (window {self._freshness_s:.0f} s)"
                 )
             self.sensor_id = sensor_id
@@ -225,16 +258,14 @@ class GatewayHandshake(_Handshake):
             self.session_id = v1.session_id(hello.sensor_id_hash, hello.ephemeral_public, public, challenge)
             return TEEHello(self.gateway_id_hash, public, challenge).to_bytes()
 
-        out = self._run("receive SensorHello", step)
-        assert out is not None
-        return out
+        return self._run("receive SensorHello", step)
 
     def receive_sensor_ack(self, data: bytes) -> None:
         def step() -> None:
             ack = SensorAck.parse(data)
             assert self._session_key is not None and self._challenge is not None
             if not v1.ack_is_valid(self._session_key, self._challenge, ack.tag):
-                raise HandshakeError("SensorAck does not prove the session key (wrong ACK)")
+                raise HandshakeMessageError("SensorAck does not prove the session key (wrong ACK)")
 
         self._run("receive SensorAck", step)
 

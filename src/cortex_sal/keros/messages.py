@@ -1,4 +1,5 @@
-"""The v1 handshake messages: fixed sizes, parsed size-first, immutable.
+"""The v1 handshake messages: fixed sizes, parsed size-first, immutable. A peer's message that
+cannot be parsed raises ``HandshakeMessageError`` (a ``RemoteProtocolError``).
 
 ``SensorHello`` = sensor_id_hash(32) || ephemeral X25519 pub(32) || timestamp ms (u64 BE)
 ``TEEHello``    = gateway_id_hash(32) || ephemeral pub(32) || challenge(32)
@@ -10,7 +11,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from ..errors import HandshakeError
+from ..errors import HandshakeError, HandshakeMessageError
 
 HASH_SIZE = 32
 PUBLIC_KEY_SIZE = 32
@@ -20,12 +21,12 @@ TEE_HELLO_SIZE = 96
 SENSOR_ACK_SIZE = 32
 
 
-def _exact(data: object, size: int, name: str) -> bytes:
+def _exact(data: object, size: int, name: str, error: type[HandshakeError] = HandshakeError) -> bytes:
     if not isinstance(data, bytes | bytearray | memoryview):
-        raise HandshakeError(f"{name} must be bytes, got {type(data).__name__}")
+        raise error(f"{name} must be bytes, got {type(data).__name__}")
     raw = bytes(data)
     if len(raw) != size:
-        raise HandshakeError(f"{name} must be exactly {size} bytes, got {len(raw)}")
+        raise error(f"{name} must be exactly {size} bytes, got {len(raw)}")
     return raw
 
 
@@ -46,7 +47,7 @@ class SensorHello:
 
     @classmethod
     def parse(cls, data: bytes) -> SensorHello:
-        raw = _exact(data, SENSOR_HELLO_SIZE, "SensorHello")
+        raw = _exact(data, SENSOR_HELLO_SIZE, "SensorHello", HandshakeMessageError)
         (ts,) = struct.unpack(">Q", raw[64:72])
         return cls(raw[0:32], raw[32:64], ts)
 
@@ -67,7 +68,7 @@ class TEEHello:
 
     @classmethod
     def parse(cls, data: bytes) -> TEEHello:
-        raw = _exact(data, TEE_HELLO_SIZE, "TEEHello")
+        raw = _exact(data, TEE_HELLO_SIZE, "TEEHello", HandshakeMessageError)
         return cls(raw[0:32], raw[32:64], raw[64:96])
 
 
@@ -83,4 +84,4 @@ class SensorAck:
 
     @classmethod
     def parse(cls, data: bytes) -> SensorAck:
-        return cls(_exact(data, SENSOR_ACK_SIZE, "SensorAck"))
+        return cls(_exact(data, SENSOR_ACK_SIZE, "SensorAck", HandshakeMessageError))

@@ -76,7 +76,7 @@ def tensor_hash(tensor: Any) -> bytes:
     if not isinstance(tensor, np.ndarray):
         raise WrongTypeError(f"tensor must be a numpy array, got {type(tensor).__name__}")
     arr = np.ascontiguousarray(tensor)
-    return hashlib.sha256(memoryview(arr).cast("B")).digest()
+    return hashlib.sha256(memoryview(arr).cast("B")).digest()  # type: ignore[arg-type]  # numpy arrays export the buffer protocol; numpy's stubs do not declare Buffer
 
 
 class KerosSeal:

@@ -25,7 +25,8 @@ from .certification import SensorCertificationAuthority
 from .clock import ManualClock
 from .handshake import establish_in_process
 from .seal import KerosSeal
-from .session import ChannelState, SecureBusSession
+from .session import SecureBusSession
+from .states import State
 
 SENSOR = "eeg_fp1_certified_v1"
 
@@ -107,7 +108,7 @@ def check_replay_refused_before_decryption() -> None:
         frame = sensor.encrypt_frame(b"sample")
         gateway.decrypt_frame(frame).secure_purge()
         raises(ReplayAttackError, lambda: gateway.decrypt_frame(frame))
-        expect(gateway.state is ChannelState.ESTABLISHED, "a replay does not need the key: session stays up")
+        expect(gateway.state is State.ESTABLISHED, "a replay does not need the key: session stays up")
 
 
 def check_tampered_frame_compromises() -> None:
@@ -115,7 +116,7 @@ def check_tampered_frame_compromises() -> None:
     frame = bytearray(sensor.encrypt_frame(b"sample"))
     frame[-1] ^= 1
     raises(FrameAuthError, lambda: gateway.decrypt_frame(bytes(frame)))
-    expect(gateway.state is ChannelState.COMPROMISED, "state COMPROMISED after a bad tag")
+    expect(gateway.state is State.FAILED, "state FAILED after a bad tag")
     expect(gateway.session_key.is_purged, "key purged on compromise")
     sensor.close()
 

@@ -13,6 +13,12 @@ secure buffer; ``last_accepted`` moves only after the tag verified.
 Each direction has its own key (``v1.frame_key``), so the two directions never share a
 (key, nonce) pair. ``close()`` (or leaving the ``with`` block) purges the session key and
 both frame keys.
+
+States (``keros.states.State``): ESTABLISHED from construction; CLOSED after ``close()``;
+EXPIRED past the lifetime or out of sequence numbers; FAILED after a frame that failed
+authentication (under the default ``compromise_on_auth_failure``). Each of the last three
+purges the three keys and is terminal. A frame refused on its header (size, replay, sequence
+limit) proves nothing about the key and leaves the session ESTABLISHED.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from ..errors import (
 from ..securemem import SecureBuffer, SecureKeyBuffer
 from . import v1
 from .clock import SYSTEM_CLOCK, Clock
+from .states import State
 
 log = logging.getLogger("cortex_sal.keros")
 
@@ -48,14 +55,6 @@ SESSION_LIFETIME_S = 4 * 3600.0
 
 _HEADER = struct.Struct(">II")
 _NONCE_SEQ = struct.Struct(">Q")
-
-
-class ChannelState(enum.Enum):
-    UNINITIALIZED = "UNINITIALIZED"
-    HANDSHAKE = "HANDSHAKE"
-    ESTABLISHED = "ESTABLISHED"
-    EXPIRED = "EXPIRED"
-    COMPROMISED = "COMPROMISED"
 
 
 class Role(enum.Enum):
@@ -113,22 +112,22 @@ class SecureBusSession:
         self._compromise_on_auth_failure = compromise_on_auth_failure
         self._send_seq = 0
         self._last_accepted = 0
-        self.state = ChannelState.ESTABLISHED
+        self.state = State.ESTABLISHED
         self._why_closed = ""
 
     # -- lifecycle -------------------------------------------------------------------
 
     def close(self) -> None:
         """Purge the session key and both frame keys. Idempotent."""
-        if self.state is ChannelState.ESTABLISHED:
-            self._end(ChannelState.EXPIRED, "closed")
+        if self.state is State.ESTABLISHED:
+            self._end(State.CLOSED, "closed")
 
     def owned_keys(self) -> tuple[SecureKeyBuffer, SecureKeyBuffer, SecureKeyBuffer]:
         """The buffers this session owns and purges on close (session key, send and receive
         frame keys), for custody counting: read ``is_purged``, never the key."""
         return (self.session_key, self._send_key, self._recv_key)
 
-    def _end(self, state: ChannelState, why: str) -> None:
+    def _end(self, state: State, why: str) -> None:
         self.state = state
         self._why_closed = why
         for key in (self._send_key, self._recv_key, self.session_key):
@@ -141,10 +140,10 @@ class SecureBusSession:
         self.close()
 
     def _check_usable(self) -> None:
-        if self.state is not ChannelState.ESTABLISHED:
+        if self.state is not State.ESTABLISHED:
             raise SessionExpiredError(f"session is {self.state.value} ({self._why_closed}); re-handshake")
         if self._clock.monotonic() >= self._expires_at:
-            self._end(ChannelState.EXPIRED, "lifetime of the session key reached")
+            self._end(State.EXPIRED, "lifetime of the session key reached")
             raise SessionExpiredError("session lifetime reached; re-handshake")
 
     # -- frames ----------------------------------------------------------------------
@@ -165,7 +164,7 @@ class SecureBusSession:
             raise FrameFormatError(f"payload of {length} bytes is outside 1..{MAX_PAYLOAD}")
         seq = self._send_seq + 1
         if seq >= self._max_seq:
-            self._end(ChannelState.EXPIRED, "frame sequence numbers exhausted")
+            self._end(State.EXPIRED, "frame sequence numbers exhausted")
             raise SessionExpiredError(f"frame sequence exhausted at {seq:#x}; re-handshake")
         header = _HEADER.pack(seq, length)
         nonce = self._nonce(seq)
@@ -180,7 +179,7 @@ class SecureBusSession:
             if not isinstance(frame, bytes | bytearray | memoryview):
                 raise WrongTypeError(f"frame must be bytes, got {type(frame).__name__}")
             frame = bytes(frame)
-        if self.state is not ChannelState.ESTABLISHED or self._clock.monotonic() >= self._expires_at:
+        if self.state is not State.ESTABLISHED or self._clock.monotonic() >= self._expires_at:
             self._check_usable()
         size = len(frame)
         if size < OVERHEAD + 1:
@@ -223,7 +222,7 @@ class SecureBusSession:
             self._auth_failed(f"frame seq {seq} failed authentication")
         self._last_accepted = seq
         if seq == self._max_seq - 1:  # authenticated, and no later frame can be valid
-            self._end(ChannelState.EXPIRED, "frame sequence numbers exhausted")
+            self._end(State.EXPIRED, "frame sequence numbers exhausted")
         return target
 
     # -- the Channel interface (keros.channel) ------------------------------------------
@@ -234,7 +233,7 @@ class SecureBusSession:
 
     @property
     def is_open(self) -> bool:
-        return self.state is ChannelState.ESTABLISHED and self._clock.monotonic() < self._expires_at
+        return self.state is State.ESTABLISHED and self._clock.monotonic() < self._expires_at
 
     seal = encrypt_frame
 
@@ -246,7 +245,7 @@ class SecureBusSession:
 
     def _auth_failed(self, why: str) -> None:
         if self._compromise_on_auth_failure:
-            self._end(ChannelState.COMPROMISED, why)
+            self._end(State.FAILED, why)
             log.warning("sensor session compromised: %s", why)
         raise FrameAuthError(why)
 

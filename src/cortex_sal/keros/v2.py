@@ -16,8 +16,10 @@ for gateways). Prologue ``b"cortex-sensor-noise-v1"``::
   and the signature chains to a trusted root. The gateway then authorises the sensor through the
   KEROS registry by model and serial (capability minima, revocation list) - not by a name the
   sensor declares.
-* Any failure (a bad message, a refused certificate, a message out of turn) purges every secret
-  of the handshake and leaves the object FAILED; each later call raises ``HandshakeError``.
+* States and failures in ``keros.states``' vocabulary (``TRANSITIONS`` below, policy
+  ``keros.states.FailurePolicy``): any failure (a bad message, a refused certificate, a call out
+  of turn once started, a call after close) purges every secret of the handshake and leaves the
+  object FAILED; each later call raises ``HandshakeStateError``.
 * Downgrade: v1's hello is 72 bytes, v2's first message 32. A gateway refuses a v1 hello unless
   it was built with ``allow_v1=True`` (:func:`classify_first_message` tells the two apart); a v2
   sensor never falls back, and a v1 reply (a 96-byte TEEHello) to its message 1 is refused.
@@ -30,7 +32,6 @@ After message 3 both sides call :meth:`transport` to get a :class:`~.noise.Noise
 
 from __future__ import annotations
 
-import enum
 import logging
 from typing import Any
 
@@ -39,6 +40,8 @@ from ..errors import (
     CertificateError,
     CortexError,
     HandshakeError,
+    HandshakeMessageError,
+    HandshakeStateError,
     InvalidArgumentError,
     NotCopyableError,
     WrongTypeError,
@@ -48,6 +51,7 @@ from .clock import SYSTEM_CLOCK, Clock
 from .noise import HandshakeState
 from .noise.transport import NoiseTransport
 from .registry import SensorRegistry
+from .states import FailurePolicy, State
 
 log = logging.getLogger("cortex_sal.keros")
 
@@ -58,21 +62,28 @@ V1_HELLO_SIZE = 72  # keros.messages.SensorHello
 V1_TEE_HELLO_SIZE = 96  # keros.messages.TEEHello
 
 
-class V2State(enum.Enum):
-    START = "START"
-    AWAIT_MESSAGE_2 = "AWAIT_MESSAGE_2"  # sensor: message 1 sent
-    AWAIT_MESSAGE_3 = "AWAIT_MESSAGE_3"  # gateway: message 2 sent
-    ESTABLISHED = "ESTABLISHED"
-    TRANSPORT = "TRANSPORT"  # the transport was handed over
-    FAILED = "FAILED"
+# (role, state, event) -> next state, in keros.states' vocabulary; an event not here is refused
+# by keros.states.FailurePolicy (FAILED and purged once started or after close)
+TRANSITIONS: dict[tuple[str, State, str], State] = {
+    ("sensor", State.START, "start()"): State.HANDSHAKE,  # message 1 sent, awaiting message 2
+    ("sensor", State.HANDSHAKE, "receive_gateway_hello()"): State.ESTABLISHED,  # message 3 written
+    ("sensor", State.ESTABLISHED, "transport()"): State.TRANSPORT,
+    ("gateway", State.START, "receive_sensor_hello()"): State.HANDSHAKE,  # message 2 sent, awaiting 3
+    ("gateway", State.HANDSHAKE, "receive_sensor_finish()"): State.ESTABLISHED,
+    ("gateway", State.ESTABLISHED, "transport()"): State.TRANSPORT,
+}
+
+# what a party in HANDSHAKE waits for (the step within the handshake, not a state)
+_AWAITING = {"sensor": "message 2", "gateway": "message 3"}
 
 
-_STARTED = frozenset({V2State.AWAIT_MESSAGE_2, V2State.AWAIT_MESSAGE_3, V2State.ESTABLISHED})
+def _table(role: str) -> dict[tuple[State, str], State]:
+    return {(state, event): target for (r, state, event), target in TRANSITIONS.items() if r == role}
 
 
 def classify_first_message(message: bytes, *, allow_v1: bool = False) -> int:
     """Which protocol a sensor's first message speaks: 2 (Noise message 1), or 1 (a KEROS v1
-    hello) when ``allow_v1``; anything else raises :class:`HandshakeError`."""
+    hello) when ``allow_v1``; anything else raises :class:`HandshakeMessageError`."""
     if not isinstance(message, bytes | bytearray | memoryview):
         raise WrongTypeError(f"message must be bytes, got {type(message).__name__}")
     size = memoryview(message).nbytes
@@ -81,14 +92,18 @@ def classify_first_message(message: bytes, *, allow_v1: bool = False) -> int:
     if size == V1_HELLO_SIZE:
         if allow_v1:
             return 1
-        raise HandshakeError("a KEROS v1 hello was refused: v1 is unauthenticated and disabled on this gateway")
-    raise HandshakeError(f"first message of {size} bytes is neither a v2 message 1 ({MESSAGE_1_SIZE}) nor a v1 hello")
+        raise HandshakeMessageError("a KEROS v1 hello was refused: v1 is unauthenticated and disabled on this gateway")
+    raise HandshakeMessageError(
+        f"first message of {size} bytes is neither a v2 message 1 ({MESSAGE_1_SIZE}) nor a v1 hello"
+    )
 
 
-class _Party:
-    """What the sensor and gateway sides share: the identity check, the Noise state, failure."""
+class _Party(FailurePolicy):
+    """What the sensor and gateway sides share: the identity check, the Noise state, failure
+    (``keros.states.FailurePolicy``)."""
 
     _role: str
+    _TRANSITIONS: dict[tuple[State, str], State]
     _own_kind: CertificateKind
     _peer_kind: CertificateKind
 
@@ -122,15 +137,21 @@ class _Party:
             PROTOCOL_NAME, initiator, PROLOGUE, s=static_key,
             e=ephemeral,
         )  # fmt: skip
-        self._state = V2State.START
+        self._state = State.START
+        self._name = f"v2 {self._role}"
         self._peer: VerifiedCertificate | None = None
         self._failure: str | None = None
 
     # -- state -----------------------------------------------------------------------------
 
     @property
-    def state(self) -> V2State:
+    def state(self) -> State:
         return self._state
+
+    @property
+    def step(self) -> str | None:
+        """In HANDSHAKE, what this party awaits (``"message 2"``, ``"message 3"``); else None."""
+        return _AWAITING[self._role] if self._state is State.HANDSHAKE else None
 
     @property
     def failure(self) -> str | None:
@@ -140,7 +161,7 @@ class _Party:
     def peer(self) -> VerifiedCertificate:
         """The peer's verified certificate (after its certificate was checked)."""
         if self._peer is None:
-            raise HandshakeError(f"the peer is not authenticated yet (state {self._state.value})")
+            raise HandshakeStateError(f"the peer is not authenticated yet (state {self._state.value})")
         return self._peer
 
     @property
@@ -149,38 +170,26 @@ class _Party:
 
     @property
     def handshake_hash(self) -> bytes:
-        if self._state not in (V2State.ESTABLISHED, V2State.TRANSPORT):
-            raise HandshakeError(f"the handshake hash exists once established (state {self._state.value})")
+        if self._state not in (State.ESTABLISHED, State.TRANSPORT):
+            raise HandshakeStateError(f"the handshake hash exists once established (state {self._state.value})")
         return self._noise.handshake_hash
 
-    def _expect(self, state: V2State, call: str) -> None:
-        """Refuse a call out of turn. Before the first message nothing has happened, so nothing
-        changes; once the handshake has started (and until its transport is taken) the party
-        fails for good and purges every secret, as ``docs/protocol.md`` promises."""
-        if self._state is state:
-            return
-        why = f" ({self._failure})" if self._failure else ""
-        refusal = HandshakeError(f"{call} refused in state {self._state.value}{why}")
-        if self._state in _STARTED:
-            raise self._abort(refusal)
-        raise refusal
+    def _wipe(self) -> None:
+        self._noise.close()
 
     def _abort(self, exc: BaseException) -> BaseException:
-        """Fail for good (every secret purged); return what to raise: certificate refusals and
-        handshake errors as they are, any other library error as a ``HandshakeError``."""
-        self._state = V2State.FAILED
-        self._failure = str(exc) if isinstance(exc, CortexError) else f"internal error ({type(exc).__name__})"
-        self._noise.close()
-        log.warning("KEROS v2 %s handshake failed: %s", self._role, self._failure)
+        """Fail for good (``FailurePolicy``: FAILED, every secret purged); return what to raise:
+        certificate refusals, handshake errors and non-library exceptions as they are, any other
+        library error (the peer's bad message) as a ``HandshakeMessageError``."""
+        self._fail(exc)
         if isinstance(exc, CertificateError | HandshakeError) or not isinstance(exc, CortexError):
             return exc
-        wrapped = HandshakeError(f"handshake message refused: {exc}")
-        return wrapped
+        return HandshakeMessageError(f"handshake message refused: {exc}")
 
     def _verify_peer(self, payload: bytes, registry: SensorRegistry | None) -> None:
         rs = self._noise.remote_static
         if rs is None:  # pragma: no cover - XX carries s in message 2 and 3
-            raise HandshakeError("the peer sent no static key")
+            raise HandshakeMessageError("the peer sent no static key")
         self._peer = verify_certificate(
             payload, remote_static=rs, kind=self._peer_kind, trust=self._trust, now=self._clock.time(),
             registry=registry,
@@ -189,22 +198,22 @@ class _Party:
     def transport(self, **options: Any) -> NoiseTransport:
         """The established session's transport (``keros.noise.NoiseTransport`` options: ``lossy``,
         ``rekey_every``, ``rekey_interval_s``, ``window``...; both ends must agree). Once."""
-        self._expect(V2State.ESTABLISHED, "transport()")
+        target = self._next("transport()")
         options.setdefault("clock", self._clock)
         try:
             transport = NoiseTransport.from_handshake(self._noise, **options)
         except BaseException as exc:  # e.g. a bad option: the split's keys are gone either way
             self._abort(exc)  # FAILED, every secret purged; the caller sees its own error
             raise
-        self._state = V2State.TRANSPORT
+        self._state = target
         return transport
 
     def close(self) -> None:
-        """Abort (or drop an un-taken transport): purge every secret of the handshake."""
-        if self._state not in (V2State.TRANSPORT, V2State.FAILED):
-            self._state = V2State.FAILED
-            self._failure = self._failure or "closed"
-        self._noise.close()
+        """Abort (or drop an un-taken transport): purge every secret of the handshake; CLOSED
+        unless the transport was taken or the party failed. A later call fails the party."""
+        if self._state in (State.START, State.HANDSHAKE, State.ESTABLISHED):
+            self._state = State.CLOSED
+        self._wipe()
 
     def __enter__(self) -> Any:
         return self
@@ -223,6 +232,7 @@ class SensorV2(_Party):
     """The sensor's side (Noise initiator). ``static_key`` is the caller's (never purged here)."""
 
     _role = "sensor"
+    _TRANSITIONS = _table("sensor")
     _own_kind = CertificateKind.SENSOR
     _peer_kind = CertificateKind.GATEWAY
 
@@ -239,28 +249,30 @@ class SensorV2(_Party):
 
     def start(self) -> bytes:
         """Message 1 (``-> e``)."""
-        self._expect(V2State.START, "start()")
+        target = self._next("start()")
         try:
             message = self._noise.write_message(b"")
         except BaseException as exc:
             raise self._abort(exc) from None
-        self._state = V2State.AWAIT_MESSAGE_2
+        self._state = target
         return message
 
     def receive_gateway_hello(self, message: bytes) -> bytes:
         """Read message 2, verify the gateway's certificate, and return message 3."""
-        self._expect(V2State.AWAIT_MESSAGE_2, "receive_gateway_hello()")
+        target = self._next("receive_gateway_hello()")
         if not isinstance(message, bytes | bytearray | memoryview):
             raise WrongTypeError(f"message must be bytes, got {type(message).__name__}")
         try:
             if memoryview(message).nbytes == V1_TEE_HELLO_SIZE:
-                raise HandshakeError("the gateway answered with a KEROS v1 TEEHello: a v2 sensor never downgrades")
+                raise HandshakeMessageError(
+                    "the gateway answered with a KEROS v1 TEEHello: a v2 sensor never downgrades"
+                )
             payload = self._noise.read_message(bytes(message))
             self._verify_peer(payload, None)
             reply = self._noise.write_message(self._certificate)
         except BaseException as exc:
             raise self._abort(exc) from None
-        self._state = V2State.ESTABLISHED
+        self._state = target
         return reply
 
 
@@ -269,6 +281,7 @@ class GatewayV2(_Party):
     packaged registry); ``static_key`` is the caller's (never purged here)."""
 
     _role = "gateway"
+    _TRANSITIONS = _table("gateway")
     _own_kind = CertificateKind.GATEWAY
     _peer_kind = CertificateKind.SENSOR
 
@@ -289,19 +302,19 @@ class GatewayV2(_Party):
 
     def receive_sensor_hello(self, message: bytes) -> bytes:
         """Read message 1 and return message 2 (carrying this gateway's certificate)."""
-        self._expect(V2State.START, "receive_sensor_hello()")
+        target = self._next("receive_sensor_hello()")
         classify_first_message(message)  # refused before any state changes; v1 goes to GatewayHandshake
         try:
             self._noise.read_message(bytes(message))
             reply = self._noise.write_message(self._certificate)
         except BaseException as exc:
             raise self._abort(exc) from None
-        self._state = V2State.AWAIT_MESSAGE_3
+        self._state = target
         return reply
 
     def receive_sensor_finish(self, message: bytes) -> VerifiedCertificate:
         """Read message 3; verify and authorise the sensor's certificate; return it."""
-        self._expect(V2State.AWAIT_MESSAGE_3, "receive_sensor_finish()")
+        target = self._next("receive_sensor_finish()")
         if not isinstance(message, bytes | bytearray | memoryview):
             raise WrongTypeError(f"message must be bytes, got {type(message).__name__}")
         try:
@@ -309,7 +322,7 @@ class GatewayV2(_Party):
             self._verify_peer(payload, self._registry)
         except BaseException as exc:
             raise self._abort(exc) from None
-        self._state = V2State.ESTABLISHED
+        self._state = target
         return self.peer
 
 
@@ -338,9 +351,9 @@ __all__ = [
     "MESSAGE_1_SIZE",
     "PROLOGUE",
     "PROTOCOL_NAME",
+    "TRANSITIONS",
     "GatewayV2",
     "SensorV2",
-    "V2State",
     "classify_first_message",
     "establish_v2_in_process",
 ]

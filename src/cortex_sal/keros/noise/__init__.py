@@ -14,7 +14,6 @@ from .state import (
     TAG_SIZE,
     CipherState,
     HandshakeState,
-    HandshakeStatus,
     SymmetricState,
 )
 from .transport import NoiseTransport
@@ -28,7 +27,6 @@ __all__ = [
     "CipherState",
     "HandshakePattern",
     "HandshakeState",
-    "HandshakeStatus",
     "MessagePattern",
     "NoiseTransport",
     "SymmetricState",

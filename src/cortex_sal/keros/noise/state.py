@@ -31,9 +31,9 @@ wipes after use; the caller's psk buffers are left alone.
 
 Failures are terminal: any error while writing or reading a message (bad tag, wrong length,
 low-order public key, wrong turn, a message over 65535 bytes) purges every secret the
-handshake holds, moves it to :attr:`HandshakeStatus.FAILED` and re-raises; every later call
-raises :class:`~cortex_sal.errors.HandshakeError`. A call refused for its argument's *type*
-changes nothing.
+handshake holds, moves it to FAILED and re-raises (``keros.states.FailurePolicy``); every later
+call raises :class:`~cortex_sal.errors.HandshakeStateError`. A call refused for its argument's
+*type* changes nothing.
 
 Not thread-safe: one object is used by one thread at a time (like every sans-IO machine here).
 """
@@ -41,7 +41,6 @@ Not thread-safe: one object is used by one thread at a time (like every sans-IO 
 from __future__ import annotations
 
 import ctypes
-import enum
 import hashlib
 import logging
 import struct
@@ -53,10 +52,10 @@ from ...crypto._sodium import sodium
 from ...crypto.hmac import hmac_raw
 from ...crypto.x25519 import x25519_public_key
 from ...errors import (
-    CortexError,
     CryptoError,
     DecryptionError,
     HandshakeError,
+    HandshakeStateError,
     InvalidArgumentError,
     LowOrderPointError,
     NotCopyableError,
@@ -65,6 +64,7 @@ from ...errors import (
     WrongTypeError,
 )
 from ...securemem import SecureBuffer, SecureKeyBuffer
+from ..states import FailurePolicy, State
 from .patterns import HandshakePattern, parse_pattern
 
 log = logging.getLogger("cortex_sal.keros.noise")
@@ -546,11 +546,16 @@ class SymmetricState:
         raise NotCopyableError("a SymmetricState holds ck: it cannot be pickled or copied")
 
 
-class HandshakeStatus(enum.Enum):
-    HANDSHAKE = "HANDSHAKE"  # messages remain
-    COMPLETE = "COMPLETE"  # all messages done, Split() ran
-    FAILED = "FAILED"  # an error: every secret purged, terminal
-    CLOSED = "CLOSED"  # close() before completion: every secret purged, terminal
+# HandshakeState's table, in keros.states' vocabulary: (state, event) -> state. A message that
+# is not the last keeps HANDSHAKE; the last moves to ESTABLISHED (Split() ran, the two
+# CipherStates wait); split() hands them over (TRANSPORT). Writing or reading out of turn,
+# split() before the last message, any call after close: refused by keros.states.FailurePolicy
+# (FAILED, every secret purged).
+TRANSITIONS: dict[tuple[State, str], State] = {
+    (State.HANDSHAKE, "write_message"): State.HANDSHAKE,
+    (State.HANDSHAKE, "read_message"): State.HANDSHAKE,
+    (State.ESTABLISHED, "split"): State.TRANSPORT,
+}
 
 
 # (token, initiator) -> (local key is e, remote key is re)
@@ -586,7 +591,7 @@ def _public_key(key: object, what: str) -> bytes | None:
     return data
 
 
-class HandshakeState:
+class HandshakeState(FailurePolicy):
     """A Noise handshake for one side (spec section 5.3), as a sans-IO object.
 
     ``protocol_name``: ``"Noise_XX_25519_ChaChaPoly_SHA256"`` or just the pattern with its
@@ -597,15 +602,18 @@ class HandshakeState:
     tests, owned by the handshake from then on. ``psks``: one 32-byte SecureKeyBuffer per
     ``psk`` token, copied. ``re`` exists for completeness: no supported pattern pre-knows ``re``.
 
-    Call :meth:`write_message` / :meth:`read_message` in turn; after the last message,
-    :attr:`status` is COMPLETE and :meth:`split` hands over the two transport CipherStates.
+    Call :meth:`write_message` / :meth:`read_message` in turn (:attr:`message_index` is the
+    step within the handshake); after the last message :attr:`status` is ESTABLISHED and
+    :meth:`split` hands over the two transport CipherStates (TRANSPORT). States and failures
+    follow ``keros.states`` (see ``TRANSITIONS``).
     """
+
+    _TRANSITIONS = TRANSITIONS
 
     __slots__ = (
         "_e",
         "_e_pub",
         "_e_uses",
-        "_failure",
         "_handshake_hash",
         "_index",
         "_initiator",
@@ -617,7 +625,6 @@ class HandshakeState:
         "_s_pub",
         "_s_uses",
         "_split",
-        "_status",
         "_sym",
         "protocol_name",
     )
@@ -671,7 +678,8 @@ class HandshakeState:
         self._pattern = pattern
         self.protocol_name = pattern.protocol_name()
         self._initiator = initiator
-        self._status = HandshakeStatus.HANDSHAKE
+        self._state = State.HANDSHAKE
+        self._name = f"Noise {pattern.name} {'initiator' if initiator else 'responder'}"
         self._failure: str | None = None
         self._index = 0
         self._split: tuple[CipherState, CipherState] | None = None
@@ -729,8 +737,13 @@ class HandshakeState:
         return self._initiator
 
     @property
-    def status(self) -> HandshakeStatus:
-        return self._status
+    def status(self) -> State:
+        """HANDSHAKE, ESTABLISHED (complete, CipherStates not taken), TRANSPORT (taken), CLOSED or FAILED."""
+        return self._state
+
+    @property
+    def state(self) -> State:
+        return self._state
 
     @property
     def failure(self) -> str | None:
@@ -739,7 +752,7 @@ class HandshakeState:
 
     @property
     def is_complete(self) -> bool:
-        return self._status is HandshakeStatus.COMPLETE
+        return self._state in (State.ESTABLISHED, State.TRANSPORT)
 
     @property
     def message_index(self) -> int:
@@ -749,7 +762,7 @@ class HandshakeState:
     @property
     def is_my_turn(self) -> bool:
         """True if the next call is :meth:`write_message`, False if :meth:`read_message`."""
-        if self._status is not HandshakeStatus.HANDSHAKE:
+        if self._state is not State.HANDSHAKE:
             return False
         return self._pattern.messages[self._index].from_initiator == self._initiator
 
@@ -771,40 +784,33 @@ class HandshakeState:
     def handshake_hash(self) -> bytes:
         """The final ``h`` (channel binding value), once the handshake is COMPLETE."""
         if self._handshake_hash is None:
-            raise HandshakeError(
-                f"the handshake hash exists once the handshake is complete (status {self._status.value})"
+            raise HandshakeStateError(
+                f"the handshake hash exists once the handshake is complete (state {self._state.value})"
             )
         return self._handshake_hash
 
     def get_handshake_hash(self) -> bytes:
-        """GetHandshakeHash(): the current ``h`` (the final one once COMPLETE)."""
+        """GetHandshakeHash(): the current ``h`` (the final one once complete). A query: refused
+        (``HandshakeStateError``) after close or failure, changing nothing."""
         if self._handshake_hash is not None:
             return self._handshake_hash
-        self._check_running("get_handshake_hash")
+        if self._state is not State.HANDSHAKE:
+            raise self._refusal("get_handshake_hash")
         assert self._sym is not None
         return self._sym.get_handshake_hash()
-
-    def _check_running(self, call: str) -> None:
-        if self._status is HandshakeStatus.HANDSHAKE:
-            return
-        if self._status is HandshakeStatus.FAILED:
-            raise HandshakeError(f"{call} refused: the handshake FAILED ({self._failure})")
-        if self._status is HandshakeStatus.CLOSED:
-            raise HandshakeError(f"{call} refused: the handshake was closed")
-        raise HandshakeError(f"{call} refused: the handshake is complete; use split() and a transport")
 
     # -- messages -----------------------------------------------------------------------------
 
     def write_message(self, payload: bytes = b"") -> bytes:
         """WriteMessage(payload): the next handshake message. The payload is public (certificates)."""
         payload_b = _public(payload, "handshake payload")
-        self._check_running("write_message")
+        self._next("write_message")
+        if not self.is_my_turn:
+            raise self._refuse(
+                f"write_message out of turn (message {self._index + 1} of {self._pattern.name} "
+                f"comes from the {'responder' if self._initiator else 'initiator'})"
+            )
         try:
-            if not self.is_my_turn:
-                raise HandshakeError(
-                    f"write_message out of turn: message {self._index + 1} of {self._pattern.name} "
-                    f"comes from the {'responder' if self._initiator else 'initiator'}"
-                )
             fixed, tag = self._pattern.layouts[self._index]
             if fixed + len(payload_b) + tag > MAX_MESSAGE:
                 raise WrongLengthError(
@@ -841,13 +847,13 @@ class HandshakeState:
     def read_message(self, message: bytes) -> bytes:
         """ReadMessage(message): process the peer's handshake message, return its (public) payload."""
         msg = _public(message, "handshake message")
-        self._check_running("read_message")
+        self._next("read_message")
+        if self.is_my_turn:
+            raise self._refuse(
+                f"read_message out of turn (message {self._index + 1} of {self._pattern.name} "
+                f"comes from the {'initiator' if self._initiator else 'responder'}, this side)"
+            )
         try:
-            if self.is_my_turn:
-                raise HandshakeError(
-                    f"read_message out of turn: message {self._index + 1} of {self._pattern.name} "
-                    f"comes from the {'initiator' if self._initiator else 'responder'} (this side)"
-                )
             if len(msg) > MAX_MESSAGE:
                 raise WrongLengthError(f"a {len(msg)}-byte handshake message exceeds the {MAX_MESSAGE}-byte maximum")
             fixed, tag = self._pattern.layouts[self._index]
@@ -932,28 +938,24 @@ class HandshakeState:
         self._sym = None
         self._drop_e()
         self._s = None
-        self._status = HandshakeStatus.COMPLETE
+        self._state = State.ESTABLISHED
 
     def split(self) -> tuple[CipherState, CipherState]:
         """Split()'s two CipherStates ``(c1, c2)``: ``c1`` encrypts initiator -> responder,
         ``c2`` responder -> initiator (one-way patterns use only ``c1``). Handed over once:
-        the caller owns and closes them."""
-        if self._status is not HandshakeStatus.COMPLETE:
-            self._check_running("split")
-            raise HandshakeError(f"split refused: {len(self._pattern.messages) - self._index} message(s) remain")
-        if self._split is None:
-            raise HandshakeError("split refused: the CipherStates were already handed over")
+        the caller owns and closes them. Before the last message it is a call out of turn
+        (FAILED, every secret purged); a second call is refused and changes nothing."""
+        if self._state is State.HANDSHAKE:
+            raise self._refuse(f"split ({len(self._pattern.messages) - self._index} message(s) remain)")
+        if self._state is State.TRANSPORT:
+            raise self._refuse("split (the CipherStates were already handed over)")
+        target = self._next("split")
         pair, self._split = self._split, None
+        assert pair is not None
+        self._state = target
         return pair
 
-    # -- failure and lifecycle -------------------------------------------------------------------
-
-    def _fail(self, exc: BaseException) -> None:
-        why = str(exc) if isinstance(exc, CortexError) else f"internal error ({type(exc).__name__})"
-        self._status = HandshakeStatus.FAILED
-        self._failure = why
-        self._wipe()
-        log.info("Noise handshake %s failed: %s", self._pattern.name, why)
+    # -- failure and lifecycle: keros.states.FailurePolicy (_fail, _refuse) -------------------------
 
     def _wipe(self) -> None:
         self._drop_e()
@@ -971,22 +973,24 @@ class HandshakeState:
 
     def abort(self, why: str = "aborted by the caller") -> None:
         """Fail the handshake on the caller's grounds (e.g. a certificate in a payload did not
-        verify): FAILED with ``why`` as the reason, every secret purged. No-op once COMPLETE."""
+        verify): FAILED with ``why`` as the reason, every secret purged. No-op once complete."""
         if not isinstance(why, str):
             raise WrongTypeError(f"why must be a str, got {type(why).__name__}")
-        if self._status is HandshakeStatus.HANDSHAKE:
-            self._fail(HandshakeError(why))
-        elif self._status is HandshakeStatus.COMPLETE:
+        if self._state is State.HANDSHAKE:
+            self._fail(why)
+        elif self._state in (State.ESTABLISHED, State.TRANSPORT):
             return
         self._wipe()
 
     def close(self) -> None:
         """Purge everything this handshake still holds (abort, or drop un-taken CipherStates).
 
-        Before completion this is terminal (CLOSED); the caller's static key is not touched.
+        Terminal (CLOSED) unless the CipherStates were handed over or it failed; a later call
+        fails it. A complete handshake's hash stays readable. The caller's static key is not
+        touched.
         """
-        if self._status is HandshakeStatus.HANDSHAKE:
-            self._status = HandshakeStatus.CLOSED
+        if self._state in (State.HANDSHAKE, State.ESTABLISHED):
+            self._state = State.CLOSED
         self._wipe()
 
     def __enter__(self) -> HandshakeState:
@@ -1011,7 +1015,7 @@ class HandshakeState:
 
     def __repr__(self) -> str:
         role = "initiator" if self._initiator else "responder"
-        return f"<HandshakeState {self._pattern.name} {role} {self._status.value} message={self._index}>"
+        return f"<HandshakeState {self._pattern.name} {role} {self._state.value} message={self._index}>"
 
 
 __all__ = [
@@ -1019,9 +1023,9 @@ __all__ = [
     "MAX_NONCE",
     "MAX_PLAINTEXT",
     "TAG_SIZE",
+    "TRANSITIONS",
     "CipherState",
     "HandshakeState",
-    "HandshakeStatus",
     "SymmetricState",
     "rekey_key",
 ]

@@ -32,6 +32,7 @@ from ...errors import (
 )
 from ...securemem import SecureBuffer, SecureKeyBuffer
 from ..clock import SYSTEM_CLOCK, Clock
+from ..states import State
 from .state import (
     _DECRYPT,
     _DECRYPT_FAST,
@@ -46,7 +47,6 @@ from .state import (
     TAG_SIZE,
     CipherState,
     HandshakeState,
-    HandshakeStatus,
     _nonce,
     _scrub_args,
     rekey_key,
@@ -216,7 +216,7 @@ class NoiseTransport:
         """
         if not isinstance(handshake, HandshakeState):
             raise WrongTypeError(f"handshake must be a HandshakeState, got {type(handshake).__name__}")
-        if handshake.status is not HandshakeStatus.COMPLETE:
+        if handshake.status is not State.ESTABLISHED:
             raise InvalidArgumentError(f"the handshake is not complete (status {handshake.status.value})")
         c1, c2 = handshake.split()
         if handshake.pattern.one_way:
