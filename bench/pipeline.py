@@ -52,7 +52,7 @@ def scipy_phase_a(x: np.ndarray) -> np.ndarray:
 
 
 def bench_single(rounds: int, per_round: int) -> tuple[Timing, int, int]:
-    from cortex_sal.keros import ManualClock
+    from cortex_sal.clock import ManualClock
     from cortex_sal.sal.results import Released
     from cortex_sal.sal.shield import CognitiveShield
 
@@ -91,7 +91,7 @@ def bench_single(rounds: int, per_round: int) -> tuple[Timing, int, int]:
 
 
 def bench_batch(rounds: int) -> tuple[float, int, int]:
-    from cortex_sal.keros import ManualClock
+    from cortex_sal.clock import ManualClock
     from cortex_sal.sal.results import Released
     from cortex_sal.sal.shield import CognitiveShield
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cortex_sal.clock import ManualClock
 from cortex_sal.crypto.ed25519 import Ed25519SigningKey
 from cortex_sal.errors import BundleError, ProposalError, QuorumError, WrongTypeError
 from cortex_sal.governance import (
@@ -44,7 +45,6 @@ from cortex_sal.governance import (
     truncated_hash,
 )
 from cortex_sal.governance.quorum import PROPOSAL_LIFETIME_S, Refusal, Signature, required_signatures
-from cortex_sal.keros import ManualClock
 from cortex_sal.sal.consent import ConsentLedger
 from cortex_sal.sal.drift import DriftDetector
 from cortex_sal.sal.results import RefusalReason, Refused, Registered, Released

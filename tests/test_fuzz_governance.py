@@ -22,6 +22,7 @@ from fuzzlib import Mutation, Plan
 from hypothesis import event, example, given, settings
 
 from cortex_sal.cli import main
+from cortex_sal.clock import ManualClock
 from cortex_sal.errors import BundleError, GovernanceError, ProposalError
 from cortex_sal.governance.audit import AuditError, truncated_hash
 from cortex_sal.governance.quorum import (
@@ -32,7 +33,6 @@ from cortex_sal.governance.quorum import (
     Proposal,
     canonical_json,
 )
-from cortex_sal.keros import ManualClock
 from cortex_sal.store.audit import AuditTrail, verify_jsonl
 from hypothesis_profiles import examples
 

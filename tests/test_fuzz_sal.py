@@ -24,8 +24,8 @@ import pytest
 from fuzzlib import Mutation, Plan
 from hypothesis import event, example, given, settings
 
+from cortex_sal.clock import ManualClock
 from cortex_sal.errors import InvalidArgumentError, SchemaError, WrongTypeError
-from cortex_sal.keros import ManualClock
 from cortex_sal.sal.frame import RawBiometricFrame
 from cortex_sal.sal.results import Registered
 from cortex_sal.sal.router import LABELS, TelemetryRouter, research_payload

@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cortex_sal.clock import ManualClock
 from cortex_sal.errors import CortexError
 from cortex_sal.governance.audit import (
     EVENTS,
@@ -29,7 +30,6 @@ from cortex_sal.governance.audit import (
     VerifyResult,
     truncated_hash,
 )
-from cortex_sal.keros.clock import ManualClock
 from cortex_sal.store.audit import AuditTrail, verify_jsonl
 from hypothesis_profiles import examples
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-import cortex_sal.keros.session as session_mod
+import cortex_sal.keros.legacy_v1.session as session_mod
 from cortex_sal.errors import (
     FrameAuthError,
     FrameFormatError,

@@ -14,9 +14,9 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from cortex_sal.clock import ManualClock
 from cortex_sal.crypto import Ed25519SigningKey
 from cortex_sal.errors import SealError, TPMUnavailableError, WrongTypeError
-from cortex_sal.keros import ManualClock
 from cortex_sal.keros.seal import Ed25519AttestationKey, KerosSeal, Seal, tensor_hash, tpm_attestation_key
 from cortex_sal.securemem import SecureKeyBuffer
 

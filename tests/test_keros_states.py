@@ -28,8 +28,8 @@ from cortex_sal.errors import (
     WrongLengthError,
 )
 from cortex_sal.keros import GatewayHandshake, ManualClock, SensorHandshake, State, seed_state_name, states
-from cortex_sal.keros import handshake as v1_handshake
 from cortex_sal.keros import v2 as v2_module
+from cortex_sal.keros.legacy_v1 import handshake as v1_handshake
 from cortex_sal.keros.noise import HandshakeState
 from cortex_sal.keros.noise import state as noise_state
 from cortex_sal.keros.v2 import GatewayV2, SensorV2

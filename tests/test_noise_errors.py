@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import pytest
 
+from cortex_sal.clock import ManualClock
 from cortex_sal.crypto import X25519PrivateKey, x25519_public_key
 from cortex_sal.errors import (
     CortexError,
@@ -30,7 +31,6 @@ from cortex_sal.errors import (
     WrongLengthError,
     WrongTypeError,
 )
-from cortex_sal.keros.clock import ManualClock
 from cortex_sal.keros.noise import CipherState, HandshakeState, parse_pattern
 from cortex_sal.keros.noise.transport import NoiseTransport
 from cortex_sal.keros.states import State

@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from noise.connection import Keypair, NoiseConnection
 
+from cortex_sal.clock import ManualClock
 from cortex_sal.errors import (
     FrameAuthError,
     FrameFormatError,
@@ -27,7 +28,6 @@ from cortex_sal.errors import (
     SessionExpiredError,
     WrongLengthError,
 )
-from cortex_sal.keros.clock import ManualClock
 from cortex_sal.keros.noise import MAX_NONCE, CipherState, HandshakeState
 from cortex_sal.keros.noise.transport import NoiseTransport
 from cortex_sal.securemem import SecureBuffer, SecureKeyBuffer

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from cortex_sal.clock import ManualClock
 from cortex_sal.errors import (
     ClinicalChannelError,
     CortexError,
@@ -28,7 +29,6 @@ from cortex_sal.errors import (
     WrongLengthError,
     WrongTypeError,
 )
-from cortex_sal.keros.clock import ManualClock
 from cortex_sal.sal.clinical import ClinicalChannel
 from cortex_sal.securemem import SecureBuffer
 from cortex_sal.securemem.arena import arena

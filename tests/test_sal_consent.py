@@ -12,9 +12,9 @@ import threading
 
 import pytest
 
+from cortex_sal.clock import ManualClock
 from cortex_sal.errors import ConsentError, InvalidArgumentError, WrongTypeError
 from cortex_sal.governance import ClinicalThresholds
-from cortex_sal.keros.clock import ManualClock
 from cortex_sal.sal.consent import SCOPES, ConsentLedger, ConsentRecord
 
 TTL = 3600.0

@@ -20,10 +20,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cortex_sal.clock import ManualClock
 from cortex_sal.errors import InvalidArgumentError, WrongTypeError
 from cortex_sal.governance import DEFAULT_THRESHOLDS as T
 from cortex_sal.governance import ClinicalThresholds
-from cortex_sal.keros.clock import ManualClock
 from cortex_sal.sal.drift import DriftDetector, DriftState
 from hypothesis_profiles import examples
 

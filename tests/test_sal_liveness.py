@@ -21,6 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cortex_sal.clock import ManualClock
 from cortex_sal.errors import (
     InvalidArgumentError,
     LivenessError,
@@ -29,7 +30,6 @@ from cortex_sal.errors import (
     WrongTypeError,
 )
 from cortex_sal.governance import ClinicalThresholds
-from cortex_sal.keros.clock import ManualClock
 from cortex_sal.sal import liveness
 from cortex_sal.sal.liveness import LivenessProof, LivenessProver
 from cortex_sal.securemem import SecureKeyBuffer

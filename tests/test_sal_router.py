@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cortex_sal.clock import ManualClock
 from cortex_sal.errors import InvalidArgumentError, SchemaError, WrongLengthError, WrongTypeError
-from cortex_sal.keros.clock import ManualClock
 from cortex_sal.sal.router import LABELS, TelemetryRouter, parse_research_payload, research_payload
 from hypothesis_profiles import examples
 

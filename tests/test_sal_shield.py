@@ -10,8 +10,8 @@ import json
 import numpy as np
 import pytest
 
+from cortex_sal.clock import ManualClock
 from cortex_sal.errors import InvalidArgumentError, ShieldError, WrongTypeError
-from cortex_sal.keros import ManualClock
 from cortex_sal.sal.features import LABELS, phase_a
 from cortex_sal.sal.frame import SAMPLE_DTYPE
 from cortex_sal.sal.obfuscation import obfuscate

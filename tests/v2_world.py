@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from cortex_sal.clock import ManualClock
 from cortex_sal.crypto import X25519PrivateKey
-from cortex_sal.keros import ManualClock
 from cortex_sal.keros.certificate import CertificateAuthority, TrustStore
 from cortex_sal.keros.v2 import GatewayV2, SensorV2
 

@@ -145,7 +145,7 @@ class AuditJsonlTarget(Target):
     name = "audit_jsonl"
 
     def __init__(self) -> None:
-        from cortex_sal.keros import ManualClock
+        from cortex_sal.clock import ManualClock
         from cortex_sal.store.audit import AuditTrail
 
         self.scratch = _Scratch()
@@ -196,7 +196,7 @@ class AuditDbTarget(Target):
     name = "audit_db"
 
     def __init__(self) -> None:
-        from cortex_sal.keros import ManualClock
+        from cortex_sal.clock import ManualClock
         from cortex_sal.store.audit import AuditTrail
 
         self.scratch = _Scratch()

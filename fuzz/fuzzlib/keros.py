@@ -69,7 +69,7 @@ class V1MessageTarget(Target):
     """``SensorHello`` / ``TEEHello`` / ``SensorAck``.parse: exact size or ``HandshakeMessageError``."""
 
     def __init__(self, which: str) -> None:
-        from cortex_sal.keros.messages import SensorAck, SensorHello, TEEHello
+        from cortex_sal.keros.legacy_v1.messages import SensorAck, SensorHello, TEEHello
 
         self.name = f"v1_{which}"
         self.cls, self.size = {"hello": (SensorHello, 72), "tee_hello": (TEEHello, 96), "ack": (SensorAck, 32)}[which]
@@ -231,7 +231,7 @@ class SensorTeeHelloTarget(Target):
     name = "sensor_tee_hello"
 
     def __init__(self) -> None:
-        from cortex_sal.keros import ManualClock
+        from cortex_sal.clock import ManualClock
 
         self.clock = ManualClock(T0)
         self.id_hash = hashlib.sha256(SENSOR.encode()).digest()
@@ -349,7 +349,7 @@ class FrameTarget(Target):
     SESSION_ID = hashlib.sha256(b"fuzz session id").digest()
 
     def __init__(self, *, lenient: bool) -> None:
-        from cortex_sal.keros import ManualClock
+        from cortex_sal.clock import ManualClock
 
         self.name = "frames_lenient" if lenient else "frames_strict"
         self.lenient = lenient
@@ -907,7 +907,7 @@ class NoiseHandshakeTarget(Target):
     name = "noise_handshake"
 
     def __init__(self) -> None:
-        from cortex_sal.keros import ManualClock
+        from cortex_sal.clock import ManualClock
 
         self.world = _V2World()
         self.clock = ManualClock(float(CERT_NOW))
@@ -986,7 +986,7 @@ class NoiseTransportTarget(Target):
     name = "noise_transport"
 
     def __init__(self) -> None:
-        from cortex_sal.keros import ManualClock
+        from cortex_sal.clock import ManualClock
         from cortex_sal.keros.v2 import GatewayV2, SensorV2, establish_v2_in_process
 
         self.world = w = _V2World()

@@ -88,7 +88,7 @@ class RouterTarget(Target):
     name = "router"
 
     def __init__(self) -> None:
-        from cortex_sal.keros import ManualClock
+        from cortex_sal.clock import ManualClock
         from cortex_sal.sal.router import LABELS, TelemetryRouter
 
         self.clock = ManualClock(T0)
@@ -199,7 +199,7 @@ class RouterBatchTarget(Target):
     name = "router_batch"
 
     def __init__(self) -> None:
-        from cortex_sal.keros import ManualClock
+        from cortex_sal.clock import ManualClock
         from cortex_sal.sal.router import LABELS, TelemetryRouter
 
         self.clock = ManualClock(T0)
@@ -329,7 +329,7 @@ class ShieldFrameTarget(Target):
     name = "shield_frame"
 
     def __init__(self) -> None:
-        from cortex_sal.keros import ManualClock
+        from cortex_sal.clock import ManualClock
         from cortex_sal.sal.shield import CognitiveShield
 
         self.clock = ManualClock(T0)
@@ -439,7 +439,7 @@ class ShieldRawTarget(Target):
     locked memory."""
 
     def __init__(self, *, batch: bool) -> None:
-        from cortex_sal.keros import ManualClock
+        from cortex_sal.clock import ManualClock
         from cortex_sal.sal.results import Registered
         from cortex_sal.sal.shield import CognitiveShield
 
@@ -493,7 +493,7 @@ class ClinicalOpenTarget(Target):
     name = "clinical"
 
     def __init__(self) -> None:
-        from cortex_sal.keros import ManualClock
+        from cortex_sal.clock import ManualClock
         from cortex_sal.sal.clinical import INFO, ClinicalChannel, channel_salt
 
         self.clock = ManualClock(T0)

@@ -1,15 +1,23 @@
 """KEROS: sensor certification, the v1 handshake, encrypted frames, and the seal.
 
 Protocol logic only (sans-IO): bytes in, bytes or events out, explicit states.
-The v1 handshake is UNAUTHENTICATED and kept for compatibility (see ``keros.v1``).
+The v1 handshake is UNAUTHENTICATED and kept for compatibility (``keros.legacy_v1``); the
+authenticated channel is ``keros.v2``. The seed's API names are re-exported here.
 """
 
-from .certification import SensorCertificationAuthority
-from .clock import Clock, ManualClock, SystemClock
-from .handshake import GatewayHandshake, SensorHandshake, establish_in_process
-from .messages import SensorAck, SensorHello, TEEHello
+from ..clock import Clock, ManualClock, SystemClock
+from .legacy_v1 import (
+    GatewayHandshake,
+    Role,
+    SecureBusSession,
+    SensorAck,
+    SensorCertificationAuthority,
+    SensorHandshake,
+    SensorHello,
+    TEEHello,
+    establish_in_process,
+)
 from .registry import SensorModel, SensorRegistry, sensor_id_hash
-from .session import Role, SecureBusSession
 from .states import State, seed_state_name
 
 __all__ = [

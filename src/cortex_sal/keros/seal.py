@@ -22,9 +22,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..clock import SYSTEM_CLOCK, Clock
 from ..crypto import Ed25519SigningKey, ed25519_verify
 from ..errors import InvalidArgumentError, InvalidSignatureError, SealError, TPMUnavailableError, WrongTypeError
-from .clock import SYSTEM_CLOCK, Clock
 
 NONCE_SIZE = 16
 FRESHNESS_S = 5.0

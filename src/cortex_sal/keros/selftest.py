@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 from collections.abc import Callable
 
+from ..clock import ManualClock
 from ..crypto import hkdf_sha256, hmac_sha256, x25519_public_key, x25519_shared_secret
 from ..errors import (
     FrameAuthError,
@@ -20,12 +21,11 @@ from ..errors import (
 )
 from ..securemem import SecureBuffer, SecureKeyBuffer
 from ..testing.selfcheck import expect, raises, run
-from . import v1
-from .certification import SensorCertificationAuthority
-from .clock import ManualClock
-from .handshake import establish_in_process
+from .legacy_v1 import keys as v1
+from .legacy_v1.certification import SensorCertificationAuthority
+from .legacy_v1.handshake import establish_in_process
+from .legacy_v1.session import SecureBusSession
 from .seal import KerosSeal
-from .session import SecureBusSession
 from .states import State
 
 SENSOR = "eeg_fp1_certified_v1"

@@ -1,12 +1,12 @@
 """One state vocabulary and one failure policy for every KEROS handshake and channel machine.
 
-The v1 handshakes (``keros.handshake``), the v1 session (``keros.session``), the v2 parties
+The v1 handshakes (``keros.legacy_v1.handshake``), the v1 session (``keros.legacy_v1.session``), the v2 parties
 (``keros.v2``) and the Noise ``HandshakeState`` (``keros.noise.state``) all report a
 :class:`State`. Where a handshake is *within* its messages (awaiting message 2, message 3) is a
 separate attribute of each machine (``step``, ``message_index``), not a state.
 
 Transitions are data: each machine has a table ``(state, event) -> state``
-(:data:`~cortex_sal.keros.handshake.TRANSITIONS`, :data:`~cortex_sal.keros.v2.TRANSITIONS`,
+(:data:`~cortex_sal.keros.legacy_v1.handshake.TRANSITIONS`, :data:`~cortex_sal.keros.v2.TRANSITIONS`,
 :data:`~cortex_sal.keros.noise.state.TRANSITIONS`). An event that is not in the table is a
 caller's bug, :class:`~cortex_sal.errors.HandshakeStateError` (a ``LocalProtocolError``).
 

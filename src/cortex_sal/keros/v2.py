@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from ..clock import SYSTEM_CLOCK, Clock
 from ..crypto import X25519PrivateKey
 from ..errors import (
     CertificateError,
@@ -47,7 +48,6 @@ from ..errors import (
     WrongTypeError,
 )
 from .certificate import CertificateKind, TrustStore, VerifiedCertificate, parse_certificate, verify_certificate
-from .clock import SYSTEM_CLOCK, Clock
 from .noise import HandshakeState
 from .noise.transport import NoiseTransport
 from .registry import SensorRegistry
@@ -58,8 +58,8 @@ log = logging.getLogger("cortex_sal.keros")
 PROTOCOL_NAME = "Noise_XX_25519_ChaChaPoly_SHA256"
 PROLOGUE = b"cortex-sensor-noise-v1"
 MESSAGE_1_SIZE = 32
-V1_HELLO_SIZE = 72  # keros.messages.SensorHello
-V1_TEE_HELLO_SIZE = 96  # keros.messages.TEEHello
+V1_HELLO_SIZE = 72  # keros.legacy_v1.messages.SensorHello
+V1_TEE_HELLO_SIZE = 96  # keros.legacy_v1.messages.TEEHello
 
 
 # (role, state, event) -> next state, in keros.states' vocabulary; an event not here is refused

@@ -49,6 +49,7 @@ import struct
 import threading
 from typing import Any
 
+from ..clock import SYSTEM_CLOCK, Clock
 from ..crypto import X25519PrivateKey, aead_decrypt, aead_encrypt, hkdf_sha256
 from ..crypto._buffers import public_bytes
 from ..errors import (
@@ -58,7 +59,6 @@ from ..errors import (
     NotCopyableError,
     WrongTypeError,
 )
-from ..keros.clock import SYSTEM_CLOCK, Clock
 from ..securemem import SecureBuffer, SecureKeyBuffer
 
 INFO = b"cortex-clinical-stream-v1"

@@ -36,9 +36,9 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import ConsentError, InvalidArgumentError, WrongTypeError
 from ..governance import DEFAULT_THRESHOLDS, ClinicalThresholds
-from ..keros.clock import SYSTEM_CLOCK, Clock
 
 SCOPES = ("biometric", "acolyte", "audio", "location", "desci", "clinical")
 CAPACITIES = ("FULL", "LIMITED", "NONE")

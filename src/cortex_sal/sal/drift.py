@@ -50,9 +50,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import InvalidArgumentError, WrongTypeError
 from ..governance import DEFAULT_THRESHOLDS, ClinicalThresholds
-from ..keros.clock import SYSTEM_CLOCK, Clock
 
 __all__ = ["CAPACITIES", "DriftDetector", "DriftState"]
 

@@ -56,10 +56,10 @@ from typing import Any
 
 import numpy.typing as npt
 
+from ..clock import SYSTEM_CLOCK, Clock
 from ..crypto import hmac_sha256
 from ..errors import InvalidArgumentError, LivenessError, NotCopyableError, PurgedBufferError, WrongTypeError
 from ..governance import DEFAULT_THRESHOLDS, ClinicalThresholds
-from ..keros.clock import SYSTEM_CLOCK, Clock
 from ..securemem import SecureKeyBuffer
 from .obfuscation import features_be
 

@@ -47,8 +47,8 @@ from typing import Any
 
 import numpy as np
 
+from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import InvalidArgumentError, SchemaError, WrongLengthError, WrongTypeError
-from ..keros.clock import SYSTEM_CLOCK, Clock
 
 # docs/sal.md: the same three labels as ``features.LABELS`` (features.py did not exist when
 # this module was written; both define the identical tuple).

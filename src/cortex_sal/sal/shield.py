@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import (
     CortexError,
     FrameAuthError,
@@ -45,7 +46,6 @@ from ..governance.quorum import EnactedBundle, NodeRegistry, apply_bundle
 from ..keros import SecureBusSession, SensorRegistry, establish_in_process
 from ..keros.certificate import VerifiedCertificate
 from ..keros.channel import Channel, check_channel
-from ..keros.clock import SYSTEM_CLOCK, Clock
 from ..securemem import SecureKeyBuffer, SecureTensorBuffer
 from .consent import ConsentLedger
 from .drift import DriftDetector

@@ -26,7 +26,7 @@ from ..errors import (
 )
 from ..governance import DEFAULT_THRESHOLDS as T
 from ..keros import ManualClock, SecureBusSession, SensorCertificationAuthority, establish_in_process
-from ..keros import v1 as keros_v1
+from ..keros.legacy_v1 import keys as keros_v1
 from ..sal.drift import DriftDetector, DriftState
 from ..sal.features import LABELS, bridge_check, state_label
 from ..sal.router import TelemetryRouter, research_payload

@@ -252,7 +252,7 @@ def _shield_parent(peer: Peer) -> None:
 def _shield_child(ctx: Context) -> None:
     import numpy as np
 
-    from ..keros import ManualClock
+    from ..clock import ManualClock
     from ..sal.results import Refused
     from ..sal.shield import CognitiveShield
     from ..securemem import SecureTensorBuffer
@@ -486,7 +486,7 @@ def _limes_parent(peer: Peer) -> None:
 
 
 def _limes_child(ctx: Context) -> None:
-    from ..keros import ManualClock
+    from ..clock import ManualClock
     from ..sal.liveness import LivenessProver, features_be
 
     clock = ManualClock()
@@ -706,7 +706,7 @@ def _shield_v2_parent(peer: Peer) -> None:
 
 
 def _shield_v2_child(ctx: Context) -> None:
-    from ..keros import ManualClock
+    from ..clock import ManualClock
     from ..sal.results import Refused
     from ..sal.shield import CognitiveShield
 

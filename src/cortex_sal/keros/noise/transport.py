@@ -19,6 +19,7 @@ import struct
 from typing import Any
 
 from ...checks import int_in_range
+from ...clock import SYSTEM_CLOCK, Clock
 from ...errors import (
     FrameAuthError,
     FrameFormatError,
@@ -31,7 +32,6 @@ from ...errors import (
     WrongTypeError,
 )
 from ...securemem import SecureBuffer, SecureKeyBuffer
-from ..clock import SYSTEM_CLOCK, Clock
 from ..states import State
 from .state import (
     _DECRYPT,

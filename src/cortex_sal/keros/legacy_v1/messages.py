@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from ..errors import HandshakeError, HandshakeMessageError
+from ...errors import HandshakeError, HandshakeMessageError
 
 HASH_SIZE = 32
 PUBLIC_KEY_SIZE = 32

@@ -27,9 +27,10 @@ import enum
 import logging
 import struct
 
-from ..crypto import aead_encrypt
-from ..crypto.aead import decrypt_unchecked
-from ..errors import (
+from ...clock import SYSTEM_CLOCK, Clock
+from ...crypto import aead_encrypt
+from ...crypto.aead import decrypt_unchecked
+from ...errors import (
     FrameAuthError,
     FrameFormatError,
     InvalidArgumentError,
@@ -38,10 +39,9 @@ from ..errors import (
     WrongLengthError,
     WrongTypeError,
 )
-from ..securemem import SecureBuffer, SecureKeyBuffer
-from . import v1
-from .clock import SYSTEM_CLOCK, Clock
-from .states import State
+from ...securemem import SecureBuffer, SecureKeyBuffer
+from ..states import State
+from . import keys as v1
 
 log = logging.getLogger("cortex_sal.keros")
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..crypto import X25519PrivateKey
-from ..crypto._buffers import public_bytes
-from ..errors import CortexError, InvalidArgumentError, WrongLengthError, WrongTypeError
-from ..securemem import SecureKeyBuffer
-from . import v1
+from ...crypto import X25519PrivateKey
+from ...crypto._buffers import public_bytes
+from ...errors import CortexError, InvalidArgumentError, WrongLengthError, WrongTypeError
+from ...securemem import SecureKeyBuffer
+from ..registry import SensorModel, SensorRegistry, sensor_id_hash
+from . import keys as v1
 from .messages import CHALLENGE_SIZE, PUBLIC_KEY_SIZE, SENSOR_ACK_SIZE
-from .registry import SensorModel, SensorRegistry, sensor_id_hash
 
 
 class SensorCertificationAuthority:

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import hashlib
 
-from ..crypto import hkdf_expand_into, hkdf_sha256, hmac_sha256, hmac_sha256_verify, x25519_shared_secret
-from ..securemem import SecureKeyBuffer
+from ...crypto import hkdf_expand_into, hkdf_sha256, hmac_sha256, hmac_sha256_verify, x25519_shared_secret
+from ...securemem import SecureKeyBuffer
 
 HANDSHAKE_INFO = b"cortex-sensor-ecdh-handshake-v1"
 SESSION_ID_LABEL = b"cortex-sensor-session-v1"

@@ -23,8 +23,9 @@ import os
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
-from ..crypto import X25519PrivateKey
-from ..errors import (
+from ...clock import SYSTEM_CLOCK, Clock
+from ...crypto import X25519PrivateKey
+from ...errors import (
     CortexError,
     HandshakeError,
     HandshakeMessageError,
@@ -33,13 +34,12 @@ from ..errors import (
     SensorNotCertifiedError,
     WrongTypeError,
 )
-from ..securemem import SecureKeyBuffer
-from . import v1
-from .clock import SYSTEM_CLOCK, Clock
+from ...securemem import SecureKeyBuffer
+from ..registry import SensorRegistry, sensor_id_hash
+from ..states import FailurePolicy, State
+from . import keys as v1
 from .messages import CHALLENGE_SIZE, SensorAck, SensorHello, TEEHello
-from .registry import SensorRegistry, sensor_id_hash
 from .session import Role, SecureBusSession
-from .states import FailurePolicy, State
 
 HELLO_FRESHNESS_S = 30.0
 
