@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import re
 import sys
+import tomllib
 from pathlib import Path
 
 import fuzzlib
@@ -18,9 +19,22 @@ ROOT = Path(__file__).resolve().parents[1]
 FUZZ = ROOT / "fuzz"
 LIBRARY = "cortex_sal"
 
-# The library layers, lowest first (issue #11); a module of fuzz/fuzzlib/ may import
-# its own layer and those below. ``plan`` and ``oracle`` are shared by every layer's targets.
-LAYER_RANK = {"errors": 0, "checks": 0, "securemem": 1, "crypto": 2, "keros": 3, "sal": 4, "governance": 4}
+
+def _layer_ranks() -> dict[str, int]:
+    """The layers of docs/architecture.md as the import-linter contract in pyproject.toml states them
+    (highest first there; rank 0 is the lowest here; siblings on one line share a rank)."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    contract = next(c for c in config["tool"]["importlinter"]["contracts"] if c["type"] == "layers")
+    ranks = {}
+    for rank, line in enumerate(reversed(contract["layers"])):
+        for module in line.split("|"):
+            ranks[module.strip().removeprefix(LIBRARY + ".")] = rank
+    return ranks
+
+
+# A module of fuzz/fuzzlib/ may import its own layer and those below. ``plan`` and ``oracle``
+# are shared by every layer's targets.
+LAYER_RANK = _layer_ranks()
 FUZZLIB_LAYER: dict[str, str | None] = {
     "plan": None,  # nothing of cortex_sal
     "oracle": "crypto",  # the arena's slot count warms up the crypto layer's HMAC state
@@ -28,6 +42,7 @@ FUZZLIB_LAYER: dict[str, str | None] = {
     "keros": "keros",
     "sal": "sal",
     "governance": "governance",
+    "store": "store",
 }
 
 

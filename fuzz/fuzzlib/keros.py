@@ -8,8 +8,6 @@ from __future__ import annotations
 import hashlib
 import hmac as std_hmac
 import itertools
-import json
-import math
 import re
 import struct
 import unicodedata
@@ -28,7 +26,6 @@ from fuzzlib.oracle import (
     LOW_ORDER_POINTS,
     OracleViolation,
     Target,
-    _Scratch,
     as_bytes,
     c_public,
     is_bytes_like,
@@ -37,7 +34,7 @@ from fuzzlib.oracle import (
     refusal,
     require,
 )
-from fuzzlib.plan import Plan, Spec, dump_json, json_message, message
+from fuzzlib.plan import Plan, Spec, message
 
 T0 = 1_800_000_000.0
 SENSOR = "eeg_fp1_certified_v1"
@@ -421,50 +418,6 @@ class FrameTarget(Target):
             session.close()
         require(live_slots() == slots, "secure buffers left behind by decrypt_frame")
         return outcome
-
-
-class RegistryFileTarget(Target):
-    """``store.keros.load_sensor_registry``: a registry or ``InvalidArgumentError``; ``extend`` untouched."""
-
-    name = "sensor_registry"
-
-    def __init__(self) -> None:
-        from importlib import resources
-
-        from cortex_sal.keros import SensorRegistry
-
-        self.scratch = _Scratch()
-        packaged = resources.files("cortex_sal.keros").joinpath("data/sensor_models.json").read_text("utf-8")
-        user = {
-            "minimums": {"snr_db": 20.0, "bits": 8},
-            "models": [{"model_id": "eeg_user_v1", "manufacturer": "Lab", "snr_db": 33.5, "bits": 14}],
-        }
-        self.docs = [json.loads(packaged), user]
-        self.texts = [packaged.encode(), dump_json(user)]
-        self.extend = SensorRegistry.default()
-        self.extend.revoke("eeg_fp1_certified_v1/0001")
-
-    def run(self, plan: Plan) -> str:
-        from cortex_sal.errors import InvalidArgumentError
-        from cortex_sal.keros import SensorRegistry
-        from cortex_sal.store.keros import load_sensor_registry
-
-        i = (plan.base // 2) % len(self.docs)
-        data = json_message(plan, self.docs[i], self.texts[i])
-        path = self.scratch.write("registry.json", as_bytes(data) if is_bytes_like(data) else repr(data).encode())
-        before = (self.extend.models(), set(self.extend._revoked), self.extend.min_snr_db, self.extend.min_bits)
-        extend = self.extend if plan.base % 4 >= 2 else None
-        registry, exc = refusal((InvalidArgumentError,), lambda: load_sensor_registry(path, extend=extend))
-        after = (self.extend.models(), set(self.extend._revoked), self.extend.min_snr_db, self.extend.min_bits)
-        require(before == after, "loading a registry file changed the registry it extends")
-        if exc is not None:
-            return "refused"
-        require(isinstance(registry, SensorRegistry), "from_file returned something else")
-        for model in registry.models():
-            require(model.model_id and "/" not in model.model_id, f"accepted model id {model.model_id!r}")
-            require(math.isfinite(model.snr_db) and isinstance(model.bits, int), "accepted a non-finite model")
-        require(math.isfinite(registry.min_snr_db) and isinstance(registry.min_bits, int), "bad minima accepted")
-        return "loaded"
 
 
 class CertificationTarget(Target):
