@@ -25,13 +25,12 @@ import hashlib
 from typing import Any
 
 from ..checks import public_bytes
-from ..errors import HandshakeError, NotCopyableError, WrongTypeError
+from ..errors import HandshakeError, LowOrderPointError, NotCopyableError, WrongTypeError
 from ..securemem import SecureBuffer, SecureKeyBuffer
 from ._buffers import address, secret, view
 from ._sodium import sodium
 from .cipher import CipherKey
 from .hmac import hmac_raw
-from .x25519 import scalarmult_into
 
 HASHLEN = 32
 DHLEN = 32
@@ -101,7 +100,8 @@ class ChainingKey:
         ws = address(self._workspace())
         target = address(key._key) if type(key) is CipherKey else self._target(key)
         try:
-            scalarmult_into(ws + _DH, private_key, public)
+            if sodium.crypto_scalarmult_curve25519(ws + _DH, address(private_key), public) != 0:  # as scalarmult_into
+                raise LowOrderPointError("X25519 peer public key is a low-order point (the shared secret is all zeros)")
             self._hkdf(ws, ws + _DH, DHLEN, ws + _CK, target)
         finally:
             _zero(ws + _DH, DHLEN)  # the shared secret, the line after its last use

@@ -132,7 +132,7 @@ class _Scratch:
         self.body = ctypes.c_void_p(ctypes.addressof(self.buf) + COUNTER_SIZE)  # after an explicit counter
 
 
-_NO_SCRATCH = _Scratch(0)  # shared by new keys until their first message: nothing fits it, nothing is written
+_FIRST_SCRATCH = 2048  # a new key's scratch: handshake messages and small transport messages fit it
 
 
 class CipherKey:
@@ -150,14 +150,14 @@ class CipherKey:
             raise WrongTypeError(f"a CipherKey is made from a SecureKeyBuffer, got {type(key).__name__}")
         key.ensure_live()  # a purged or fork-inherited key is refused now
         self._key = key
-        self._out = _NO_SCRATCH
+        self._out = _Scratch(_FIRST_SCRATCH)
 
     @classmethod
     def allocate(cls) -> CipherKey:
         """A key object on a zeroed slot, to be written in place by a key derivation."""
         new = cls.__new__(cls)
         new._key = SecureKeyBuffer.allocate()
-        new._out = _NO_SCRATCH
+        new._out = _Scratch(_FIRST_SCRATCH)
         return new
 
     # -- state ------------------------------------------------------------------------------
@@ -189,7 +189,7 @@ class CipherKey:
     def _scratch(self, size: int) -> _Scratch:
         out = self._out
         if size > out.cap:
-            out = self._out = _Scratch(min(max(size, 2 * out.cap, 2048), MAX_MESSAGE))
+            out = self._out = _Scratch(min(max(size, 2 * out.cap), MAX_MESSAGE))
         return out
 
     # -- the hot paths: the simple case in one foreign call, or None ------------------------------
