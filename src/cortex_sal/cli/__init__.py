@@ -25,7 +25,7 @@ def _yes_no(flag: bool) -> str:
 
 def cmd_status(args: argparse.Namespace, console: Console) -> int:
     """Print what the kernel really grants the secure arena."""
-    from ..crypto._sodium import sodium
+    from ..crypto import backend_info
     from ..securemem import status
 
     st = status()
@@ -42,7 +42,7 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
     summary.add_row("slots live", f"{st.slots_live} ({st.bytes_live} bytes)")
     summary.add_row("VmLck (process)", f"{st.vm_lck_kb} kB")
     summary.add_row("memfd_secret available", "yes" if st.memfd_secret_available else "no")
-    summary.add_row("crypto backend", f"libsodium {sodium.version} ({sodium.path})")
+    summary.add_row("crypto backend", f"libsodium {backend_info().version} ({backend_info().path})")
     console.print(summary)
 
     regions = Table(title="Arena regions (read back from /proc/self/smaps)", title_justify="left")

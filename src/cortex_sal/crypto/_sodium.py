@@ -14,8 +14,9 @@ import ctypes
 import importlib.metadata
 import importlib.util
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import CryptoBackendError
 
@@ -62,8 +63,34 @@ def default_library_path() -> Path:
     raise CryptoBackendError("PyNaCl is installed but its bundled libsodium (nacl/_sodium*.so) is missing")
 
 
+class CFunction(Protocol):
+    """A bound libsodium function: ctypes checks and converts the arguments it declares."""
+
+    def __call__(self, *args: Any) -> Any: ...
+
+
 class Sodium:
-    """The loaded library: one attribute per declared function."""
+    """The loaded library: one attribute per declared function (see :data:`SIGNATURES`)."""
+
+    sodium_init: CFunction
+    sodium_memzero: CFunction
+    sodium_memcmp: CFunction
+    randombytes_buf: CFunction
+    crypto_scalarmult_curve25519: CFunction
+    crypto_scalarmult_curve25519_base: CFunction
+    crypto_auth_hmacsha256: CFunction
+    crypto_auth_hmacsha256_statebytes: CFunction
+    crypto_auth_hmacsha256_init: CFunction
+    crypto_auth_hmacsha256_update: CFunction
+    crypto_auth_hmacsha256_final: CFunction
+    crypto_aead_chacha20poly1305_ietf_encrypt: CFunction
+    crypto_aead_chacha20poly1305_ietf_decrypt: CFunction
+    crypto_sign_ed25519_seed_keypair: CFunction
+    crypto_sign_ed25519_detached: CFunction
+    crypto_sign_ed25519_verify_detached: CFunction
+    version: str
+    path: str
+    hmac_state_bytes: int
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         try:
@@ -86,15 +113,31 @@ class Sodium:
                 f"libsodium at {path} is version {self.version}; Cortex SAL is built against {EXPECTED_VERSION}"
             )
         self._lib = lib
+        self._unconverted: ctypes.PyDLL | None = None
         self.path = os.fspath(path)
         self.hmac_state_bytes = int(lib.crypto_auth_hmacsha256_statebytes())
 
-    def bind(self, name: str, argtypes: list[object], restype: object) -> Any:
+    def bind(self, name: str, argtypes: list[Any], restype: Any) -> CFunction:
         """A second binding of a checked symbol with another signature (fast paths)."""
         if name not in SIGNATURES:
             raise CryptoBackendError(f"{name} is not a declared libsodium symbol")
-        fn = ctypes.CFUNCTYPE(restype, *argtypes)((name, self._lib))  # type: ignore[arg-type]
+        fn: CFunction = ctypes.CFUNCTYPE(restype, *argtypes)((name, self._lib))
         return fn
+
+    def bind_unconverted(self, name: str) -> CFunction:
+        """A binding of a checked symbol WITHOUT argtypes, through ``ctypes.PyDLL``: ctypes
+        converts nothing per call and keeps the GIL for the ~1 us the call takes (argument
+        conversion and the GIL round trip are a quarter of a 1 KiB AEAD call). Its callers pass
+        only ctypes objects (char arrays, ``c_void_p``, ``c_ulonglong``), ``bytes`` or ``None`` -
+        never a Python int, which ctypes would pass as a C int. Returns an ``int``."""
+        if name not in SIGNATURES:
+            raise CryptoBackendError(f"{name} is not a declared libsodium symbol")
+        if self._unconverted is None:
+            self._unconverted = ctypes.PyDLL(self.path)  # the same loaded library, separate function objects
+        fn = getattr(self._unconverted, name)
+        fn.restype = ctypes.c_int
+        bound: CFunction = fn
+        return bound
 
 
 def _version_of(lib: ctypes.CDLL, path: str | os.PathLike[str]) -> str:
@@ -120,3 +163,17 @@ def load() -> Sodium:
 
 
 sodium = load()
+
+
+@dataclass(frozen=True)
+class CryptoBackend:
+    """What :func:`cortex_sal.crypto.backend_info` reports: the library every primitive calls."""
+
+    name: str
+    version: str
+    path: str
+
+
+def backend_info() -> CryptoBackend:
+    """The loaded crypto library: its name, version and the file it was loaded from."""
+    return CryptoBackend("libsodium", sodium.version, sodium.path)

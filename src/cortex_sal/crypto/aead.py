@@ -20,9 +20,10 @@ import ctypes
 import threading
 from typing import Any
 
+from ..checks import public_bytes
 from ..errors import DecryptionError, WrongLengthError
 from ..securemem import SecureBuffer, SecureKeyBuffer
-from ._buffers import Input, Readable, public_bytes, secret
+from ._buffers import Input, Readable, address, pointer, secret, span
 from ._sodium import sodium
 
 KEY_SIZE = 32
@@ -86,8 +87,8 @@ def aead_encrypt(key: SecureKeyBuffer, nonce: bytes, plaintext: Readable, aad: b
         return _encrypt_checked(key, nonce, plaintext, aad)
     size = len(plaintext) + TAG_SIZE
     out = _output(size)
-    _encrypt_bytes(out, None, plaintext, len(plaintext), aad, len(aad), None, nonce, key._pointer())
-    return out[:size]  # type: ignore[no-any-return]
+    _encrypt_bytes(out, None, plaintext, len(plaintext), aad, len(aad), None, nonce, pointer(key))
+    return out[:size]
 
 
 def _encrypt_checked(key: object, nonce: object, plaintext: object, aad: object) -> bytes:
@@ -99,8 +100,8 @@ def _encrypt_checked(key: object, nonce: object, plaintext: object, aad: object)
         raise WrongLengthError(f"AEAD plaintext of {pt.length} bytes exceeds the RFC 8439 limit")
     size = pt.length + TAG_SIZE
     out = _output(size)
-    _encrypt(out, None, pt.pointer, pt.length, aad_b, len(aad_b), None, nonce_b, key._address())
-    return out[:size]  # type: ignore[no-any-return]
+    _encrypt(out, None, pt.pointer, pt.length, aad_b, len(aad_b), None, nonce_b, address(key))
+    return out[:size]
 
 
 def aead_decrypt_into(
@@ -110,7 +111,7 @@ def aead_decrypt_into(
 
     No plaintext is written when the tag does not verify.
     """
-    key = secret(key, "AEAD key", KEY_SIZE)
+    k = secret(key, "AEAD key", KEY_SIZE)
     out = secret(out, "AEAD output buffer")
     nonce_b = public_bytes(nonce, "AEAD nonce", NONCE_SIZE)
     aad_b = public_bytes(aad, "AEAD associated data")
@@ -121,8 +122,8 @@ def aead_decrypt_into(
     if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0 or offset + n > len(out):
         raise WrongLengthError(f"a {n}-byte plaintext at offset {offset!r} does not fit a {len(out)}-byte buffer")
     mlen = ctypes.c_ulonglong(0)
-    rc = _decrypt(out._address() + offset, ctypes.byref(mlen), None, ct, len(ct), aad_b, len(aad_b), nonce_b,
-                  key._address())  # fmt: skip
+    rc = _decrypt(address(out) + offset, ctypes.byref(mlen), None, ct, len(ct), aad_b, len(aad_b), nonce_b,
+                  address(k))  # fmt: skip
     if rc != 0:
         raise DecryptionError("AEAD tag did not verify (wrong key, nonce or associated data, or tampered ciphertext)")
     dummy, dummy_out = _scrub_message(n)  # same function, same binding: same stack depth
@@ -138,13 +139,21 @@ _decrypt_bytes = sodium.bind(
 )  # fmt: skip
 
 
-def decrypt_unchecked(key_address: int, nonce: bytes, ciphertext: bytes, aad: bytes, out_address: int) -> bool:
-    """The bare libsodium decrypt, for this package's hot paths whose arguments are already
-    checked (live buffers' addresses, ``bytes`` of exact sizes). True if the tag verified.
-    A verified decrypt is followed by the stack scrub (module doc)."""
-    if _decrypt_bytes(out_address, None, None, ciphertext, len(ciphertext), aad, len(aad), nonce, key_address):
-        return False
+def decrypt_unchecked(
+    key: SecureKeyBuffer, nonce: bytes, ciphertext: bytes, aad: bytes, out: SecureBuffer, offset: int = 0
+) -> bool:
+    """The bare libsodium decrypt of ``ciphertext || tag`` into ``out`` at ``offset``, for hot paths
+    (the v1 frame channel) whose public arguments are already checked: ``bytes`` of exact sizes, a
+    12-byte nonce. True if the tag verified (then the stack scrub of the module doc runs); False
+    if not (libsodium has zeroed the target region). A dead key or buffer raises, and a plaintext
+    that would not fit ``out`` at ``offset`` raises ``WrongLengthError`` before any C call."""
     size = len(ciphertext) - TAG_SIZE
+    base, room = span(out)
+    if not 0 <= offset <= room - size or size < 0:
+        raise WrongLengthError(f"a {size}-byte plaintext at offset {offset!r} does not fit a {room}-byte buffer")
+    if _decrypt_bytes(base + offset, None, None, ciphertext, len(ciphertext), aad, len(aad), nonce,
+                      address(key)):  # fmt: skip
+        return False
     entry = _scrub_cache.get(size if size < _SCRUB_BLOCK else _SCRUB_BLOCK + size % _SCRUB_BLOCK)
     dummy, dummy_out = entry if entry is not None else _scrub_message(size)
     _decrypt_bytes(dummy_out, None, None, dummy, len(dummy), b"", 0, _DUMMY_NONCE, _DUMMY_KEY)

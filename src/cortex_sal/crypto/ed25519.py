@@ -7,10 +7,12 @@ secure buffer. Verification failures raise :class:`~cortex_sal.errors.InvalidSig
 from __future__ import annotations
 
 import ctypes
+from typing import Any
 
+from ..checks import public_bytes
 from ..errors import CryptoError, InvalidSignatureError
 from ..securemem import SecureBuffer, SecureKeyBuffer
-from ._buffers import Input, Readable, public_bytes, secret
+from ._buffers import Input, Readable, address, secret
 from ._sodium import sodium
 
 SEED_SIZE = 32
@@ -26,10 +28,10 @@ class Ed25519SigningKey:
 
     def __init__(self, seed: SecureKeyBuffer) -> None:
         """Derive the key pair from a 32-byte seed held in locked memory (the seed is not consumed)."""
-        seed = secret(seed, "Ed25519 seed", SEED_SIZE)
+        seed_buf = secret(seed, "Ed25519 seed", SEED_SIZE)
         sk = SecureBuffer(SECRET_KEY_SIZE)
         public = ctypes.create_string_buffer(PUBLIC_KEY_SIZE)
-        if sodium.crypto_sign_ed25519_seed_keypair(public, sk._address(), seed._address()) != 0:
+        if sodium.crypto_sign_ed25519_seed_keypair(public, address(sk), address(seed_buf)) != 0:
             sk.secure_purge()
             raise CryptoError("Ed25519 key derivation failed")
         self._secret = sk
@@ -41,14 +43,14 @@ class Ed25519SigningKey:
             return cls(seed)
 
     def public_key(self) -> bytes:
-        self._secret._address()  # refuses after purge
+        self._secret.ensure_live()  # refuses after purge
         return self._public
 
     def sign(self, message: Readable) -> bytes:
         """A 64-byte detached signature over ``message``."""
         msg = Input(message, "message to sign")
         sig = ctypes.create_string_buffer(SIGNATURE_SIZE)
-        if sodium.crypto_sign_ed25519_detached(sig, None, msg.pointer, msg.length, self._secret._address()) != 0:
+        if sodium.crypto_sign_ed25519_detached(sig, None, msg.pointer, msg.length, address(self._secret)) != 0:
             raise CryptoError("Ed25519 signing failed")
         return sig.raw
 
@@ -68,7 +70,7 @@ class Ed25519SigningKey:
     def __repr__(self) -> str:
         return f"<Ed25519SigningKey {'purged' if self.is_purged else 'live'}>"
 
-    def __reduce_ex__(self, protocol: object) -> object:
+    def __reduce_ex__(self, protocol: object) -> Any:
         return self._secret.__reduce_ex__(protocol)
 
 

@@ -7,10 +7,10 @@ and ``OKM`` stay in locked memory, and the HMAC state runs in the arena as well.
 
 from __future__ import annotations
 
-from ..checks import int_in_range
+from ..checks import int_in_range, public_bytes
 from ..errors import WrongLengthError
 from ..securemem import SecureBuffer, SecureKeyBuffer
-from ._buffers import public_bytes, secret
+from ._buffers import address, secret
 from .hmac import MAC_SIZE, hmac_raw, hmac_sha256_into
 
 HASH_LEN = MAC_SIZE
@@ -45,7 +45,7 @@ def hkdf_expand_into(prk: SecureBuffer, info: bytes, okm: SecureBuffer) -> None:
     length = int_in_range(len(okm), "HKDF output length", 1, MAX_OKM)
     if len(prk) < HASH_LEN:
         raise WrongLengthError(f"HKDF PRK must be at least {HASH_LEN} bytes, got {len(prk)}")
-    key, key_length, base = prk._address(), len(prk), okm._address()
+    key, key_length, base = address(prk), len(prk), address(okm)
     full, rest = divmod(length, HASH_LEN)
     previous: list[tuple[object, int]] = []
     for i in range(full):
@@ -54,7 +54,7 @@ def hkdf_expand_into(prk: SecureBuffer, info: bytes, okm: SecureBuffer) -> None:
         previous = [(out, HASH_LEN)]
     if rest:
         with SecureKeyBuffer.allocate() as last:
-            hmac_raw(key, key_length, [*previous, (info_b + bytes((full + 1,)), len(info_b) + 1)], last._address())
+            hmac_raw(key, key_length, [*previous, (info_b + bytes((full + 1,)), len(info_b) + 1)], address(last))
             okm.write(last, offset=full * HASH_LEN, length=rest)
 
 

@@ -21,10 +21,11 @@ import ctypes
 import os
 import threading
 
+from ..checks import public_bytes
 from ..errors import CryptoError
 from ..securemem import SecureBuffer, SecureKeyBuffer
 from ..securemem._libc import zero
-from ._buffers import Input, Readable, public_bytes, secret
+from ._buffers import Input, Readable, address, pointer, secret
 from ._sodium import sodium
 
 MAC_SIZE = 32
@@ -74,13 +75,13 @@ def hmac_raw(key: object, key_length: int, parts: list[tuple[object, int]], out:
     For this package's own callers (HKDF) whose arguments are already checked pointers
     into live secure buffers or public ``bytes``.
     """
-    st = _state()._address()
+    st = address(_state())
     try:
         if sodium.crypto_auth_hmacsha256_init(st, key, key_length) != 0:
             raise CryptoError("crypto_auth_hmacsha256_init failed")
-        for pointer, length in parts:
+        for part, length in parts:
             if length:
-                sodium.crypto_auth_hmacsha256_update(st, pointer, length)
+                sodium.crypto_auth_hmacsha256_update(st, part, length)
         sodium.crypto_auth_hmacsha256_final(st, out)
     finally:
         zero(st, sodium.hmac_state_bytes)
@@ -98,7 +99,7 @@ def hmac_sha256(key: SecureBuffer, *parts: Readable) -> bytes:
             tag = _scratch.tag
         except AttributeError:
             tag = _scratch.tag = ctypes.create_string_buffer(MAC_SIZE)
-        if _oneshot_bytes(tag, message, len(message), key._pointer()) != 0:
+        if _oneshot_bytes(tag, message, len(message), pointer(key)) != 0:
             raise CryptoError("crypto_auth_hmacsha256 failed")
         return tag.raw
     secret(key, "HMAC key")
@@ -114,7 +115,7 @@ def hmac_sha256_into(key: SecureBuffer | bytes, out: SecureBuffer, *parts: Reada
     the output never leaves locked memory.
     """
     out = secret(out, "HMAC output", MAC_SIZE)
-    _hmac(key, parts, out._address(), locked_state=True)
+    _hmac(key, parts, address(out), locked_state=True)
 
 
 def hmac_sha256_verify(key: SecureBuffer, tag: bytes, *parts: Readable) -> bool:

@@ -8,10 +8,12 @@ libsodium reports it, and we never continue with the all-zero result.
 from __future__ import annotations
 
 import ctypes
+from typing import Any
 
-from ..errors import CryptoError, LowOrderPointError
-from ..securemem import SecureKeyBuffer
-from ._buffers import public_bytes, secret
+from ..checks import public_bytes
+from ..errors import CryptoError, InvalidArgumentError, LowOrderPointError, WrongLengthError
+from ..securemem import SecureBuffer, SecureKeyBuffer
+from ._buffers import address, secret
 from ._sodium import sodium
 
 KEY_SIZE = 32
@@ -19,9 +21,9 @@ KEY_SIZE = 32
 
 def x25519_public_key(private_key: SecureKeyBuffer) -> bytes:
     """The public key ``X25519(k, 9)`` of a private scalar held in locked memory."""
-    private_key = secret(private_key, "X25519 private key", KEY_SIZE)
+    private = secret(private_key, "X25519 private key", KEY_SIZE)
     out = ctypes.create_string_buffer(KEY_SIZE)
-    if sodium.crypto_scalarmult_curve25519_base(out, private_key._address()) != 0:
+    if sodium.crypto_scalarmult_curve25519_base(out, address(private)) != 0:
         raise CryptoError("X25519 base-point multiplication failed")
     return out.raw
 
@@ -31,13 +33,41 @@ def x25519_shared_secret(private_key: SecureKeyBuffer, peer_public_key: bytes) -
 
     Feed it to HKDF, then purge it: it is not a key by itself.
     """
-    private_key = secret(private_key, "X25519 private key", KEY_SIZE)
+    private = secret(private_key, "X25519 private key", KEY_SIZE)
     peer = public_bytes(peer_public_key, "X25519 peer public key", KEY_SIZE)
     shared = SecureKeyBuffer.allocate()
-    if sodium.crypto_scalarmult_curve25519(shared._address(), private_key._address(), peer) != 0:
+    if sodium.crypto_scalarmult_curve25519(address(shared), address(private), peer) != 0:
         shared.secure_purge()
         raise LowOrderPointError("X25519 peer public key is a low-order point (shared secret would be all zeros)")
     return shared
+
+
+def x25519_shared_secret_into(
+    private_key: SecureKeyBuffer, peer_public_key: bytes, out: SecureBuffer, offset: int = 0
+) -> None:
+    """The raw shared secret ``X25519(k, u)`` written into ``out[offset : offset + 32]`` (no new slot).
+
+    A low-order peer key raises :class:`~cortex_sal.errors.LowOrderPointError`; the target
+    region then holds zeros (libsodium's all-zero result), never a secret. The caller zeroes
+    the region after its last use (``out.zero(offset, 32)``).
+    """
+    private = secret(private_key, "X25519 private key", KEY_SIZE)
+    peer = public_bytes(peer_public_key, "X25519 peer public key", KEY_SIZE)
+    target = secret(out, "X25519 output buffer")
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        raise InvalidArgumentError(f"offset must be a non-negative int, got {offset!r}")
+    if offset + KEY_SIZE > len(target):
+        raise WrongLengthError(
+            f"a {KEY_SIZE}-byte shared secret at offset {offset} overruns a {len(target)}-byte buffer"
+        )
+    scalarmult_into(address(target) + offset, private, peer)
+
+
+def scalarmult_into(out_address: int, private_key: SecureBuffer, peer_public_key: bytes) -> None:
+    """X25519 into ``out_address``, for this package's callers whose arguments are checked
+    (a live 32-byte private key, 32 bytes of public key, 32 writable locked bytes)."""
+    if sodium.crypto_scalarmult_curve25519(out_address, address(private_key), peer_public_key) != 0:
+        raise LowOrderPointError("X25519 peer public key is a low-order point (shared secret would be all zeros)")
 
 
 class X25519PrivateKey:
@@ -92,5 +122,5 @@ class X25519PrivateKey:
     def __repr__(self) -> str:
         return f"<X25519PrivateKey {'purged' if self.is_purged else 'live'}>"
 
-    def __reduce_ex__(self, protocol: object) -> object:
+    def __reduce_ex__(self, protocol: object) -> Any:
         return self._key.__reduce_ex__(protocol)

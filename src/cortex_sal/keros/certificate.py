@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 
 from .. import strict_json
+from ..checks import public_bytes
 from ..crypto import Ed25519SigningKey, ed25519_verify, x25519_shared_secret
-from ..crypto._buffers import public_bytes
 from ..errors import (
     CertificateError,
     CertificateReason,

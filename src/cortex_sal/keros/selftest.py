@@ -7,7 +7,6 @@ closing ``N passed, M failed``.
 
 from __future__ import annotations
 
-import ctypes
 from collections.abc import Callable
 
 from ..clock import ManualClock
@@ -24,15 +23,15 @@ from ..testing.selfcheck import expect, raises, run
 from .legacy_v1 import keys as v1
 from .legacy_v1.certification import SensorCertificationAuthority
 from .legacy_v1.handshake import establish_in_process
-from .legacy_v1.session import SecureBusSession
+from .legacy_v1.session import MAX_SEQ, SecureBusSession
 from .seal import KerosSeal
 from .states import State
 
 SENSOR = "eeg_fp1_certified_v1"
 
 
-def _pair(clock: ManualClock | None = None, **options: object) -> tuple[SecureBusSession, SecureBusSession]:
-    return establish_in_process(SENSOR, "selftest-gateway", clock=clock or ManualClock(), **options)
+def _pair(clock: ManualClock | None = None, max_seq: int = MAX_SEQ) -> tuple[SecureBusSession, SecureBusSession]:
+    return establish_in_process(SENSOR, "selftest-gateway", clock=clock or ManualClock(), max_seq=max_seq)
 
 
 def check_rfc7748_x25519() -> None:
@@ -124,11 +123,11 @@ def check_tampered_frame_compromises() -> None:
 def check_close_zeroes_key() -> None:
     sensor, gateway = _pair()
     key = gateway.session_key
-    address = key._address()
+    probe = key.purge_probe()
     gateway.close()
     sensor.close()
     expect(key.is_purged, "purged after close")
-    expect(bytes((ctypes.c_ubyte * 32).from_address(address)) == bytes(32), "slot reads zero")
+    expect(probe.reads_zero(), "slot reads zero")
     raises(PurgedBufferError, lambda: key.constant_time_compare(bytes(32)))
 
 

@@ -49,9 +49,9 @@ import struct
 import threading
 from typing import Any
 
+from ..checks import public_bytes
 from ..clock import SYSTEM_CLOCK, Clock
 from ..crypto import X25519PrivateKey, aead_decrypt, aead_encrypt, hkdf_sha256
-from ..crypto._buffers import public_bytes
 from ..errors import (
     ClinicalChannelError,
     DecryptionError,

@@ -10,7 +10,7 @@
 """
 
 from .arena import BACKEND_MEMFD_SECRET, BACKEND_MMAP, BEST_EFFORT, MAX_ALLOCATION, STRICT, configure
-from .buffer import KEY_SIZE, SecureBuffer, SecureKeyBuffer
+from .buffer import KEY_SIZE, PurgeProbe, SecureBuffer, SecureKeyBuffer
 from .harden import HardeningReport, harden_process
 from .status import ArenaStatus, RegionStatus, status
 from .tensor import SecureTensorBuffer
@@ -24,6 +24,7 @@ __all__ = [
     "STRICT",
     "ArenaStatus",
     "HardeningReport",
+    "PurgeProbe",
     "RegionStatus",
     "SecureBuffer",
     "SecureKeyBuffer",

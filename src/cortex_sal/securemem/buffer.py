@@ -17,7 +17,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from ..errors import (
     ForkedBufferError,
@@ -56,7 +56,7 @@ def _byte_view(data: object, what: str) -> memoryview:
     if isinstance(data, SecureBuffer):
         raise WrongTypeError(f"{what}: expected a bytes-like object, got a {type(data).__name__}")
     try:
-        view = memoryview(data)  # type: ignore[arg-type]
+        view = memoryview(data)  # type: ignore[arg-type]  # any object: TypeError becomes WrongTypeError below
     except TypeError:
         raise WrongTypeError(f"{what}: expected a bytes-like object, got {type(data).__name__}") from None
     if not view.c_contiguous:
@@ -85,19 +85,19 @@ class SecureBuffer:
     # -- constructors ----------------------------------------------------------------
 
     @classmethod
-    def allocate(cls, size: int | None = None) -> Any:
+    def allocate(cls, size: int | None = None) -> Self:
         """A zeroed buffer of ``size`` bytes (of the class's fixed size when it has one)."""
         return cls._new(size)
 
     @classmethod
-    def random(cls, size: int | None = None) -> SecureBuffer:
+    def random(cls, size: int | None = None) -> Self:
         """A buffer filled by the kernel CSPRNG straight into locked memory."""
         buf = cls._new(size)
         _libc.getrandom_into(buf._address(), len(buf))
         return buf
 
     @classmethod
-    def from_bytes(cls, data: BytesLike, *, wipe_source: bool = False) -> SecureBuffer:
+    def from_bytes(cls, data: BytesLike, *, wipe_source: bool = False) -> Self:
         """Copy a bytes-like secret in; with ``wipe_source`` zero a writable source after.
 
         ``bytes`` sources cannot be wiped: the caller already holds an unlocked copy.
@@ -113,7 +113,7 @@ class SecureBuffer:
         return buf
 
     @classmethod
-    def from_fd(cls, fd: int, size: int | None = None) -> SecureBuffer:
+    def from_fd(cls, fd: int, size: int | None = None) -> Self:
         """Read exactly ``size`` bytes from a file descriptor straight into locked memory.
 
         Uses ``os.readv`` on the slot itself: no userspace buffer ever holds the bytes.
@@ -138,7 +138,7 @@ class SecureBuffer:
         return buf
 
     @classmethod
-    def _new(cls, size: int | None, *, source_len: int | None = None) -> Any:
+    def _new(cls, size: int | None, *, source_len: int | None = None) -> Self:
         """A zeroed buffer of this class (``size`` is implied for fixed-size classes)."""
         fixed = cls._fixed_size
         if fixed is not None:
@@ -180,6 +180,13 @@ class SecureBuffer:
             return slot.pointer
         return self._live_slot().pointer
 
+    def _span(self) -> tuple[int, int]:
+        """``(address, size)`` in one call (hot paths). Internal: valid only while live."""
+        slot = self._slot
+        if slot is None or slot.generation != current_arena.generation or current_arena.closed:
+            slot = self._live_slot()
+        return slot.address, slot.size
+
     @contextmanager
     def _view(self) -> Iterator[memoryview]:
         """A writable memoryview onto the slot, released on exit. Internal."""
@@ -203,6 +210,27 @@ class SecureBuffer:
     @property
     def is_purged(self) -> bool:
         return self._slot is None
+
+    def ensure_live(self) -> None:
+        """Return if the buffer can be used; raise :class:`~cortex_sal.errors.PurgedBufferError`
+        after a purge, :class:`~cortex_sal.errors.ForkedBufferError` in a forked child (or once
+        the arena closed). For callers that must refuse a dead key before building anything."""
+        self._live_slot()
+
+    def zero(self, offset: int = 0, length: int | None = None) -> None:
+        """Zero ``length`` bytes (the rest of the buffer by default) from ``offset``; the buffer stays live."""
+        slot = self._live_slot()
+        if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset <= slot.size:
+            raise InvalidArgumentError(f"offset must be an int between 0 and {slot.size}, got {offset!r}")
+        if length is None:
+            length = slot.size - offset
+        elif not isinstance(length, int) or isinstance(length, bool) or not 0 <= length <= slot.size - offset:
+            raise InvalidArgumentError(f"length must be an int between 0 and {slot.size - offset}, got {length!r}")
+        _libc.zero(slot.address + offset, length)
+
+    def purge_probe(self) -> PurgeProbe:
+        """A :class:`PurgeProbe` that tells, after this buffer is purged, whether its slot reads zero."""
+        return PurgeProbe(self._live_slot())
 
     # -- the seed's API ---------------------------------------------------------------
 
@@ -273,7 +301,7 @@ class SecureBuffer:
         """Drop views lent out; return False if one is still held (slot must retire)."""
         return True
 
-    def __enter__(self) -> SecureBuffer:
+    def __enter__(self) -> Self:
         self._live_slot()
         return self
 
@@ -315,6 +343,40 @@ class SecureBuffer:
         raise NotCopyableError(f"a {type(self).__name__} cannot be pickled")
 
 
+class PurgeProbe:
+    """Watches the slot a buffer occupies, to check (self-tests) that purging zeroed it.
+
+    :meth:`reads_zero` reads the slot's bytes in place, compares them with zeros and keeps
+    nothing; it raises :class:`~cortex_sal.errors.SecureMemoryError` once the memory can no
+    longer be read safely (the arena closed, the process forked, or the region was unmapped).
+    """
+
+    __slots__ = ("_address", "_generation", "_region", "_size")
+
+    def __init__(self, slot: Slot) -> None:
+        self._address = slot.address
+        self._size = slot.size
+        self._region = slot.region
+        self._generation = slot.generation
+
+    def reads_zero(self) -> bool:
+        arena_now = arena()
+        if (
+            arena_now.closed
+            or self._generation != arena_now.generation
+            or not any(r is self._region for r in arena_now.regions())
+        ):
+            raise SecureMemoryError("the probed slot's memory is no longer mapped: it cannot be read")
+        view = _memory_view(self._address, self._size)
+        try:
+            return not any(view)
+        finally:
+            view.release()
+
+    def __repr__(self) -> str:
+        return f"<PurgeProbe {self._size} bytes>"
+
+
 class SecureKeyBuffer(SecureBuffer):
     """A 32-byte key in locked memory (the seed's ``SecureKeyBuffer``).
 
@@ -347,9 +409,9 @@ class SecureKeyBuffer(SecureBuffer):
             view[:] = bytes(KEY_SIZE)
 
     @classmethod
-    def generate(cls) -> SecureKeyBuffer:
+    def generate(cls) -> Self:
         """A fresh random key, drawn straight into locked memory."""
         return cls()
 
 
-__all__ = ["KEY_SIZE", "SecureBuffer", "SecureKeyBuffer"]
+__all__ = ["KEY_SIZE", "PurgeProbe", "SecureBuffer", "SecureKeyBuffer"]

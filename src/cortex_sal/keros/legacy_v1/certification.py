@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ...checks import public_bytes
 from ...crypto import X25519PrivateKey
-from ...crypto._buffers import public_bytes
 from ...errors import CortexError, InvalidArgumentError, WrongLengthError, WrongTypeError
 from ...securemem import SecureKeyBuffer
 from ..registry import SensorModel, SensorRegistry, sensor_id_hash

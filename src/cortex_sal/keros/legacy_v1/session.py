@@ -90,7 +90,7 @@ class SecureBusSession:
             raise InvalidArgumentError(f"max_seq must be an int in 2..{MAX_SEQ}, got {max_seq!r}")
         if not isinstance(lifetime_s, int | float) or not lifetime_s > 0:
             raise InvalidArgumentError(f"lifetime_s must be a positive number, got {lifetime_s!r}")
-        session_key._address()  # refuses a purged key before anything is built
+        session_key.ensure_live()  # refuses a purged key before anything is built
         send_info, recv_info = (
             (v1.SENSOR_TO_GATEWAY, v1.GATEWAY_TO_SENSOR)
             if role is Role.SENSOR
@@ -214,8 +214,8 @@ class SecureBusSession:
             raise WrongTypeError(f"out must be a SecureBuffer, got {type(out).__name__}")
         # every check the header can answer is done: only now does the AEAD run
         if not decrypt_unchecked(
-            self._recv_key._address(), nonce, frame[HEADER_SIZE + NONCE_SIZE :], frame[:HEADER_SIZE],
-            target._address() + (offset if out is not None else 0),
+            self._recv_key, nonce, frame[HEADER_SIZE + NONCE_SIZE :], frame[:HEADER_SIZE], target,
+            offset if out is not None else 0,
         ):  # fmt: skip
             if out is None:
                 target.secure_purge()

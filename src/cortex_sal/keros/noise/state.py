@@ -8,21 +8,21 @@ Custody, the reason this is not a thin wrapper over ``noiseprotocol``:
 
 * ``ck``, every cipher key ``k``, the HKDF temp key, ``temp_h``, the psks, the DH outputs and the
   e/s private keys live in :class:`~cortex_sal.securemem.SecureBuffer` slots and never become
-  ``bytes``; libsodium reads and writes them in place (HMAC-SHA256 through
-  :func:`~cortex_sal.crypto.hmac.hmac_raw`, whose state lives in the arena; X25519 is libsodium's
-  ``crypto_scalarmult_curve25519`` exactly as :mod:`cortex_sal.crypto.x25519` calls it, same
-  low-order refusal, but writing the shared secret into the SymmetricState's locked workspace
-  instead of a new slot per DH; ChaCha20-Poly1305 IETF with Noise's nonce
-  ``0x00000000 || n as u64 little-endian``). ``ck`` and the scratch areas (temp key, ``temp_h``,
-  DH output) share one arena slot, the workspace.
+  ``bytes``. The primitives come from :mod:`cortex_sal.crypto`, which reads and writes them in
+  place: ``k`` is a :class:`~cortex_sal.crypto.CipherKey` (ChaCha20-Poly1305 IETF with Noise's
+  nonce ``0x00000000 || n as u64 little-endian``, REKEY, the stack scrub after a decrypt into
+  locked memory), ``ck`` a :class:`~cortex_sal.crypto.ChainingKey` (HKDF on HMAC-SHA256 whose
+  state lives in the arena; X25519 written into its locked workspace, with the same low-order
+  refusal as :func:`~cortex_sal.crypto.x25519_shared_secret`). ``ck`` and the scratch areas
+  (temp key, ``temp_h``, DH output) share one arena slot, the workspace.
 * each is wiped the line after its last use: the DH output after its ``MixKey``, the temp key
   at the end of each HKDF, ``temp_h`` after its ``MixHash``, a psk after its ``MixKeyAndHash``,
   the ephemeral private key after the last DH token that needs it, ``ck`` and the handshake
   ``k`` in :meth:`SymmetricState.split`. A ``MixKey`` writes the new ``k`` over the old one.
 * the transcript hash ``h`` is public (it is the handshake hash, a channel binding value) and
   uses ``hashlib``. ``temp_h`` (from ``MixKeyAndHash``, psk patterns only) is hashed into ``h``
-  through a memoryview onto its locked slot: no ``bytes`` copy is made, OpenSSL's SHA-256
-  context holds the block for the call and zeroes its block buffer after compressing it.
+  in place on its locked slot: no ``bytes`` copy is made, OpenSSL's SHA-256 context holds the
+  block for the call and zeroes its block buffer after compressing it.
 
 A static key passed as ``s`` belongs to the caller: the handshake reads it in place and never
 purges it. An injected ephemeral (``e``, for known-answer tests) belongs to the handshake
@@ -40,24 +40,21 @@ Not thread-safe: one object is used by one thread at a time (like every sans-IO 
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import logging
-import struct
 from collections.abc import Sequence
 from typing import Any
 
-from ...crypto import X25519PrivateKey
-from ...crypto._sodium import sodium
-from ...crypto.hmac import hmac_raw
-from ...crypto.x25519 import x25519_public_key
+from ...checks import int_in_range, public_bytes
+from ...crypto import ChainingKey, CipherKey, X25519PrivateKey, x25519_public_key
+from ...crypto import rekey as rekey_key
+from ...crypto.cipher import MAX_MESSAGE, MAX_NONCE, MAX_PLAINTEXT, TAG_SIZE
 from ...errors import (
     CryptoError,
     DecryptionError,
     HandshakeError,
     HandshakeStateError,
     InvalidArgumentError,
-    LowOrderPointError,
     NotCopyableError,
     SessionExpiredError,
     WrongLengthError,
@@ -72,115 +69,24 @@ log = logging.getLogger("cortex_sal.keros.noise")
 HASHLEN = 32
 DHLEN = 32
 KEY_SIZE = 32
-TAG_SIZE = 16
-MAX_MESSAGE = 65535  # a Noise message, tag included (spec section 3)
-MAX_PLAINTEXT = MAX_MESSAGE - TAG_SIZE
-MAX_NONCE = 2**64 - 1  # reserved: EncryptWithAd/DecryptWithAd refuse it, REKEY uses it
+# MAX_MESSAGE = 65535: a Noise message, tag included (spec section 3); MAX_PLAINTEXT = 65519;
+# MAX_NONCE = 2^64-1: reserved, EncryptWithAd/DecryptWithAd refuse it, REKEY uses it
 
-_V = ctypes.c_void_p
-_ULL = ctypes.c_ulonglong
-_ENCRYPT = sodium.bind(
-    "crypto_aead_chacha20poly1305_ietf_encrypt", [_V, _V, _V, _ULL, _V, _ULL, _V, _V, _V], ctypes.c_int
-)
-_DECRYPT = sodium.bind(
-    "crypto_aead_chacha20poly1305_ietf_decrypt", [_V, _V, _V, _V, _ULL, _V, _ULL, _V, _V], ctypes.c_int
-)
-# The hot paths' bindings of the same two declared, import-checked symbols, WITHOUT argtypes
-# and through PyDLL: ctypes converts nothing per call and keeps the GIL for the ~1 us the call
-# takes (argument conversion and the GIL round trip are a quarter of a 1 KiB call). Their callers
-# pass only ctypes objects (char arrays, c_void_p, c_ulonglong lengths from _LENS), bytes or None -
-# never a Python int, which ctypes would pass as a C int. Used by this package's fast paths only.
-_fast = ctypes.PyDLL(sodium.path)  # the same loaded library, a separate set of function objects
-_ENCRYPT_FAST = _fast.crypto_aead_chacha20poly1305_ietf_encrypt
-_ENCRYPT_FAST.restype = ctypes.c_int
-_DECRYPT_FAST = _fast.crypto_aead_chacha20poly1305_ietf_decrypt
-_DECRYPT_FAST.restype = ctypes.c_int
-
-
-class _Lengths(dict[int, ctypes.c_ulonglong]):
-    """Immutable ``unsigned long long`` length arguments, kept once per length used up to a
-    Noise message's size (so at most 65552 of them); longer ones are made per call."""
-
-    def __missing__(self, n: int) -> ctypes.c_ulonglong:
-        u = ctypes.c_ulonglong(n)
-        if n <= MAX_MESSAGE + 16:
-            self[n] = u
-        return u
-
-
-_LENS = _Lengths()
-
-# The stack scrub (see cortex_sal.crypto.aead): libsodium's AVX2 ChaCha20 spills pieces of the
-# plaintext and keystream to the C stack, below the caller. After a decrypt into locked memory
-# the same binding decrypts a public dummy of the same shape, called from the same function with
-# arguments of the same kinds (so at the same stack depth): the spill slots then hold public data.
-_SCRUB_BLOCK = 512  # libsodium's widest ChaCha20 loop
-_SCRUB_KEY = ctypes.create_string_buffer(32)  # public: zeros
-_SCRUB_KEY_PTR = ctypes.c_void_p(ctypes.addressof(_SCRUB_KEY))
-_SCRUB_NONCE = bytes(12)
-_scrubs: dict[int, tuple[ctypes.c_void_p, bytes, ctypes.c_ulonglong, Any]] = {}
-
-
-def _scrub_args(plain_len: int) -> tuple[ctypes.c_void_p, bytes, ctypes.c_ulonglong, Any]:
-    """(target, dummy ciphertext, its length) of a public message whose decryption takes the
-    code path of ``plain_len`` plaintext bytes (and the buffer that keeps target alive)."""
-    shape = plain_len if plain_len < _SCRUB_BLOCK else _SCRUB_BLOCK + plain_len % _SCRUB_BLOCK
-    args = _scrubs.get(shape)
-    if args is None:
-        sealed = ctypes.create_string_buffer(shape + TAG_SIZE)
-        _ENCRYPT(sealed, None, bytes(shape), shape, b"", 0, None, _SCRUB_NONCE, _SCRUB_KEY_PTR)
-        out = ctypes.create_string_buffer(max(shape, 1))
-        args = _scrubs[shape] = (ctypes.c_void_p(ctypes.addressof(out)), sealed.raw, _LENS[shape + TAG_SIZE], out)
-    return args
-
-
-# SymmetricState's locked workspace: ck, then scratch areas zeroed after each use
-_CK, _TEMP_KEY, _TEMP_H, _DH = 0, 32, 64, 96
-_WS_SIZE = 128
-
-_nonce = struct.Struct("<4xQ").pack  # Noise's ChaChaPoly nonce: 32 zero bits || n little-endian
-_REKEY_NONCE = _nonce(MAX_NONCE)
-_ZEROS32 = bytes(KEY_SIZE)
-_zero = sodium.sodium_memzero
-
-
-def _public(data: object, what: str) -> bytes:
-    """A public bytes-like argument as ``bytes``; a secure buffer is refused (it would leak)."""
-    if type(data) is bytes:
-        return data
-    if isinstance(data, SecureBuffer):
-        raise WrongTypeError(f"{what} is public data: pass bytes, not a {type(data).__name__}")
-    if isinstance(data, bytes | bytearray | memoryview):
-        return bytes(data)
-    raise WrongTypeError(f"{what} must be bytes, got {type(data).__name__}")
+_public = public_bytes  # the HandshakeState's name for the check of its public arguments
 
 
 def _live_key(key: object, what: str) -> SecureKeyBuffer:
     if not isinstance(key, SecureKeyBuffer):
         raise WrongTypeError(f"{what} must be a SecureKeyBuffer, got {type(key).__name__}")
-    key._address()  # raises PurgedBufferError / ForkedBufferError for a dead buffer
+    key.ensure_live()  # raises PurgedBufferError / ForkedBufferError for a dead buffer
     return key
 
 
-def rekey_key(key: SecureKeyBuffer) -> SecureKeyBuffer:
-    """REKEY(k) of spec section 4.2: the first 32 bytes of ENCRYPT(k, 2^64-1, empty, 32 zeros).
-
-    The 48-byte ENCRYPT output is written into a locked scratch slot and the new key is
-    copied from there into a new :class:`SecureKeyBuffer`; ``key`` is left to the caller.
-    """
-    scratch = SecureBuffer(KEY_SIZE + TAG_SIZE)
-    try:
-        if _ENCRYPT(scratch._address(), None, _ZEROS32, KEY_SIZE, None, 0, None, _REKEY_NONCE, key._address()) != 0:
-            raise CryptoError("ChaCha20-Poly1305 encryption failed during REKEY")
-        new = SecureKeyBuffer.allocate()
-        new.write(scratch, 0, KEY_SIZE)
-    finally:
-        scratch.secure_purge()
-    return new  # type: ignore[no-any-return]
+_AUTH_FAILED = "Noise message failed authentication (wrong key, nonce or ad, or tampered)"
 
 
 class CipherState:
-    """``k`` and ``n`` of spec section 5.1. ``k`` lives in a :class:`SecureKeyBuffer` this object owns.
+    """``k`` and ``n`` of spec section 5.1. ``k`` is a :class:`~cortex_sal.crypto.CipherKey` this object owns.
 
     Without a key (during a handshake, before the first ``MixKey``) ``EncryptWithAd`` and
     ``DecryptWithAd`` return their input, as the spec says. Nonce ``2^64-1`` is reserved:
@@ -188,52 +94,43 @@ class CipherState:
     ``close()`` purges the key; every later call raises :class:`SessionExpiredError`.
     """
 
-    __slots__ = ("__weakref__", "_closed", "_k", "_n", "_out", "_out_cap")
+    __slots__ = ("__weakref__", "_cipher", "_closed", "_n")
 
     def __init__(self, key: SecureKeyBuffer | None = None) -> None:
         """``key`` (optional) is taken over: this object purges it when rekeyed or closed."""
-        if key is not None:
-            _live_key(key, "CipherState key")
-        self._k: SecureKeyBuffer | None = key
+        self._cipher: CipherKey | None = None if key is None else CipherKey(_live_key(key, "CipherState key"))
         self._n = 0
         self._closed = False
-        self._out: Any = None  # this object's ciphertext/plaintext scratch (public data only)
-        self._out_cap = 0
+
+    @classmethod
+    def _keyed(cls, cipher: CipherKey) -> CipherState:
+        cs = cls()
+        cs._cipher = cipher
+        return cs
 
     # -- spec functions -----------------------------------------------------------------
 
     def initialize_key(self, key: SecureKeyBuffer | None) -> None:
         """InitializeKey(key): take ``key`` over (purging the previous one) and set ``n = 0``."""
         self._check_open()
-        if key is not None:
-            _live_key(key, "CipherState key")
-        old, self._k, self._n = self._k, key, 0
-        if old is not None and old is not key:
-            old.secure_purge()
+        cipher = None if key is None else CipherKey(_live_key(key, "CipherState key"))
+        old, self._cipher, self._n = self._cipher, cipher, 0
+        if old is not None and old.key_buffer is not key:
+            old.purge()
 
     def has_key(self) -> bool:
         self._check_open()
-        return self._k is not None
+        return self._cipher is not None
 
     def set_nonce(self, nonce: int) -> None:
         """SetNonce(nonce)."""
         self._check_open()
-        if not isinstance(nonce, int) or isinstance(nonce, bool):
-            raise WrongTypeError(f"nonce must be an int, got {type(nonce).__name__}")
-        if not 0 <= nonce <= MAX_NONCE:
-            raise InvalidArgumentError(f"nonce must be between 0 and 2^64-1, got {nonce}")
-        self._n = nonce
+        self._n = int_in_range(nonce, "nonce", 0, MAX_NONCE)
 
     @property
     def n(self) -> int:
         """The next nonce."""
         return self._n
-
-    def _scratch(self, size: int) -> Any:
-        if size > self._out_cap:
-            self._out_cap = max(size, 2048)
-            self._out = ctypes.create_string_buffer(self._out_cap)
-        return self._out
 
     def encrypt_with_ad(self, ad: bytes, plaintext: bytes | SecureBuffer) -> bytes:
         """EncryptWithAd(ad, plaintext): ``ciphertext || tag`` under nonce ``n``, then ``n += 1``.
@@ -241,29 +138,22 @@ class CipherState:
         ``plaintext`` may be a :class:`SecureBuffer`, read in place (a secret sensor sample).
         At most 65519 bytes, so that the Noise message (tag included) fits 65535.
         """
-        key = self._k
-        n = self._n
-        if type(plaintext) is bytes and type(ad) is bytes and key is not None and n < MAX_NONCE:
-            size = len(plaintext)
-            if size <= MAX_PLAINTEXT:
-                out = self._out if size + TAG_SIZE <= self._out_cap else self._scratch(size + TAG_SIZE)
-                adlen = len(ad)
-                _ENCRYPT_FAST(
-                    out, None, plaintext, _LENS[size], ad, _LENS[adlen],
-                    None, _nonce(n), key._pointer(),
-                )  # fmt: skip
+        cipher = self._cipher
+        if cipher is not None:
+            n = self._n
+            ciphertext = cipher.encrypt_fast(n, ad, plaintext)  # type: ignore[arg-type]  # None unless bytes
+            if ciphertext is not None:  # ENCRYPT(k, n++, ad, plaintext)
                 self._n = n + 1
-                return out[: size + TAG_SIZE]  # type: ignore[no-any-return]
+                return ciphertext
         return self._encrypt_checked(ad, plaintext)
 
     def _encrypt_checked(self, ad: object, plaintext: object) -> bytes:
         self._check_open()
-        ad_b = _public(ad, "associated data")
+        ad_b = public_bytes(ad, "associated data")
         if isinstance(plaintext, SecureBuffer):
-            pointer: object = plaintext._address()
             size = len(plaintext)
         elif isinstance(plaintext, bytes | bytearray | memoryview):
-            pointer = plaintext = bytes(plaintext)
+            plaintext = bytes(plaintext)
             size = len(plaintext)
         else:
             raise WrongTypeError(f"plaintext must be bytes or a SecureBuffer, got {type(plaintext).__name__}")
@@ -272,39 +162,32 @@ class CipherState:
                 f"a {size}-byte plaintext does not fit a Noise message: at most {MAX_PLAINTEXT} bytes "
                 f"(65535 including the {TAG_SIZE}-byte tag)"
             )
-        if self._k is None:
+        if self._cipher is None:
             if isinstance(plaintext, SecureBuffer):
                 raise WrongTypeError("a SecureBuffer plaintext cannot be sent in clear (this CipherState has no key)")
-            return pointer  # type: ignore[return-value]  # the spec: no key, ciphertext = plaintext
+            return plaintext  # the spec: no key, ciphertext = plaintext
         if self._n >= MAX_NONCE:
             raise SessionExpiredError("CipherState nonces are exhausted (n reached 2^64-1): rekeying cannot help")
-        out = self._scratch(size + TAG_SIZE)
-        if _ENCRYPT(out, None, pointer, size, ad_b, len(ad_b), None, _nonce(self._n), self._k._pointer()) != 0:
-            raise CryptoError("ChaCha20-Poly1305 encryption failed")
+        ciphertext = self._cipher.encrypt(self._n, ad_b, plaintext)
         self._n += 1
-        return out[: size + TAG_SIZE]  # type: ignore[no-any-return]
+        return ciphertext
 
     def decrypt_with_ad(self, ad: bytes, ciphertext: bytes) -> bytes:
         """DecryptWithAd(ad, ciphertext) for public payloads; ``n += 1`` only if the tag verified.
 
         A bad tag raises :class:`DecryptionError` and leaves ``n`` unchanged.
         """
-        key = self._k
-        n = self._n
-        if type(ciphertext) is bytes and type(ad) is bytes and key is not None and n < MAX_NONCE:
-            size = len(ciphertext)
-            if TAG_SIZE <= size <= MAX_MESSAGE:
-                out = self._out if size <= self._out_cap else self._scratch(size)
-                adlen = len(ad)
-                rc = _DECRYPT_FAST(
-                    out, None, None, ciphertext, _LENS[size], ad,
-                    _LENS[adlen], _nonce(n), key._pointer(),
-                )  # fmt: skip
-                if rc != 0:
-                    raise DecryptionError("Noise message failed authentication (wrong key, nonce or ad, or tampered)")
+        cipher = self._cipher
+        if cipher is not None:
+            n = self._n
+            plaintext = cipher.decrypt_fast(n, ad, ciphertext)  # DECRYPT(k, n, ad, ciphertext)
+            if plaintext is not None:
                 self._n = n + 1
-                return out[: size - TAG_SIZE]  # type: ignore[no-any-return]
-        return self._decrypt_checked(ad, ciphertext, None, 0)  # type: ignore[return-value]
+                return plaintext
+        # a bad tag, or not the simple case: the checked path tells which
+        result = self._decrypt_checked(ad, ciphertext, None, 0)
+        assert isinstance(result, bytes)
+        return result
 
     def decrypt_into(self, ad: bytes, ciphertext: bytes, out: SecureBuffer, offset: int = 0) -> int:
         """DecryptWithAd for a secret payload: the plaintext goes straight into ``out`` at ``offset``.
@@ -314,24 +197,27 @@ class CipherState:
         """
         if not isinstance(out, SecureBuffer):
             raise WrongTypeError(f"out must be a SecureBuffer, got {type(out).__name__}")
-        return self._decrypt_checked(ad, ciphertext, out, offset)  # type: ignore[return-value]
+        result = self._decrypt_checked(ad, ciphertext, out, offset)
+        assert isinstance(result, int)
+        return result
 
     def _decrypt_checked(self, ad: object, ciphertext: object, out: SecureBuffer | None, offset: int) -> bytes | int:
         self._check_open()
-        ad_b = _public(ad, "associated data")
-        ct = _public(ciphertext, "ciphertext")
+        ad_b = public_bytes(ad, "associated data")
+        ct = public_bytes(ciphertext, "ciphertext")
         size = len(ct)
         if size > MAX_MESSAGE:
             raise WrongLengthError(f"a {size}-byte Noise message exceeds the 65535-byte maximum")
         if out is not None:
             if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
                 raise InvalidArgumentError(f"offset must be a non-negative int, got {offset!r}")
-            plain_len = size - (TAG_SIZE if self._k is not None else 0)
+            plain_len = size - (TAG_SIZE if self._cipher is not None else 0)
             if offset + plain_len > len(out):
                 raise WrongLengthError(
                     f"a {plain_len}-byte plaintext at offset {offset} does not fit a {len(out)}-byte buffer"
                 )
-        if self._k is None:  # the spec: no key, plaintext = ciphertext (public handshake data)
+        cipher = self._cipher
+        if cipher is None:  # the spec: no key, plaintext = ciphertext (public handshake data)
             if out is None:
                 return ct
             if size:
@@ -341,24 +227,25 @@ class CipherState:
             raise WrongLengthError(f"a {size}-byte Noise ciphertext cannot hold the {TAG_SIZE}-byte tag")
         if self._n >= MAX_NONCE:
             raise SessionExpiredError("CipherState nonces are exhausted (n reached 2^64-1): rekeying cannot help")
-        target: object = self._scratch(size) if out is None else out._address() + offset
-        if _DECRYPT(target, None, None, ct, size, ad_b, len(ad_b), _nonce(self._n), self._k._pointer()) != 0:
-            raise DecryptionError("Noise message failed authentication (wrong key, nonce or ad, or tampered)")
-        self._n += 1
         if out is None:
-            return self._out[: size - TAG_SIZE]  # type: ignore[no-any-return]
-        dummy = _scrub_args(size - TAG_SIZE)  # a secret plaintext: scrub the stack (same binding, same depth)
-        _DECRYPT(dummy[0], None, None, dummy[1], dummy[2], b"", _LENS[0], _SCRUB_NONCE, _SCRUB_KEY_PTR)
-        return size - TAG_SIZE
+            plaintext = cipher.decrypt(self._n, ad_b, ct)
+            if plaintext is None:
+                raise DecryptionError(_AUTH_FAILED)
+            self._n += 1
+            return plaintext
+        written = cipher.decrypt_into(self._n, ad_b, ct, out, offset)  # the stack scrub is built in
+        if written < 0:
+            raise DecryptionError(_AUTH_FAILED)
+        self._n += 1
+        return written
 
     def rekey(self) -> None:
         """Rekey() of spec section 4.2: ``k = REKEY(k)``; ``n`` is unchanged. The old key is purged."""
         self._check_open()
-        if self._k is None:
+        if self._cipher is None:
             raise CryptoError("Rekey() needs a key: this CipherState has none")
-        new = rekey_key(self._k)
-        old, self._k = self._k, new
-        old.secure_purge()
+        old, self._cipher = self._cipher, self._cipher.rekeyed()
+        old.purge()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -366,24 +253,45 @@ class CipherState:
         if self._closed:
             raise SessionExpiredError("this CipherState is closed (its key was purged)")
 
+    def ensure_key_live(self) -> None:
+        """Raise ``PurgedBufferError`` / ``ForkedBufferError`` if the key cannot be used any more."""
+        if self._cipher is not None:
+            self._cipher.ensure_live()
+
+    def take_key(self) -> CipherKey:
+        """Hand the key over (a transport takes it): returns it and leaves this CipherState closed."""
+        self._check_open()
+        cipher = self._cipher
+        if cipher is None:
+            raise CryptoError("this CipherState has no key to hand over")
+        self._cipher = None
+        self.close()
+        return cipher
+
     def close(self) -> None:
         """Purge the key. Idempotent; every later call raises :class:`SessionExpiredError`."""
         self._closed = True
-        key, self._k = self._k, None
-        if key is not None:
-            key.secure_purge()
+        cipher, self._cipher = self._cipher, None
+        if cipher is not None:
+            cipher.purge()
 
     @property
     def is_closed(self) -> bool:
         return self._closed
 
-    def _fresh_key_address(self) -> int:
-        """For :class:`SymmetricState`: the address where the next ``k`` is written in place
-        (allocating the slot on first use); ``n`` restarts at 0, as InitializeKey says."""
-        if self._k is None:
-            self._k = SecureKeyBuffer.allocate()
+    @property
+    def _k(self) -> SecureKeyBuffer | None:
+        """The locked buffer of ``k`` (None without a key): custody checks and HandshakeState."""
+        cipher = self._cipher
+        return None if cipher is None else cipher.key_buffer
+
+    def _fresh_key(self) -> CipherKey:
+        """For :class:`SymmetricState`: the key the next ``k`` is written into in place
+        (allocated on first use); ``n`` restarts at 0, as InitializeKey says."""
+        if self._cipher is None:
+            self._cipher = CipherKey.allocate()
         self._n = 0
-        return self._k._address()
+        return self._cipher
 
     def __enter__(self) -> CipherState:
         return self
@@ -395,7 +303,7 @@ class CipherState:
         raise NotCopyableError("a CipherState holds a key: it cannot be pickled or copied")
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else ("keyed" if self._k is not None else "empty")
+        state = "closed" if self._closed else ("keyed" if self._cipher is not None else "empty")
         return f"<CipherState {state} n={self._n}>"
 
 
@@ -406,7 +314,7 @@ class SymmetricState:
     handshake's ``k`` once both transport keys are derived.
     """
 
-    __slots__ = ("_h", "_ws", "cipher_state")
+    __slots__ = ("_ck", "_h", "cipher_state")
 
     def __init__(self, protocol_name: bytes) -> None:
         if not isinstance(protocol_name, bytes):
@@ -415,59 +323,31 @@ class SymmetricState:
             self._h = protocol_name.ljust(HASHLEN, b"\x00")
         else:
             self._h = hashlib.sha256(protocol_name).digest()
-        # one locked workspace (one arena slot instead of four): ck, and three scratch areas
-        # zeroed after each use - the HKDF temp key, temp_h, and the DH output
-        self._ws: SecureBuffer | None = SecureBuffer(_WS_SIZE)
-        self._ws.write(self._h, _CK)  # ck = h (public until the first MixKey)
+        self._ck: ChainingKey | None = ChainingKey(self._h)  # ck = h
         self.cipher_state = CipherState()
 
-    def _workspace(self) -> int:
-        if self._ws is None:
+    def _chaining_key(self) -> ChainingKey:
+        if self._ck is None:
             raise HandshakeError("SymmetricState already split: ck is gone")
-        return self._ws._address()
-
-    # HKDF(chaining_key, input_key_material, num_outputs) of spec section 4.3, on addresses.
-    def _hkdf(self, ikm: object, ikm_len: int, out1: int, out2: int, out3: int | None = None) -> None:
-        ws = self._workspace()
-        temp_key = ws + _TEMP_KEY
-        try:
-            hmac_raw(ws + _CK, HASHLEN, [(ikm, ikm_len)], temp_key)  # temp_key = HMAC(ck, ikm)
-            hmac_raw(temp_key, HASHLEN, [(b"\x01", 1)], out1)  # output1 = HMAC(temp_key, 0x01)
-            hmac_raw(temp_key, HASHLEN, [(out1, HASHLEN), (b"\x02", 1)], out2)  # output2
-            if out3 is not None:
-                hmac_raw(temp_key, HASHLEN, [(out2, HASHLEN), (b"\x03", 1)], out3)  # output3
-        finally:
-            _zero(temp_key, HASHLEN)  # the temp key, the line after its last use
+        return self._ck
 
     def mix_key(self, input_key_material: SecureBuffer | bytes) -> None:
         """MixKey: ``ck, temp_k = HKDF(ck, ikm, 2)``; ``InitializeKey(temp_k)`` (written in place)."""
-        if isinstance(input_key_material, SecureBuffer):
-            ikm: object = input_key_material._address()
-            ikm_len = len(input_key_material)
-        else:
-            ikm = _public(input_key_material, "input key material")
-            ikm_len = len(ikm)  # type: ignore[arg-type]
-        ck = self._workspace() + _CK
-        self._hkdf(ikm, ikm_len, ck, self.cipher_state._fresh_key_address())
+        ikm = input_key_material
+        if not isinstance(ikm, SecureBuffer):
+            ikm = public_bytes(ikm, "input key material")
+        ck = self._ck
+        if ck is None:
+            raise HandshakeError("SymmetricState already split: ck is gone")
+        ck.mix_key(ikm, self.cipher_state._fresh_key())
 
     def mix_key_dh(self, private_key: SecureKeyBuffer, public_key: bytes) -> None:
-        """``MixKey(DH(private_key, public_key))``: X25519 written into the locked workspace and
-        zeroed right after the MixKey. A low-order public key raises :class:`LowOrderPointError`.
-
-        This is :func:`cortex_sal.crypto.x25519.x25519_shared_secret` (the same libsodium call,
-        the same refusal) without a new arena slot per DH.
-        """
-        ws = self._workspace()
-        dh = ws + _DH
-        public = _public(public_key, "X25519 public key")
-        if len(public) != DHLEN:
-            raise WrongLengthError(f"an X25519 public key is {DHLEN} bytes, got {len(public)}")
-        try:
-            if sodium.crypto_scalarmult_curve25519(dh, private_key._address(), public) != 0:
-                raise LowOrderPointError("X25519 peer public key is a low-order point (the shared secret is all zeros)")
-            self._hkdf(dh, DHLEN, ws + _CK, self.cipher_state._fresh_key_address())
-        finally:
-            _zero(dh, DHLEN)  # the shared secret, the line after its last use
+        """``MixKey(DH(private_key, public_key))``: the DH output goes into locked memory and is
+        zeroed right after the MixKey. A low-order public key raises :class:`LowOrderPointError`."""
+        ck = self._ck
+        if ck is None:
+            raise HandshakeError("SymmetricState already split: ck is gone")
+        ck.mix_key_dh(private_key, public_key, self.cipher_state._fresh_key())  # checks both keys
 
     def mix_hash(self, data: bytes) -> None:
         """MixHash: ``h = HASH(h || data)``."""
@@ -478,22 +358,8 @@ class SymmetricState:
         ``InitializeKey(temp_k)``. ``temp_h`` stays in locked memory and is zeroed right after."""
         if not isinstance(input_key_material, SecureBuffer):
             raise WrongTypeError(f"a psk must be a SecureKeyBuffer, got {type(input_key_material).__name__}")
-        ws = self._workspace()
-        assert self._ws is not None
-        try:
-            self._hkdf(
-                input_key_material._address(),
-                len(input_key_material),
-                ws + _CK,
-                ws + _TEMP_H,
-                self.cipher_state._fresh_key_address(),
-            )
-            hasher = hashlib.sha256(self._h)
-            with self._ws._view() as view:
-                hasher.update(view[_TEMP_H : _TEMP_H + HASHLEN])  # read in place: no bytes copy
-            self._h = hasher.digest()
-        finally:
-            _zero(ws + _TEMP_H, HASHLEN)
+        ck = self._chaining_key()
+        self._h = ck.mix_key_and_hash(input_key_material, self._h, self.cipher_state._fresh_key())
 
     def get_handshake_hash(self) -> bytes:
         return self._h
@@ -518,29 +384,31 @@ class SymmetricState:
         """Split: ``temp_k1, temp_k2 = HKDF(ck, empty, 2)`` into two new CipherStates; then
         ``ck`` and the workspace are purged. ``temp_k1`` is written over the handshake ``k``
         (dead from here on), whose slot the first CipherState takes over."""
-        self._workspace()
-        k1 = self.cipher_state._k or SecureKeyBuffer.allocate()
-        self.cipher_state._k = None
-        k2 = SecureKeyBuffer.allocate()
+        ck = self._chaining_key()
+        cs = self.cipher_state
+        k1 = cs._cipher or CipherKey.allocate()
+        cs._cipher = None
+        k2 = CipherKey.allocate()
         try:
-            self._hkdf(None, 0, k1._address(), k2._address())
+            ck.split(k1, k2)
         except BaseException:
-            k1.secure_purge()
-            k2.secure_purge()
+            k1.purge()
+            k2.purge()
             raise
         finally:
             self.close()
-        return CipherState(k1), CipherState(k2)
+        return CipherState._keyed(k1), CipherState._keyed(k2)
 
     def close(self) -> None:
         """Purge ``ck`` and the workspace, and the handshake cipher key. Idempotent."""
-        ws, self._ws = self._ws, None
-        if ws is not None:
-            ws.secure_purge()
+        ck, self._ck = self._ck, None
+        if ck is not None:
+            ck.purge()
         self.cipher_state.close()
 
     def _secret_buffers(self) -> list[SecureBuffer]:
-        return [b for b in (self._ws, self.cipher_state._k) if b is not None]
+        workspace = self._ck.workspace_buffer if self._ck is not None else None
+        return [b for b in (workspace, self.cipher_state._k) if b is not None]
 
     def __reduce_ex__(self, protocol: object) -> Any:
         raise NotCopyableError("a SymmetricState holds ck: it cannot be pickled or copied")
@@ -578,17 +446,12 @@ def _private_key(key: object, what: str) -> SecureKeyBuffer | None:
         key = key.key_buffer
     if not isinstance(key, SecureKeyBuffer):
         raise WrongTypeError(f"{what} must be an X25519PrivateKey or a SecureKeyBuffer, got {type(key).__name__}")
-    key._address()  # a purged key is refused here, before anything is built
+    key.ensure_live()  # a purged key is refused here, before anything is built
     return key
 
 
 def _public_key(key: object, what: str) -> bytes | None:
-    if key is None:
-        return None
-    data = _public(key, what)
-    if len(data) != DHLEN:
-        raise WrongLengthError(f"{what} must be exactly {DHLEN} bytes, got {len(data)}")
-    return data
+    return None if key is None else public_bytes(key, what, DHLEN)
 
 
 class HandshakeState(FailurePolicy):

@@ -14,12 +14,13 @@ Not thread-safe: one object is used by one thread at a time.
 
 from __future__ import annotations
 
-import ctypes
 import struct
 from typing import Any
 
-from ...checks import int_in_range
+from ...checks import int_in_range, public_bytes
 from ...clock import SYSTEM_CLOCK, Clock
+from ...crypto import CipherKey
+from ...crypto.cipher import COUNTER_SIZE, MAX_MESSAGE, MAX_NONCE, MAX_PLAINTEXT, TAG_SIZE
 from ...errors import (
     FrameAuthError,
     FrameFormatError,
@@ -33,26 +34,9 @@ from ...errors import (
 )
 from ...securemem import SecureBuffer, SecureKeyBuffer
 from ..states import State
-from .state import (
-    _DECRYPT,
-    _DECRYPT_FAST,
-    _ENCRYPT,
-    _ENCRYPT_FAST,
-    _LENS,
-    _SCRUB_KEY_PTR,
-    _SCRUB_NONCE,
-    MAX_MESSAGE,
-    MAX_NONCE,
-    MAX_PLAINTEXT,
-    TAG_SIZE,
-    CipherState,
-    HandshakeState,
-    _nonce,
-    _scrub_args,
-    rekey_key,
-)
+from .state import CipherState, HandshakeState
 
-NONCE_SIZE = 8  # lossy mode's explicit nonce
+NONCE_SIZE = COUNTER_SIZE  # lossy mode's explicit nonce: n as u64 big-endian
 DEFAULT_WINDOW = 1024
 MIN_WINDOW = 1024
 MAX_WINDOW = 1 << 16
@@ -60,11 +44,8 @@ DEFAULT_EPOCH = 1 << 32  # the epoch length when rekey_every is None
 DEFAULT_MAX_EPOCH_SKIP = 16
 MAX_EPOCH_SKIP = 1 << 16
 DEFAULT_REKEY_GRACE_S = 5.0
-_INITIAL_SCRATCH = 4096 + NONCE_SIZE + 2 * 16
 
-_BE64 = struct.Struct(">Q")
-_pack_be = _BE64.pack_into
-_unpack_be = _BE64.unpack_from
+_unpack_be = struct.Struct(">Q").unpack_from
 
 
 def _seconds_option(value: object, what: str) -> float:
@@ -80,7 +61,7 @@ class _Epoch:
 
     __slots__ = ("highest", "index", "key", "seen", "started")
 
-    def __init__(self, index: int, key: SecureKeyBuffer, started: float) -> None:
+    def __init__(self, index: int, key: CipherKey, started: float) -> None:
         self.index = index
         self.key = key
         self.highest = -1  # nothing accepted yet
@@ -105,11 +86,6 @@ class NoiseTransport:
         "_lossy",
         "_mask",
         "_max_skip",
-        "_oaddr",
-        "_obody",
-        "_obuf",
-        "_ocap",
-        "_out_max",
         "_prev",
         "_r_limit",
         "_r_low",
@@ -143,11 +119,11 @@ class NoiseTransport:
                 continue
             if not isinstance(cs, CipherState):
                 raise WrongTypeError(f"{what} must be a CipherState or None, got {type(cs).__name__}")
-            if cs.is_closed or cs._k is None:
+            if cs.is_closed or not cs.has_key():
                 raise InvalidArgumentError(f"{what} CipherState must be keyed and open (fresh from split())")
-            if cs._n != 0:
-                raise InvalidArgumentError(f"{what} CipherState must be fresh from split() (n == 0), got n={cs._n}")
-            cs._k._address()  # a purged or fork-inherited key is refused now
+            if cs.n != 0:
+                raise InvalidArgumentError(f"{what} CipherState must be fresh from split() (n == 0), got n={cs.n}")
+            cs.ensure_key_live()  # a purged or fork-inherited key is refused now
         if send is None and recv is None:
             raise InvalidArgumentError("a transport needs at least one direction")
         if send is not None and send is recv:
@@ -176,31 +152,23 @@ class NoiseTransport:
         self._clock = clock
         self._closed = False
         self._why_closed = ""
-        self._ocap = 0
-        self._obuf: Any = None
-        self._oaddr = 0
-        self._obody: Any = None
-        self._out_max = -1
-        self._out(_INITIAL_SCRATCH)
         # sending direction: its key, next nonce, epoch and when that epoch started
-        self._sk: SecureKeyBuffer | None = None
+        self._sk: CipherKey | None = None
         self._sn = 0
         self._send_epoch = 0
         self._s_started = 0.0
         # receiving direction (ordered: key + next nonce; lossy: current/previous epochs)
-        self._rk: SecureKeyBuffer | None = None
+        self._rk: CipherKey | None = None
         self._rn = 0
         self._recv_epoch = 0
         self._cur: _Epoch | None = None
         self._prev: _Epoch | None = None
         now = clock.monotonic() if interval is not None or lossy else 0.0
         if send is not None:
-            self._sk, send._k = send._k, None  # taken over: the CipherState is left empty and closed
-            send.close()
+            self._sk = send.take_key()  # taken over: the CipherState is left empty and closed
             self._s_started = now
         if recv is not None:
-            self._rk, recv._k = recv._k, None
-            recv.close()
+            self._rk = recv.take_key()
             if lossy:
                 assert self._rk is not None
                 self._cur = _Epoch(0, self._rk, now)
@@ -299,17 +267,6 @@ class NoiseTransport:
         else:
             self._r_limit = min((self._recv_epoch + 1) * self._epoch_len, MAX_NONCE)
 
-    def _out(self, size: int) -> Any:
-        """This transport's scratch buffer for public data (ciphertexts, bytes plaintexts), >= size."""
-        if size > self._ocap:
-            self._ocap = min(max(size, 2 * self._ocap, _INITIAL_SCRATCH), MAX_MESSAGE + NONCE_SIZE)
-            self._obuf = ctypes.create_string_buffer(self._ocap)
-            self._oaddr = ctypes.addressof(self._obuf)
-            self._obody = ctypes.c_void_p(self._oaddr + NONCE_SIZE)  # where a lossy message's body starts
-            head = NONCE_SIZE if self._lossy else 0
-            self._out_max = min(MAX_PLAINTEXT, self._ocap - TAG_SIZE - head)  # fast-path plaintext bound
-        return self._obuf
-
     def _check_open(self) -> None:
         if self._closed:
             raise SessionExpiredError(f"the Noise transport is closed ({self._why_closed}); re-handshake")
@@ -319,39 +276,26 @@ class NoiseTransport:
     def encrypt(self, plaintext: bytes | SecureBuffer, ad: bytes = b"") -> bytes:
         """One wire message for ``plaintext`` (bytes, or a SecureBuffer read in place; at most 65519 bytes)."""
         n = self._sn
-        if n < self._s_limit and type(plaintext) is bytes and type(ad) is bytes:
-            size = len(plaintext)
-            if size <= self._out_max:
-                adlen = len(ad)
-                if self._lossy:
-                    _pack_be(self._obuf, 0, n)
-                    _ENCRYPT_FAST(
-                        self._obody, None, plaintext, _LENS[size], ad,
-                        _LENS[adlen], None, _nonce(n), self._sk._pointer(),  # type: ignore[union-attr]
-                    )  # fmt: skip
-                    self._sn = n + 1
-                    return self._obuf[: size + TAG_SIZE + NONCE_SIZE]  # type: ignore[no-any-return]
-                _ENCRYPT_FAST(
-                    self._obuf, None, plaintext, _LENS[size], ad,
-                    _LENS[adlen], None, _nonce(n), self._sk._pointer(),  # type: ignore[union-attr]
-                )  # fmt: skip
+        if n < self._s_limit:  # the send key's fast path: None unless bytes that fit
+            key: CipherKey = self._sk  # type: ignore[assignment]  # _s_limit >= 0 only while a send key is held
+            if self._lossy:
+                message = key.encrypt_with_counter_fast(n, ad, plaintext)  # type: ignore[arg-type]  # a SecureBuffer gives None: checked path
+            else:
+                message = key.encrypt_fast(n, ad, plaintext)  # type: ignore[arg-type]  # a SecureBuffer gives None: checked path
+            if message is not None:
                 self._sn = n + 1
-                return self._obuf[: size + TAG_SIZE]  # type: ignore[no-any-return]
+                return message
         return self._encrypt_checked(plaintext, ad)
 
     def _encrypt_checked(self, plaintext: object, ad: object) -> bytes:
         self._check_open()
         if self._sk is None:
             raise SensorBusError("this side of a one-way transport only receives")
-        if type(ad) is not bytes:
-            if not isinstance(ad, bytes | bytearray | memoryview) or isinstance(ad, SecureBuffer):
-                raise WrongTypeError(f"ad must be bytes, got {type(ad).__name__}")
-            ad = bytes(ad)
+        ad_b = public_bytes(ad, "ad")
         if isinstance(plaintext, SecureBuffer):
             size = len(plaintext)
-            pointer: object = None
         elif isinstance(plaintext, bytes | bytearray | memoryview):
-            plaintext = pointer = bytes(plaintext)
+            plaintext = bytes(plaintext)
             size = len(plaintext)
         else:
             raise WrongTypeError(f"plaintext must be bytes or a SecureBuffer, got {type(plaintext).__name__}")
@@ -371,54 +315,58 @@ class NoiseTransport:
         if n >= MAX_NONCE:
             raise SessionExpiredError("the sending nonces are exhausted (2^64-1 is reserved); re-handshake")
         if n // self._epoch_len != epoch:
-            new = rekey_key(self._sk)
-            old, self._sk = self._sk, new
-            old.secure_purge()  # the old key, the moment the new one is in place
+            old, self._sk = self._sk, self._sk.rekeyed()
+            old.purge()  # the old key, the moment the new one is in place
             self._send_epoch = epoch + 1
             self._s_started = now if self._interval is not None else 0.0
-        if isinstance(plaintext, SecureBuffer):
-            pointer = plaintext._address()
-        out = self._out(size + TAG_SIZE + NONCE_SIZE)
-        if self._lossy:
-            _pack_be(out, 0, n)
-            target = self._oaddr + NONCE_SIZE
-        else:
-            target = self._oaddr
-        if _ENCRYPT(target, None, pointer, size, ad, len(ad), None, _nonce(n), self._sk._pointer()) != 0:
-            raise SensorBusError("ChaCha20-Poly1305 encryption failed")
+        key = self._sk
+        message = key.encrypt_with_counter(n, ad_b, plaintext) if self._lossy else key.encrypt(n, ad_b, plaintext)
         self._sn = n + 1
         self._set_limits()
-        head = NONCE_SIZE if self._lossy else 0
-        return out[: head + size + TAG_SIZE]  # type: ignore[no-any-return]
+        return message
 
     # -- receiving ---------------------------------------------------------------------------------
 
     def decrypt(self, message: bytes, ad: bytes = b"") -> bytes:
         """The plaintext of one wire message, as bytes (for public payloads)."""
-        if type(message) is bytes and type(ad) is bytes:
-            if len(message) > self._ocap:
-                self._out(len(message))  # the scratch holds any plaintext the fast path may write
-            size = self._open_fast(message, ad, self._obuf)
-            if size >= 0:
-                return self._obuf[:size]  # type: ignore[no-any-return]
-        return self._decrypt_checked(message, ad, None, 0)  # type: ignore[return-value]
+        if not self._lossy:
+            n = self._rn
+            if n < self._r_limit:  # the current epoch; the key's fast path checks the arguments
+                plaintext = self._rk.decrypt_fast(n, ad, message)  # type: ignore[union-attr]  # held while _r_limit >= 0
+                if plaintext is not None:
+                    self._rn = n + 1
+                    return plaintext
+        elif type(message) is bytes:
+            lossy_plaintext = self._open_lossy_fast(message, ad, None, 0)
+            if lossy_plaintext is not None:
+                return lossy_plaintext  # type: ignore[return-value]  # bytes when out is None
+        result = self._decrypt_checked(message, ad, None, 0)
+        assert isinstance(result, bytes)
+        return result
 
     def decrypt_into(self, message: bytes, out: SecureBuffer, offset: int = 0, ad: bytes = b"") -> int:
         """Decrypt one wire message straight into locked memory (``out`` at ``offset``); return its length.
 
         On a failed tag libsodium zeroes the target region; nothing else changes.
         """
-        if type(message) is bytes and type(ad) is bytes and type(offset) is int and isinstance(out, SecureBuffer):
-            plain = len(message) - (NONCE_SIZE if self._lossy else 0) - TAG_SIZE
-            if 0 <= offset and offset + plain <= len(out):
-                size = self._open_fast(message, ad, ctypes.c_void_p(out._address() + offset), secret=True)
-                if size >= 0:
-                    return size
+        if not self._lossy:
+            n = self._rn
+            if n < self._r_limit:  # the current epoch; the key's fast path checks the arguments
+                written = self._rk.decrypt_into_fast(n, ad, message, out, offset)  # type: ignore[union-attr]  # as above
+                if written >= 0:  # with the stack scrub
+                    self._rn = n + 1
+                    return written
+        elif type(message) is bytes:
+            lossy_written = self._open_lossy_fast(message, ad, out, offset)
+            if lossy_written is not None:
+                return lossy_written  # type: ignore[return-value]  # an int when out is given
         if not isinstance(out, SecureBuffer):
             raise WrongTypeError(f"out must be a SecureBuffer, got {type(out).__name__}")
         if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
             raise InvalidArgumentError(f"offset must be a non-negative int, got {offset!r}")
-        return self._decrypt_checked(message, ad, out, offset)  # type: ignore[return-value]
+        result = self._decrypt_checked(message, ad, out, offset)
+        assert isinstance(result, int)
+        return result
 
     # -- the Channel interface (keros.channel) ------------------------------------------------
 
@@ -433,59 +381,36 @@ class NoiseTransport:
     seal = encrypt  # the Channel names are the transport's own methods: no extra call per frame
     open_into = decrypt_into
 
-    def _open_fast(self, message: bytes, ad: bytes, target: object, secret: bool = False) -> int:
-        """The common case, in as few steps as possible: a message of the current epoch, no
-        clock to read. Returns the plaintext length, or -1 for "take the checked path" (which
-        also re-checks and reports a failed tag). ``target``: a ctypes pointer or char array."""
+    def _open_lossy_fast(self, message: bytes, ad: bytes, out: SecureBuffer | None, offset: int) -> bytes | int | None:
+        """Lossy mode's common case: a message of the current epoch, inside the window, no previous
+        key kept. Returns the plaintext (bytes, or its length once in ``out``), or None for "take
+        the checked path" (which also re-checks and reports a failed tag)."""
         size = len(message)
-        adlen = len(ad)
-        if not self._lossy:
-            n = self._rn
-            if n < self._r_limit and TAG_SIZE <= size <= MAX_MESSAGE:
-                rc = _DECRYPT_FAST(
-                    target, None, None, message, _LENS[size], ad, _LENS[adlen], _nonce(n),
-                    self._rk._pointer(),  # type: ignore[union-attr]
-                )  # fmt: skip
-                if rc == 0:
-                    self._rn = n + 1
-                    if secret:  # the stack scrub of state.py: same binding, same depth
-                        dummy = _scrub_args(size - TAG_SIZE)
-                        _DECRYPT_FAST(dummy[0], None, None, dummy[1], dummy[2], b"", _LENS[0], _SCRUB_NONCE,
-                                      _SCRUB_KEY_PTR)  # fmt: skip
-                    return size - TAG_SIZE
-        elif NONCE_SIZE + TAG_SIZE <= size <= NONCE_SIZE + MAX_MESSAGE:
+        if NONCE_SIZE + TAG_SIZE <= size <= NONCE_SIZE + MAX_MESSAGE:
             (n,) = _unpack_be(message)
             if self._r_low <= n < self._r_limit:  # the current epoch, and no previous key kept
-                cur = self._cur
-                d = cur.highest - n  # type: ignore[union-attr]
-                if d < 0 or (d <= self._window and not (cur.seen >> d) & 1):  # type: ignore[union-attr]
-                    body_size = size - NONCE_SIZE
-                    rc = _DECRYPT_FAST(
-                        target, None, None, message[NONCE_SIZE:], _LENS[body_size], ad, _LENS[adlen],
-                        _nonce(n), cur.key._pointer(),  # type: ignore[union-attr]
-                    )  # fmt: skip
-                    if rc == 0:  # the tag verified: only now does the window move
-                        if d < 0:
-                            cur.seen = ((cur.seen << -d) | 1) & self._mask  # type: ignore[union-attr]
-                            cur.highest = n  # type: ignore[union-attr]
-                        else:
-                            cur.seen |= 1 << d  # type: ignore[union-attr]
-                        if secret:  # the stack scrub of state.py: same binding, same depth
-                            dummy = _scrub_args(body_size - TAG_SIZE)
-                            _DECRYPT_FAST(dummy[0], None, None, dummy[1], dummy[2], b"", _LENS[0], _SCRUB_NONCE,
-                                          _SCRUB_KEY_PTR)  # fmt: skip
-                        return body_size - TAG_SIZE
-        return -1
+                cur: _Epoch = self._cur  # type: ignore[assignment]  # always set in lossy mode while open
+                d = cur.highest - n
+                if d < 0 or (d <= self._window and not (cur.seen >> d) & 1):
+                    body = message[NONCE_SIZE:]
+                    if out is None:
+                        result: bytes | int | None = cur.key.decrypt_fast(n, ad, body)
+                        if result is None:
+                            return None
+                    elif (result := cur.key.decrypt_into_fast(n, ad, body, out, offset)) < 0:  # with the scrub
+                        return None
+                    # the tag verified: only now does the window move
+                    if d < 0:
+                        cur.seen = ((cur.seen << -d) | 1) & self._mask
+                        cur.highest = n
+                    else:
+                        cur.seen |= 1 << d
+                    return result
+        return None
 
     def _decrypt_checked(self, message: object, ad: object, out: SecureBuffer | None, offset: int) -> bytes | int:
-        if type(message) is not bytes:
-            if not isinstance(message, bytes | bytearray | memoryview) or isinstance(message, SecureBuffer):
-                raise WrongTypeError(f"message must be bytes, got {type(message).__name__}")
-            message = bytes(message)
-        if type(ad) is not bytes:
-            if not isinstance(ad, bytes | bytearray | memoryview) or isinstance(ad, SecureBuffer):
-                raise WrongTypeError(f"ad must be bytes, got {type(ad).__name__}")
-            ad = bytes(ad)
+        message = public_bytes(message, "message")
+        ad = public_bytes(ad, "ad")
         self._check_open()
         if self._rk is None:
             raise SensorBusError("this side of a one-way transport only sends")
@@ -507,24 +432,15 @@ class NoiseTransport:
             return self._decrypt_lossy(message, ad, out, offset, plain_len)
         return self._decrypt_ordered(message, ad, out, offset, plain_len)
 
+    @staticmethod
     def _open(
-        self, key: SecureKeyBuffer, n: int, body: bytes, ad: bytes, out: SecureBuffer | None, offset: int
-    ) -> bool:
+        key: CipherKey, n: int, body: bytes, ad: bytes, out: SecureBuffer | None, offset: int
+    ) -> bytes | int | None:
+        """The plaintext (bytes, or its length once in ``out``), or None if the tag did not verify."""
         if out is None:
-            if self._ocap < len(body):
-                self._out(len(body))
-            target: object = self._obuf
-        else:
-            target = out._address() + offset
-        if _DECRYPT(target, None, None, body, len(body), ad, len(ad), _nonce(n), key._pointer()) != 0:
-            return False
-        if out is not None:  # a secret plaintext: the stack scrub of state.py (same binding, same depth)
-            dummy = _scrub_args(len(body) - TAG_SIZE)
-            _DECRYPT(dummy[0], None, None, dummy[1], dummy[2], b"", _LENS[0], _SCRUB_NONCE, _SCRUB_KEY_PTR)
-        return True
-
-    def _result(self, out: SecureBuffer | None, plain_len: int) -> bytes | int:
-        return self._obuf[:plain_len] if out is None else plain_len  # type: ignore[no-any-return]
+            return key.decrypt(n, ad, body)
+        written = key.decrypt_into(n, ad, body, out, offset)  # with the stack scrub
+        return None if written < 0 else written
 
     def _decrypt_ordered(
         self, message: bytes, ad: bytes, out: SecureBuffer | None, offset: int, plain_len: int
@@ -534,7 +450,7 @@ class NoiseTransport:
         if n >= MAX_NONCE:
             raise SessionExpiredError("the receiving nonces are exhausted (2^64-1 is reserved); re-handshake")
         epoch = self._recv_epoch
-        next_key: SecureKeyBuffer | None = None
+        next_key: CipherKey | None = None
         try:
             if n // self._epoch_len == epoch:
                 candidates = [(n, False)]
@@ -545,18 +461,20 @@ class NoiseTransport:
                 candidates = [(n, True)]  # n starts the next epoch
             for nonce, is_next in candidates:
                 if is_next and next_key is None:
-                    next_key = rekey_key(self._rk)
-                if self._open(next_key if is_next else self._rk, nonce, message, ad, out, offset):  # type: ignore[arg-type]
+                    next_key = self._rk.rekeyed()
+                key = next_key if is_next and next_key is not None else self._rk
+                result = self._open(key, nonce, message, ad, out, offset)
+                if result is not None:
                     if is_next:
-                        old, self._rk, next_key = self._rk, next_key, None
-                        old.secure_purge()
+                        old, self._rk, next_key = self._rk, key, None
+                        old.purge()
                         self._recv_epoch = epoch + 1
                     self._rn = nonce + 1
                     self._set_limits()
-                    return self._result(out, plain_len)
+                    return result
         finally:
             if next_key is not None:
-                next_key.secure_purge()  # a tentative key that did not verify
+                next_key.purge()  # a tentative key that did not verify
         raise FrameAuthError(f"message {n} failed authentication (tampered, forged, or out of order)")
 
     def _decrypt_lossy(
@@ -582,11 +500,12 @@ class NoiseTransport:
             slot = cur if epoch == cur.index else prev
             assert slot is not None
             d = self._window_check(slot, n)
-            if not self._open(slot.key, n, body, ad, out, offset):
+            result = self._open(slot.key, n, body, ad, out, offset)
+            if result is None:
                 raise FrameAuthError(f"message {n} failed authentication (tampered or forged); window unchanged")
             self._window_accept(slot, n, d)
             self._expire_previous(now)
-            return self._result(out, plain_len)
+            return result
         if epoch < cur.index:
             raise ReplayAttackError(f"nonce {n} belongs to key epoch {epoch}, already retired (current {cur.index})")
         ahead = epoch - cur.index
@@ -596,13 +515,14 @@ class NoiseTransport:
                 "if the peer is genuine, re-handshake"
             )
         # a later epoch: derive its key tentatively, keep it only if the tag verifies
-        chain: list[SecureKeyBuffer] = []
+        chain: list[CipherKey] = []
         try:
             key = cur.key
             for _ in range(ahead):
-                key = rekey_key(key)
+                key = key.rekeyed()
                 chain.append(key)
-            if not self._open(key, n, body, ad, out, offset):
+            result = self._open(key, n, body, ad, out, offset)
+            if result is None:
                 raise FrameAuthError(f"message {n} failed authentication (tampered or forged); keys unchanged")
             new = _Epoch(epoch, chain.pop(), now)
             new.highest, new.seen = n, 1
@@ -611,17 +531,17 @@ class NoiseTransport:
                 self._prev = cur
             else:  # epochs were skipped: the one just before the new one may still send late messages
                 self._prev = _Epoch(epoch - 1, chain.pop(), now)
-                cur.key.secure_purge()
+                cur.key.purge()
             if old_prev is not None:
-                old_prev.key.secure_purge()
+                old_prev.key.purge()
             self._cur = new
             self._rk = new.key
             self._recv_epoch = epoch
             self._set_limits()
-            return self._result(out, plain_len)
+            return result
         finally:
             for k in chain:
-                k.secure_purge()  # intermediate (and, on failure, all) tentative keys
+                k.purge()  # intermediate (and, on failure, all) tentative keys
 
     def _window_check(self, slot: _Epoch, n: int) -> int:
         d = slot.highest - n
@@ -652,7 +572,7 @@ class NoiseTransport:
         prev = self._prev
         if prev is not None and self._previous_expired(now):
             self._prev = None
-            prev.key.secure_purge()
+            prev.key.purge()
             self._set_limits()
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -671,14 +591,14 @@ class NoiseTransport:
         self._cur = self._prev = None
         for key in keys:
             if key is not None:
-                key.secure_purge()
+                key.purge()
         self._set_limits()
 
     def _secret_buffers(self) -> list[SecureKeyBuffer]:
         """Every key this transport holds (tests check they end purged)."""
         keys = [k for k in (self._sk, self._rk) if k is not None]
         keys += [ep.key for ep in (self._cur, self._prev) if ep is not None and ep.key not in keys]
-        return keys
+        return [k.key_buffer for k in keys]
 
     def __enter__(self) -> NoiseTransport:
         return self
