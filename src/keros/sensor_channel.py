@@ -8,8 +8,8 @@ Thin on purpose: everything lives in ``cortex_sal.keros``. The seed's channel-st
 import sys
 
 from cortex_sal.keros import GatewayHandshake, SecureBusSession, SensorCertificationAuthority, SensorHandshake
-from cortex_sal.keros.selftest import main
 from cortex_sal.keros.states import SEED_NAMES, seed_state_name
+from cortex_sal.testing.keros_selftest import main
 
 __all__ = [
     "SEED_NAMES",

@@ -117,7 +117,7 @@ def _residue_table(console: Console, scenarios: list[Scenario]) -> tuple[list[st
 def cmd_selftest(args: argparse.Namespace, console: Console) -> int:
     """Known-answer self-tests, and with ``--residue`` the memory-residue proof."""
     if not args.residue:
-        from ..keros.selftest import main as keros_selftest
+        from ..testing.keros_selftest import main as keros_selftest
         from ..testing.sal_selftest import main as sal_selftest
 
         return 1 if (sal_selftest() | keros_selftest()) else 0

@@ -25,7 +25,7 @@ def guarded(func: F, error: type[CortexError]) -> F:
 
     run.__doc__ = func.__doc__
     run.__name__ = func.__name__
-    return run  # type: ignore[return-value]
+    return run  # type: ignore[return-value]  # run takes and returns what func does
 
 
 def timestamp_arg(value: str) -> float:

@@ -167,7 +167,7 @@ def _issue(args: argparse.Namespace, console: Console, kind: CertificateKind, na
     static = None if public is not None else X25519PrivateKey.generate()
     try:
         with load_ca(ca_dir) as ca:
-            subject = public if public is not None else static.public_bytes()  # type: ignore[union-attr]
+            subject = public if public is not None else static.public_bytes()  # type: ignore[union-attr]  # static is None only when public is given
             if kind is CertificateKind.SENSOR:
                 cert = ca.issue_sensor(
                     subject, model_id=name, serial=serial, not_before=not_before, not_after=not_after, registry=registry

@@ -97,7 +97,7 @@ class Refusal(StrEnum):
 
 def _refuse(cls: type[GovernanceError], reason: Refusal, detail: str) -> GovernanceError:
     exc = cls(f"{reason.value}: {detail}")
-    exc.reason = reason  # type: ignore[attr-defined]
+    exc.reason = reason  # type: ignore[attr-defined]  # the Refusal travels on the exception for enact's callers
     return exc
 
 
@@ -594,7 +594,7 @@ AuditHook = Callable[[str, Mapping[str, object]], None]
 def _digest_seen(digest: bytes, enacted: object) -> bool:
     if enacted is None:
         return False
-    return digest in enacted or digest.hex() in enacted  # type: ignore[operator]
+    return digest in enacted or digest.hex() in enacted  # type: ignore[operator]  # the caller's container of digests, bytes or hex
 
 
 def _check_quorum(

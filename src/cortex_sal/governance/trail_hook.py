@@ -40,7 +40,7 @@ def trail_hook(trail: AuditSink) -> AuditHook:
                 trail.append("signature_invalid", proposal_hash=proposal_hash, reason=text)
             trail.append("proposal_refused", proposal_hash=proposal_hash, reason=text)
         elif event == "governance.enacted":
-            signers = sorted(str(s) for s in details.get("signers", ()))  # type: ignore[attr-defined]
+            signers = sorted(str(s) for s in details.get("signers", ()))  # type: ignore[attr-defined]  # enact passes an iterable of node ids
             trail.append(
                 "proposal_enacted",
                 proposal_hash=proposal_hash,

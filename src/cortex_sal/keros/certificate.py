@@ -511,7 +511,7 @@ class CertificateAuthority:
     def __init__(self, signing_key: Ed25519SigningKey, kind: CAKind | str, name: str) -> None:
         if not isinstance(signing_key, Ed25519SigningKey):
             raise WrongTypeError(f"signing_key must be an Ed25519SigningKey, got {type(signing_key).__name__}")
-        self.root = RootCA(kind, name, signing_key.public_key())  # type: ignore[arg-type]
+        self.root = RootCA(kind, name, signing_key.public_key())  # type: ignore[arg-type]  # RootCA.__post_init__ converts a str kind
         self._key = signing_key
 
     @classmethod

@@ -52,8 +52,8 @@ def check_channel(obj: object) -> Channel:
     any exception an odd object raises on the way (a missing name included) into the refusal."""
     try:
         ok = (
-            type(obj.overhead) is int  # type: ignore[attr-defined]
-            and type(obj.is_open) is bool  # type: ignore[attr-defined]
+            type(obj.overhead) is int  # type: ignore[attr-defined]  # any object: a missing name is refused below
+            and type(obj.is_open) is bool  # type: ignore[attr-defined]  # as above
             and all(callable(getattr(obj, name)) for name in ("seal", "open_into", "close"))
         )
     except Exception:

@@ -203,7 +203,7 @@ def _hash_matrix(sensor_hashes: object, n: int) -> np.ndarray[Any, Any]:
     if isinstance(sensor_hashes, bytes | bytearray | memoryview | str):
         raise WrongTypeError("sensor_hashes must be a sequence of 32-byte hashes, not a single bytes or str")
     try:
-        items = list(sensor_hashes)  # type: ignore[call-overload]
+        items = list(sensor_hashes)  # type: ignore[call-overload]  # any object: a non-iterable is refused below
     except TypeError:
         raise WrongTypeError(f"sensor_hashes must be a sequence, got {type(sensor_hashes).__name__}") from None
     if len(items) != n:

@@ -360,10 +360,10 @@ class TelemetryRouter:
         with self._lock:
             for i, (sensor, seq) in enumerate(zip(sensor_id_hashes, seqs, strict=True)):
                 last = self._last_seq.get(sensor)
-                if last is not None and seq <= last:  # type: ignore[operator]
+                if last is not None and seq <= last:  # type: ignore[operator]  # seqs were checked to be ints above
                     out.append({"status": "replay_attack", "frame_seq": seq, "last_frame_seq": last})
                     continue
-                self._last_seq[sensor] = seq  # type: ignore[assignment]
+                self._last_seq[sensor] = seq  # type: ignore[assignment]  # an int, checked above
                 start = i * RESEARCH_PAYLOAD_SIZE
                 out.append({"status": "routed", "research_payload": raw[start : start + RESEARCH_PAYLOAD_SIZE]})
         return out

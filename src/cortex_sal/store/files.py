@@ -48,7 +48,7 @@ def read_secret_file(path: str | Path, size: int, what: str, error: type[CortexE
             raise error(f"{what} {path} is readable by others (mode {st.st_mode & 0o777:o}); chmod 600 it")
         cls = SecureKeyBuffer if size == KEY_SIZE else SecureBuffer
         try:
-            return cls.from_fd(fd, None if cls is SecureKeyBuffer else size)  # type: ignore[return-value]
+            return cls.from_fd(fd, None if cls is SecureKeyBuffer else size)  # type: ignore[return-value]  # a key buffer when size is KEY_SIZE
         except (OSError, CortexError) as e:
             raise error(f"cannot read {what} {path}: {e}") from None
     finally:

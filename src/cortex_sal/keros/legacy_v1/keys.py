@@ -29,7 +29,7 @@ GATEWAY_TO_SENSOR = b"cortex-sensor-frames-v1 gateway->sensor"
 def derive_session_key(private_key: SecureKeyBuffer, peer_public: bytes, challenge: bytes) -> SecureKeyBuffer:
     """X25519 then HKDF; the shared secret is purged the line after its last use."""
     with x25519_shared_secret(private_key, peer_public) as shared:
-        key: SecureKeyBuffer = hkdf_sha256(shared, salt=challenge, info=HANDSHAKE_INFO)  # type: ignore[assignment]
+        key: SecureKeyBuffer = hkdf_sha256(shared, salt=challenge, info=HANDSHAKE_INFO)  # type: ignore[assignment]  # 32 bytes: a key buffer
     return key
 
 

@@ -18,14 +18,14 @@ from ..errors import (
     SessionExpiredError,
     TPMUnavailableError,
 )
+from ..keros.legacy_v1 import keys as v1
+from ..keros.legacy_v1.certification import SensorCertificationAuthority
+from ..keros.legacy_v1.handshake import establish_in_process
+from ..keros.legacy_v1.session import MAX_SEQ, SecureBusSession
+from ..keros.seal import KerosSeal
+from ..keros.states import State
 from ..securemem import SecureBuffer, SecureKeyBuffer
-from ..testing.selfcheck import expect, raises, run
-from .legacy_v1 import keys as v1
-from .legacy_v1.certification import SensorCertificationAuthority
-from .legacy_v1.handshake import establish_in_process
-from .legacy_v1.session import MAX_SEQ, SecureBusSession
-from .seal import KerosSeal
-from .states import State
+from .selfcheck import expect, raises, run
 
 SENSOR = "eeg_fp1_certified_v1"
 
