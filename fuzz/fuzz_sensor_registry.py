@@ -1,4 +1,4 @@
-"""atheris entry point: SensorRegistry.from_file (the sensor registry JSON file).
+"""atheris entry point: store.keros.load_sensor_registry (the sensor registry JSON file).
 
     python fuzz/fuzz_sensor_registry.py -atheris_runs=100000 [-max_total_time=SECONDS] [CORPUS_DIR]
     python fuzz/fuzz_sensor_registry.py --replay CRASH_FILE

@@ -21,7 +21,7 @@ NOT_IMPORTED = frozenset({f"{LIBRARY}.__main__"})  # importing it runs the comma
 
 def library_modules() -> list[str]:
     """The dotted names of every module of ``cortex_sal``, read off the files on disk without
-    importing anything (a directory without ``__init__.py``, such as ``sal/``, is a namespace
+    importing anything (a directory without ``__init__.py`` would be a namespace
     package that ``pkgutil`` would skip)."""
     spec = importlib.util.find_spec(LIBRARY)  # a top-level name: found, not imported
     if spec is None or not spec.submodule_search_locations:

@@ -114,7 +114,7 @@ def test_instrumentation_covers_every_library_module_the_targets_reach() -> None
     reached = set().union(*(library_imports(p) for p in sorted((FUZZ / "fuzzlib").glob("*.py"))))
     assert reached
     assert not reached - instrumented, f"not instrumented: {sorted(reached - instrumented)}"
-    loaded = {  # namespace packages (sal/ has no __init__.py) have no code to instrument
+    loaded = {  # a namespace package (a directory without __init__.py) has no code to instrument
         name
         for name, module in list(sys.modules.items())
         if (name == LIBRARY or name.startswith(LIBRARY + ".")) and getattr(module, "__file__", None)

@@ -49,7 +49,7 @@ class RegistryFileTarget(Target):
         require(before == after, "loading a registry file changed the registry it extends")
         if exc is not None:
             return "refused"
-        require(isinstance(registry, SensorRegistry), "from_file returned something else")
+        require(isinstance(registry, SensorRegistry), "load_sensor_registry returned something else")
         for model in registry.models():
             require(model.model_id and "/" not in model.model_id, f"accepted model id {model.model_id!r}")
             require(math.isfinite(model.snr_db) and isinstance(model.bits, int), "accepted a non-finite model")

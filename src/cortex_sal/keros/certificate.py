@@ -13,7 +13,7 @@ equals the Noise remote static key -> revocation (the CA's signed list) -> the K
 (sensors: model known, at or above the capability minima, not revoked).
 
 The CA's signing key lives in locked memory (:class:`~cortex_sal.crypto.Ed25519SigningKey`);
-everything in this module is public data. No I/O here: files are ``keros.ca_cli``'s business.
+everything in this module is public data. No I/O here: files are :mod:`cortex_sal.store.keros`'s business.
 """
 
 from __future__ import annotations

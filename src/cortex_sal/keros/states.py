@@ -16,7 +16,9 @@ handshake has started (HANDSHAKE or ESTABLISHED), a call after ``close()``, an e
 primitive - moves the machine to FAILED, purges every secret it holds, records why (never a
 secret) and then raises the specific error. In START nothing has happened yet, and in
 TRANSPORT the machine's secrets have been handed over: a call out of turn there is refused and
-changes nothing. A call refused for its argument's *type* changes nothing in any state.
+changes nothing. A call refused for its argument's *type* changes nothing in any state, with
+one exception kept from the seed's v1 handshake: its ``receive_*`` methods refuse a message
+that is not bytes as a malformed message (``HandshakeMessageError``) and the machine ends FAILED.
 
 The seed's names (SYSTEM.md: UNINITIALIZED, HANDSHAKE, ESTABLISHED, EXPIRED, COMPROMISED) are
 kept at the seed's edge: :data:`SEED_NAMES` / :func:`seed_state_name` (re-exported by

@@ -29,8 +29,8 @@ __all__ = ["AuditTrail", "jsonl_entry_count", "verify_jsonl"]
 def _jsonl_records(path: Path) -> Iterator[tuple[object, str | None]]:
     try:
         data = path.read_bytes()
-    except OSError as exc:
-        raise AuditError(f"cannot read audit export {path}: {exc.strerror or exc}") from None
+    except (OSError, ValueError) as exc:  # ValueError: a path holding a NUL byte
+        raise AuditError(f"cannot read audit export {path}: {getattr(exc, 'strerror', None) or exc}") from None
     if not data:
         return
     if not data.endswith(b"\n"):
@@ -50,8 +50,8 @@ def jsonl_entry_count(path: str | Path) -> int:
     try:
         with open(path, "rb") as f:
             return sum(1 for line in f if line.strip())
-    except OSError as exc:
-        raise AuditError(f"cannot read audit export {path}: {exc.strerror or exc}") from None
+    except (OSError, ValueError) as exc:  # ValueError: a path holding a NUL byte
+        raise AuditError(f"cannot read audit export {path}: {getattr(exc, 'strerror', None) or exc}") from None
 
 
 def verify_jsonl(path: str | Path, expected_head: tuple[int, str] | AuditHead | None = None) -> VerifyResult:
@@ -110,8 +110,8 @@ class AuditTrail:
             self._conn: sqlite3.Connection | None = sqlite3.connect(
                 str(self._path), isolation_level=None, check_same_thread=False
             )
-        except sqlite3.Error as exc:
-            raise AuditError(f"cannot open audit trail {self._path}: {exc}") from None
+        except (sqlite3.Error, ValueError) as exc:  # ValueError: a path holding a NUL byte
+            raise AuditError(f"cannot open audit trail {self._path!r}: {exc}") from None
         try:
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
@@ -285,8 +285,8 @@ class AuditTrail:
         text = "".join(line + "\n" for line in lines)
         try:
             Path(path).write_text(text, encoding="ascii")
-        except OSError as exc:
-            raise AuditError(f"cannot write audit export {path}: {exc.strerror or exc}") from None
+        except (OSError, ValueError) as exc:  # ValueError: a path holding a NUL byte
+            raise AuditError(f"cannot write audit export {path}: {getattr(exc, 'strerror', None) or exc}") from None
         if entries:
             return AuditHead(len(entries), entries[-1].entry_hash)
         return AuditHead(0, GENESIS_HASH)

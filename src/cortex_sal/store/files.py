@@ -38,8 +38,8 @@ def read_secret_file(path: str | Path, size: int, what: str, error: type[CortexE
         fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
     except FileNotFoundError:
         raise error(f"{what} {path} does not exist") from None
-    except OSError as e:
-        raise error(f"cannot open {what} {path}: {e}") from None
+    except (OSError, ValueError) as e:  # ValueError: a path holding a NUL byte
+        raise error(f"cannot open {what} {path!r}: {e}") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_size != size:

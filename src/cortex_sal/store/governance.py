@@ -25,7 +25,15 @@ from ..crypto.ed25519 import SEED_SIZE, Ed25519SigningKey
 from ..errors import CliInputError
 from ..governance.quorum import EnactedBundle, GovernanceNode, NodeRegistry, Proposal, Signature, canonical_json
 from ..securemem import SecureKeyBuffer
-from .files import Undo, create_secret_file, read_json, read_secret_file, read_text, replace_public_file
+from .files import (
+    Undo,
+    create_public_file,
+    create_secret_file,
+    read_json,
+    read_secret_file,
+    read_text,
+    replace_public_file,
+)
 
 __all__ = [
     "NODE_FILE",
@@ -107,7 +115,7 @@ def create_node_key(directory: str | Path, institution: str, jurisdiction: str) 
                 raise CliInputError(f"cannot create {out}: {e}") from None
             create_secret_file(seed_path, seed, "seed file", CliInputError)
             undo.created(seed_path)
-        write_document(node_path, node.to_dict())
+        create_public_file(node_path, canonical_json(node.to_dict()) + b"\n", "node file", CliInputError)
     except BaseException:
         undo.rollback()
         raise

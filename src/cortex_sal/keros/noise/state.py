@@ -645,7 +645,7 @@ class HandshakeState(FailurePolicy):
 
     @property
     def handshake_hash(self) -> bytes:
-        """The final ``h`` (channel binding value), once the handshake is COMPLETE."""
+        """The final ``h`` (channel binding value), once the handshake is ESTABLISHED."""
         if self._handshake_hash is None:
             raise HandshakeStateError(
                 f"the handshake hash exists once the handshake is complete (state {self._state.value})"

@@ -176,7 +176,7 @@ class NoiseTransport:
 
     @classmethod
     def from_handshake(cls, handshake: HandshakeState, **options: Any) -> NoiseTransport:
-        """The transport of a COMPLETE handshake (takes its CipherStates over via ``split()``).
+        """The transport of an ESTABLISHED handshake (takes its CipherStates over via ``split()``).
 
         The initiator sends with ``c1`` and receives with ``c2``, the responder the other way
         round; for a one-way pattern the initiator only sends and the responder only receives
