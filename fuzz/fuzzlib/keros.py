@@ -853,8 +853,8 @@ def _failed(party: Any) -> bool:
 class NoiseHandshakeTarget(Target):
     """Message 2 at the sensor (``SensorV2.receive_gateway_hello``) or message 3 at the gateway
     (``GatewayV2.receive_sensor_finish``): accepted only as sent (every byte after ``e`` is
-    AEAD-protected, ``e`` is in the hash); any refusal (``HandshakeError``, ``CertificateError``)
-    leaves the party FAILED with every secret purged and refusing every later call; a wrong type
+    AEAD-protected, ``e`` is in the hash); any refusal (``HandshakeMessageError``, the other
+    ``HandshakeError``s, ``CertificateError``) leaves the party FAILED with every secret purged and refusing every later call; a wrong type
     (``WrongTypeError``) changes nothing and the genuine message still completes."""
 
     name = "noise_handshake"
@@ -882,7 +882,13 @@ class NoiseHandshakeTarget(Target):
             gateway.close()
 
     def run(self, plan: Plan) -> str:
-        from cortex_sal.errors import CertificateError, HandshakeError, WrongTypeError
+        from cortex_sal.errors import (
+            CertificateError,
+            HandshakeError,
+            HandshakeMessageError,
+            HandshakeStateError,
+            WrongTypeError,
+        )
 
         slots = live_slots()
         sensor, gateway = self.parties()
@@ -897,7 +903,8 @@ class NoiseHandshakeTarget(Target):
                 party, other, feed = gateway, sensor, gateway.receive_sensor_finish
                 spec = Spec(fields=((0, 48), (48, len(genuine) - 16), (len(genuine) - 16, len(genuine))))
             data = message(plan, genuine, spec)
-            result, exc = refusal((HandshakeError, CertificateError, WrongTypeError), lambda: feed(data))
+            allowed = (HandshakeError, HandshakeMessageError, CertificateError, WrongTypeError)
+            result, exc = refusal(allowed, lambda: feed(data))
             same = is_bytes_like(data) and as_bytes(data) == genuine
             if exc is None:
                 require(same, f"{self.name}: a message that was not sent was accepted")
@@ -915,7 +922,7 @@ class NoiseHandshakeTarget(Target):
             require(is_bytes_like(data), f"{self.name}: a {type(data).__name__} was not a WrongTypeError")
             require(not same, f"{self.name}: the genuine message was refused: {exc}")
             require(_failed(party), f"{self.name}: a refused message did not leave the party FAILED")
-            _, again = refusal((HandshakeError,), lambda: feed(genuine))
+            _, again = refusal((HandshakeError, HandshakeStateError), lambda: feed(genuine))
             require(again is not None, f"{self.name}: a FAILED party took the genuine message")
             other.close()
             require(live_slots() == slots, f"{self.name}: a FAILED party still holds secure buffers")
