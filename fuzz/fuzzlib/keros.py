@@ -854,8 +854,9 @@ class NoiseHandshakeTarget(Target):
     """Message 2 at the sensor (``SensorV2.receive_gateway_hello``) or message 3 at the gateway
     (``GatewayV2.receive_sensor_finish``): accepted only as sent (every byte after ``e`` is
     AEAD-protected, ``e`` is in the hash); any refusal (``HandshakeMessageError``, the other
-    ``HandshakeError``s, ``CertificateError``) leaves the party FAILED with every secret purged and refusing every later call; a wrong type
-    (``WrongTypeError``) changes nothing and the genuine message still completes."""
+    ``HandshakeError``s, ``CertificateError``) leaves the party FAILED with every secret purged
+    and refusing every later call (``HandshakeStateError``); a wrong type (``WrongTypeError``)
+    changes nothing and the genuine message still completes."""
 
     name = "noise_handshake"
 
