@@ -26,11 +26,16 @@ from ..governance.audit import GENESIS_HASH, AuditEntry, AuditHead, VerifyResult
 __all__ = ["AuditTrail", "jsonl_entry_count", "verify_jsonl"]
 
 
+def _reason(exc: OSError | ValueError) -> str:
+    """What an OS error says (its strerror), or a ValueError's text (a path holding a NUL byte)."""
+    return getattr(exc, "strerror", None) or str(exc)
+
+
 def _jsonl_records(path: Path) -> Iterator[tuple[object, str | None]]:
     try:
         data = path.read_bytes()
     except (OSError, ValueError) as exc:  # ValueError: a path holding a NUL byte
-        raise AuditError(f"cannot read audit export {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        raise AuditError(f"cannot read audit export {path}: {_reason(exc)}") from None
     if not data:
         return
     if not data.endswith(b"\n"):
@@ -51,7 +56,7 @@ def jsonl_entry_count(path: str | Path) -> int:
         with open(path, "rb") as f:
             return sum(1 for line in f if line.strip())
     except (OSError, ValueError) as exc:  # ValueError: a path holding a NUL byte
-        raise AuditError(f"cannot read audit export {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        raise AuditError(f"cannot read audit export {path}: {_reason(exc)}") from None
 
 
 def verify_jsonl(path: str | Path, expected_head: tuple[int, str] | AuditHead | None = None) -> VerifyResult:
@@ -286,7 +291,7 @@ class AuditTrail:
         try:
             Path(path).write_text(text, encoding="ascii")
         except (OSError, ValueError) as exc:  # ValueError: a path holding a NUL byte
-            raise AuditError(f"cannot write audit export {path}: {getattr(exc, 'strerror', None) or exc}") from None
+            raise AuditError(f"cannot write audit export {path}: {_reason(exc)}") from None
         if entries:
             return AuditHead(len(entries), entries[-1].entry_hash)
         return AuditHead(0, GENESIS_HASH)

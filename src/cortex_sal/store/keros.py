@@ -35,7 +35,7 @@ from ..keros.certificate import (
     parse_certificate,
 )
 from ..keros.registry import SensorRegistry
-from .files import read_public_file, read_secret_file
+from .files import MAX_DOCUMENT_SIZE, read_public_file, read_secret_file
 
 __all__ = [
     "CA_KEY_FILE",
@@ -44,7 +44,6 @@ __all__ = [
     "ISSUED_DIR",
     "ROOT_FILE",
     "ROOT_MAX_SIZE",
-    "SENSOR_REGISTRY_MAX_SIZE",
     "STATIC_KEY_FILE",
     "load_ca",
     "load_identity",
@@ -60,7 +59,6 @@ ISSUED_DIR = "issued"
 STATIC_KEY_FILE = "static.key"
 CERT_FILE = "static.cert"
 ROOT_MAX_SIZE = 4096
-SENSOR_REGISTRY_MAX_SIZE = 1 << 20
 
 
 def load_root(path: str | Path) -> RootCA:
@@ -153,5 +151,5 @@ def load_trust(*paths: str | Path) -> TrustStore:
 
 def load_sensor_registry(path: str | Path, *, extend: SensorRegistry | None = None) -> SensorRegistry:
     """A sensor registry file; with ``extend``, its models added to (a copy of) that registry."""
-    data = read_public_file(path, "sensor registry", InvalidArgumentError, SENSOR_REGISTRY_MAX_SIZE)
+    data = read_public_file(path, "sensor registry", InvalidArgumentError, MAX_DOCUMENT_SIZE)
     return SensorRegistry.from_json(data, f"sensor registry {path}", extend=extend)
