@@ -209,6 +209,10 @@ class ConsentError(CortexError):
     """Consent is missing, expired, revoked, or does not cover the scope."""
 
 
+class ReceiptError(ConsentError):
+    """A consent receipt is malformed, altered, or its signature does not verify (or not under the expected key)."""
+
+
 class ShieldError(CortexError):
     """The shield refused an operation (unknown sensor, destroyed session, ...)."""
 
@@ -246,3 +250,26 @@ class BundleError(GovernanceError):
 
 class CliInputError(GovernanceError):
     """Bad input to a governance command (a file missing or malformed, a bad argument)."""
+
+
+# --- state at rest (the store) ---------------------------------------------------
+
+
+class StoreError(CortexError):
+    """The store (data directory, database) cannot be opened, read or written; the message says why."""
+
+
+class StoreLockedError(StoreError):
+    """Another process holds the data directory's lock (a second gateway on the same directory)."""
+
+
+class StoreSchemaError(StoreError):
+    """The database's schema is unknown or newer than this version of cortex-sal (never altered)."""
+
+
+class StoreCorruptError(StoreError):
+    """The database file, its WAL or its contents fail an integrity check."""
+
+
+class PolicyVerificationError(StoreError):
+    """The policy stored as in force does not verify against its stored registry and time of enactment."""
