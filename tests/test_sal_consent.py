@@ -172,7 +172,7 @@ def test_revocation_needs_a_reason(ledger: ConsentLedger, reason: object, error:
 
 def test_capacity_limited_is_still_active(ledger: ConsentLedger) -> None:
     ledger.grant(S, ["biometric"])
-    r = ledger.set_capacity(S, "LIMITED")
+    (r,) = ledger.set_capacity(S, "LIMITED")
     assert r.capacity == "LIMITED" and ledger.is_active(S)
     ledger.set_capacity(S, "FULL")
     assert ledger.is_active(S)
@@ -182,7 +182,7 @@ def test_capacity_none_revokes_with_a_reason(ledger: ConsentLedger, clock: Manua
     ledger.grant(S, ["biometric", "clinical"])
     ledger.set_capacity(S, "LIMITED")
     clock.advance(2.0)
-    r = ledger.set_capacity(S, "NONE")
+    (r,) = ledger.set_capacity(S, "NONE")
     assert not ledger.is_active(S) and not ledger.is_active(S, "clinical")
     assert r.revoked and r.revoked_at == clock.time() and r.capacity == "NONE"
     assert r.revocation_reason is not None and "capacity NONE" in r.revocation_reason

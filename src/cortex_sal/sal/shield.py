@@ -42,12 +42,13 @@ from ..errors import (
     WrongTypeError,
 )
 from ..governance import DEFAULT_THRESHOLDS, ClinicalThresholds
+from ..governance.policy import AppliedBundle, PolicyInForce
 from ..governance.quorum import EnactedBundle, NodeRegistry, apply_bundle
 from ..keros import SecureBusSession, SensorRegistry, establish_in_process
 from ..keros.certificate import VerifiedCertificate
 from ..keros.channel import Channel, check_channel
 from ..securemem import SecureKeyBuffer, SecureTensorBuffer
-from .consent import ConsentLedger
+from .consent import ANY_APP, DEFAULT_APP, ConsentLedger
 from .drift import DriftDetector
 from .features import (
     bridge_check,
@@ -116,16 +117,34 @@ class CognitiveShield:
     def __init__(
         self,
         *,
-        thresholds: ClinicalThresholds = DEFAULT_THRESHOLDS,
+        thresholds: ClinicalThresholds | None = None,
         registry: SensorRegistry | None = None,
         clock: Clock = SYSTEM_CLOCK,
         gateway_id: str = "cortex-sal-gateway",
         consent_scopes: Sequence[str] = ("biometric",),
+        policy: PolicyInForce | None = None,
+        consent: ConsentLedger | None = None,
     ) -> None:
+        """``thresholds``: any policy object, for tests and benchmarks; a deployment passes
+        ``policy`` instead (the verified policy in force read back from the store, which says
+        which bundle put it in force), never both. ``consent``: the wearer's consent ledger (the
+        store's, durable); without it the shield keeps its own, granting ``consent_scopes`` to
+        each sensor it registers and revoking them when the session is destroyed."""
+        if policy is not None:
+            if not isinstance(policy, PolicyInForce):
+                raise WrongTypeError(f"policy must be a PolicyInForce, got {type(policy).__name__}")
+            if thresholds is not None:
+                raise InvalidArgumentError("give the policy in force or thresholds, not both")
+            thresholds = policy.thresholds
+        elif thresholds is None:
+            thresholds = DEFAULT_THRESHOLDS
         if not isinstance(thresholds, ClinicalThresholds):
             raise WrongTypeError(f"thresholds must be ClinicalThresholds, got {type(thresholds).__name__}")
+        if consent is not None and not isinstance(consent, ConsentLedger):
+            raise WrongTypeError(f"consent must be a ConsentLedger, got {type(consent).__name__}")
         self._thresholds = thresholds
-        self._applied_digests: set[bytes] = set()
+        self._policy = policy if policy is not None else PolicyInForce(thresholds)
+        self._applied_digests: set[bytes] = set(self._policy.applied_digests)
         self.registry = registry or SensorRegistry(
             SensorRegistry.default().models(), min_snr_db=thresholds.min_snr_db, min_bits=thresholds.min_bits
         )
@@ -135,7 +154,9 @@ class CognitiveShield:
         self._sensors: dict[str, _Sensor] = {}
         self._salt = SecureKeyBuffer()  # Phase B key, rotated by destroy_session()
         self._liveness = LivenessProver(thresholds=thresholds, clock=clock)
-        self._consent = ConsentLedger(thresholds=thresholds, clock=clock)
+        self._owns_consent = consent is None
+        self._consent = ConsentLedger(thresholds=thresholds, clock=clock) if consent is None else consent
+        self._consent_app: str | None = DEFAULT_APP if consent is None else ANY_APP
         self._router = TelemetryRouter(clock=clock)
         self._work = SecureTensorBuffer((SAMPLES_PER_FRAME,), np.float64)  # normalised samples
         self._log: list[dict[str, Any]] = []
@@ -150,6 +171,12 @@ class CognitiveShield:
     def thresholds(self) -> ClinicalThresholds:
         """The clinical thresholds in force (read-only: only :meth:`apply_policy` replaces them)."""
         return self._thresholds
+
+    @property
+    def policy(self) -> PolicyInForce:
+        """The policy in force and the bundles that put it in force (``origin``; ``None``: the defaults
+        or thresholds given at construction)."""
+        return self._policy
 
     def apply_policy(
         self, bundle: EnactedBundle, registry: NodeRegistry, *, now: float | None = None
@@ -171,6 +198,8 @@ class CognitiveShield:
         # ``new`` is a validated ClinicalThresholds: none of the setters below can refuse it
         self._applied_digests.add(digest)
         self._thresholds = new
+        applied = AppliedBundle(bundle, registry, float(when), new)
+        self._policy = PolicyInForce(new, (*self._policy.history, applied))
         self.registry.min_snr_db = float(new.min_snr_db)
         self.registry.min_bits = int(new.min_bits)
         for state in self._sensors.values():
@@ -251,7 +280,8 @@ class CognitiveShield:
         )
         self.sessions_opened += 1
         self._sensors[sensor_id] = state
-        self._consent.grant(state.log_id, self._scopes)
+        if self._owns_consent:
+            self._consent.grant(state.log_id, self._scopes)
         self._log.append({"event": "registered", "sensor": state.log_id})
         return state
 
@@ -288,7 +318,7 @@ class CognitiveShield:
             return Refused(
                 _channel_refusal(exc),
                 f"{type(exc).__name__}: {exc}",
-                consent_active=self._consent.is_active(state.log_id, "biometric"),
+                consent_active=self._consent.is_active(state.log_id, "biometric", self._consent_app),
                 processing_time_ms=_elapsed_ms(started),
             )
         with raw:
@@ -353,7 +383,7 @@ class CognitiveShield:
         drift = state.drift.update(c)
         state.blocked = drift.blocked
         self._consent.set_capacity(state.log_id, drift.capacity)
-        if not self._consent.is_active(state.log_id, "biometric"):
+        if not self._consent.is_active(state.log_id, "biometric", self._consent_app):
             return self._refuse(
                 state,
                 RefusalReason.CONSENT_INACTIVE,
@@ -383,7 +413,8 @@ class CognitiveShield:
         self, state: _Sensor, reason: RefusalReason, detail: str, started: float, label: str | None = None
     ) -> Refused:
         self._log.append({"event": "refused", "sensor": state.log_id, "seq": state.frame_seq, "reason": detail})
-        return Refused(reason, detail, label, self._consent.is_active(state.log_id, "biometric"), _elapsed_ms(started))
+        active = self._consent.is_active(state.log_id, "biometric", self._consent_app)
+        return Refused(reason, detail, label, active, _elapsed_ms(started))
 
     # -- batch -----------------------------------------------------------------------
 
@@ -467,7 +498,8 @@ class CognitiveShield:
             closed += 1
         self.sessions_closed += closed
         self._sensors.clear()
-        self._consent.revoke_all("session destroyed")
+        if self._owns_consent:  # the store's ledger is the wearer's: it outlives the session
+            self._consent.revoke_all("session destroyed")
         self._router.clear()
         self._log.clear()
         self._liveness.rotate()
