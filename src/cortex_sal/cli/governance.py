@@ -165,29 +165,62 @@ def cmd_verify_audit(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _thresholds_table(title: str, new: Any, before: Any) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("threshold")
+    table.add_column("value")
+    table.add_column("was" if before is not None else "default")
+    for name in DEFAULT_THRESHOLDS.__dataclass_fields__:
+        value = getattr(new, name)
+        old = getattr(before if before is not None else DEFAULT_THRESHOLDS, name)
+        changed = value != old
+        table.add_row(name, f"[bold]{value!r}[/bold]" if changed else repr(value), repr(old) if changed else "")
+    return table
+
+
 def cmd_apply(args: argparse.Namespace, console: Console) -> int:
     from ..sal.shield import CognitiveShield
+    from ..store.runtime import open_shield
+    from ..store.sqlite import SqliteStore
 
     bundle = load_bundle(args.bundle)
     registry = load_registry(args.registry)
-    with CognitiveShield() as shield:
-        before = shield.thresholds
-        new = shield.apply_policy(bundle, registry, now=args.now)
+    store = SqliteStore(args.data_dir) if args.data_dir is not None else None
+    try:
+        with open_shield(store) if store is not None else CognitiveShield() as shield:
+            before = shield.thresholds
+            new = shield.apply_policy(bundle, registry, now=args.now)
+            origin = shield.policy.origin
+        if store is not None and origin is not None:
+            store.record_policy(origin)  # durable, with its policy_applied audit entry
+    finally:
+        if store is not None:
+            store.close()
     if args.audit is not None:
         with AuditTrail(args.audit) as trail:
             trail.append("policy_applied", proposal_hash=bundle.proposal.digest().hex())
-    table = Table(
-        title=f"Clinical thresholds after proposal {bundle.proposal.digest().hex()[:16]}", title_justify="left"
+    console.print(
+        _thresholds_table(f"Clinical thresholds after proposal {bundle.proposal.digest().hex()}", new, before)
     )
-    table.add_column("threshold")
-    table.add_column("value")
-    table.add_column("was")
-    for name in DEFAULT_THRESHOLDS.__dataclass_fields__:
-        value, old = getattr(new, name), getattr(before, name)
-        changed = value != old
-        table.add_row(name, f"[bold]{value!r}[/bold]" if changed else repr(value), repr(old) if changed else "")
-    console.print(table)
     console.print("bundle verified by the shield; policy applied")
+    if store is not None:
+        console.print(f"stored as the policy in force in {args.data_dir}")
+    return 0
+
+
+def cmd_policy(args: argparse.Namespace, console: Console) -> int:
+    """A new shield built from the store: the policy it runs under and the bundle that put it in force."""
+    from ..store.runtime import open_shield
+    from ..store.sqlite import SqliteStore
+
+    with SqliteStore(args.data_dir) as store, open_shield(store) as shield:
+        policy = shield.policy
+    console.print(
+        _thresholds_table(
+            "Clinical thresholds in force (replayed and re-verified from the store)", policy.thresholds, None
+        )
+    )
+    console.print(policy.describe())
     return 0
 
 
@@ -251,4 +284,9 @@ def add_governance_parser(sub: Any) -> None:
     p.add_argument("--registry", required=True)
     p.add_argument("--audit", help="also append a policy_applied entry to this audit trail")
     p.add_argument("--now", type=timestamp_arg, help="verification time (epoch seconds; default now)")
+    p.add_argument("--data-dir", type=Path, help="store it as the policy in force of this data directory")
     p.set_defaults(func=_guarded(cmd_apply))
+
+    p = gsub.add_parser("policy", help="the policy a shield started from the store runs under, and its origin")
+    p.add_argument("--data-dir", type=Path, help="the store's directory (default ~/.local/share/cortex-sal)")
+    p.set_defaults(func=_guarded(cmd_policy))

@@ -4,7 +4,9 @@ Persisted by :class:`cortex_sal.store.audit.AuditTrail` (SQLite) and exported as
 (:func:`cortex_sal.store.audit.verify_jsonl`); this module does no I/O.
 
 Every governance event (a submission, a signature, an invalid signature, an enactment, a
-refusal, a node registered or deactivated, a policy applied) is appended as one entry.
+refusal, a node registered or deactivated, a policy applied) is appended as one entry, and so
+is every change the store records (a consent granted, revoked or its capacity changed, sensor
+models stored, a sensor revoked, a revocation list stored, a sensor admitted or refused).
 Each entry carries the hash of the one before it, so :meth:`~cortex_sal.store.audit.AuditTrail.verify` finds an
 edited, removed, reordered, truncated or spliced entry and names the first bad index.
 
@@ -122,6 +124,15 @@ EVENTS: frozenset[str] = frozenset(
         "node_registered",
         "node_deactivated",
         "policy_applied",
+        # the store (docs/store.md): consent, registry and revocations, admissions
+        "consent_granted",
+        "consent_revoked",
+        "consent_capacity",
+        "registry_models_stored",
+        "sensor_revoked",
+        "revocation_list_stored",
+        "sensor_admitted",
+        "sensor_refused",
     }
 )
 

@@ -306,6 +306,14 @@ class ConsentLedger:
         ``"NONE"`` revokes every record of the subject at once, with the reason
         ``"capacity NONE: ..."``.
         """
+        return self._set_capacity(sensor_key, capacity, require_record=True)
+
+    def report_capacity(self, sensor_key: str, capacity: str) -> tuple[ConsentRecord, ...]:
+        """The drift detector's report: :meth:`set_capacity`, except that a subject with no record
+        yet is not an error - its capacity is remembered (in memory) for the grants to come."""
+        return self._set_capacity(sensor_key, capacity, require_record=False)
+
+    def _set_capacity(self, sensor_key: str, capacity: str, *, require_record: bool) -> tuple[ConsentRecord, ...]:
         key = _key(sensor_key)
         if not isinstance(capacity, str):
             raise WrongTypeError(f"capacity must be a str, got {type(capacity).__name__}")
@@ -314,7 +322,10 @@ class ConsentLedger:
         with self._lock:
             records = self._subject(key)
             if not records:
-                raise ConsentError("no consent is recorded for this sensor key")
+                if require_record:
+                    raise ConsentError("no consent is recorded for this sensor key")
+                self._capacity[key] = capacity
+                return ()
             if self._capacity.get(key) == capacity and (capacity != "NONE" or all(r.revoked for r in records)):
                 return tuple(records)  # nothing changes: the per-frame call costs no write
             now = self._now()

@@ -382,7 +382,7 @@ class CognitiveShield:
         live = self._liveness.verify(features, self._liveness.prove(features))
         drift = state.drift.update(c)
         state.blocked = drift.blocked
-        self._consent.set_capacity(state.log_id, drift.capacity)
+        self._consent.report_capacity(state.log_id, drift.capacity)
         if not self._consent.is_active(state.log_id, "biometric", self._consent_app):
             return self._refuse(
                 state,

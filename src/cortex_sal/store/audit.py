@@ -23,7 +23,7 @@ from ..errors import AuditError
 from ..governance import audit
 from ..governance.audit import GENESIS_HASH, AuditEntry, AuditHead, VerifyResult, entry_hash
 
-__all__ = ["AuditTrail", "jsonl_entry_count", "verify_jsonl"]
+__all__ = ["SCHEMA", "AuditTrail", "append_entry", "jsonl_entry_count", "prepare_entry", "verify_jsonl"]
 
 
 def _reason(exc: OSError | ValueError) -> str:
@@ -70,7 +70,48 @@ def verify_jsonl(path: str | Path, expected_head: tuple[int, str] | AuditHead | 
 
 # --- the trail ---------------------------------------------------------------------------
 
-_SCHEMA = f"""
+
+def prepare_entry(clock: Clock, event: str, details: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+    """Check ``event`` and ``details`` (the privacy rule) and read the clock: ``(timestamp, details)``."""
+    reason = audit.check_event(event)
+    if reason is not None:
+        raise AuditError(reason)
+    reason = audit.check_details(details)
+    if reason is not None:
+        raise AuditError(reason)
+    timestamp = clock.time()
+    if isinstance(timestamp, bool) or not isinstance(timestamp, int | float):
+        raise AuditError(f"the clock returned {type(timestamp).__name__}, not a number")
+    timestamp = float(timestamp)
+    if not math.isfinite(timestamp):
+        raise AuditError("the clock returned a non-finite time")
+    return timestamp, dict(details)
+
+
+def append_entry(conn: sqlite3.Connection, timestamp: float, event: str, details: dict[str, Any]) -> AuditEntry:
+    """Extend the chain by one entry inside the caller's open write transaction (``BEGIN IMMEDIATE``).
+
+    The store calls it in the same transaction as the change it audits: both commit, or neither.
+    ``details`` must have passed :func:`prepare_entry`.
+    """
+    count, last_hash = conn.execute("SELECT count, last_hash FROM audit_head WHERE id = 0").fetchone()
+    last = conn.execute("SELECT idx, entry_hash FROM audit_entries ORDER BY seq DESC LIMIT 1").fetchone()
+    consistent = (last is None and count == 0 and last_hash == GENESIS_HASH) or (
+        last is not None and tuple(last) == (count - 1, last_hash)
+    )
+    if not consistent:
+        raise AuditError("the trail's head disagrees with its last entry; refusing to append (run verify())")
+    ehash = entry_hash(count, timestamp, event, details, last_hash)
+    conn.execute(
+        "INSERT INTO audit_entries (seq, idx, timestamp, event, details, prev_hash, entry_hash)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (count, count, timestamp, event, audit.dumps_details(details), last_hash, ehash),
+    )
+    conn.execute("UPDATE audit_head SET count = ?, last_hash = ? WHERE id = 0", (count + 1, ehash))
+    return AuditEntry(count, timestamp, event, MappingProxyType(details), last_hash, ehash)
+
+
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS audit_entries (
     seq INTEGER PRIMARY KEY,
     idx INTEGER NOT NULL,
@@ -119,7 +160,7 @@ class AuditTrail:
             raise AuditError(f"cannot open audit trail {self._path!r}: {exc}") from None
         try:
             self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+            self._conn.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;")
             row = self._conn.execute("SELECT format FROM audit_head WHERE id = 0").fetchone()
         except (sqlite3.Error, UnicodeDecodeError) as exc:  # a TEXT column that is not UTF-8
             self._conn.close()
@@ -157,39 +198,12 @@ class AuditTrail:
 
     def append(self, event: str, **details: str | int | float | bool) -> AuditEntry:
         """Append one entry; refuse an unknown event or any detail the privacy rule forbids."""
-        reason = audit.check_event(event)
-        if reason is not None:
-            raise AuditError(reason)
-        reason = audit.check_details(details)
-        if reason is not None:
-            raise AuditError(reason)
-        timestamp = self._clock.time()
-        if isinstance(timestamp, bool) or not isinstance(timestamp, int | float):
-            raise AuditError(f"the clock returned {type(timestamp).__name__}, not a number")
-        timestamp = float(timestamp)
-        if not math.isfinite(timestamp):
-            raise AuditError("the clock returned a non-finite time")
-        frozen = dict(details)
+        timestamp, frozen = prepare_entry(self._clock, event, details)
         with self._lock:
             conn = self._db()
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                count, last_hash = conn.execute("SELECT count, last_hash FROM audit_head WHERE id = 0").fetchone()
-                last = conn.execute("SELECT idx, entry_hash FROM audit_entries ORDER BY seq DESC LIMIT 1").fetchone()
-                consistent = (last is None and count == 0 and last_hash == GENESIS_HASH) or (
-                    last is not None and tuple(last) == (count - 1, last_hash)
-                )
-                if not consistent:
-                    raise AuditError(
-                        "the trail's head disagrees with its last entry; refusing to append (run verify())"
-                    )
-                ehash = entry_hash(count, timestamp, event, frozen, last_hash)
-                conn.execute(
-                    "INSERT INTO audit_entries (seq, idx, timestamp, event, details, prev_hash, entry_hash)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (count, count, timestamp, event, audit.dumps_details(frozen), last_hash, ehash),
-                )
-                conn.execute("UPDATE audit_head SET count = ?, last_hash = ? WHERE id = 0", (count + 1, ehash))
+                entry = append_entry(conn, timestamp, event, frozen)
                 conn.execute("COMMIT")
             except BaseException as exc:
                 if conn.in_transaction:
@@ -197,7 +211,7 @@ class AuditTrail:
                 if isinstance(exc, sqlite3.Error | UnicodeDecodeError):
                     raise AuditError(f"cannot append to the audit trail: {exc}") from None
                 raise
-        return AuditEntry(count, timestamp, event, MappingProxyType(frozen), last_hash, ehash)
+        return entry
 
     # --- reading ---
 

@@ -1,0 +1,7 @@
+"""``python -m cortex_sal.cli``: the ``cortex-sal`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
