@@ -837,7 +837,7 @@ def test_enact_audit_details_hold_only_hashes() -> None:
     text = repr(log.events)
     for node in NODES:
         assert node.institution not in text and node.public_key.hex() not in text
-    assert log.events[-1][1]["proposal"] == p.digest().hex()[:16]
+    assert log.events[-1][1]["proposal"] == p.digest().hex()
 
 
 # --- script mode --------------------------------------------------------------------------------

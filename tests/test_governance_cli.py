@@ -99,7 +99,7 @@ def test_round_trip_from_the_docs(workdir: Path, capsys: pytest.CaptureFixture[s
     bundle.verify(registry, time.time())  # the bundle stands on its own
     entries = _entries("audit.db")
     assert [e for e, _ in entries] == ["proposal_enacted"]
-    assert entries[0][1]["proposal_hash"] == proposal.digest().hex()[:16]
+    assert entries[0][1]["proposal_hash"] == proposal.digest().hex()  # the full digest ([OI-enact-audit-hash])
     assert entries[0][1]["signer_count"] == 5
     raw_ids = {n.node_id for n in registry.active_nodes()}
     assert not raw_ids & {str(v) for _, d in entries for v in d.values()}  # no raw node id in the log

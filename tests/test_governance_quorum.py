@@ -396,7 +396,7 @@ def test_enact_with_quorum(keys, nodes, registry):
     assert isinstance(bundle, EnactedBundle) and bundle.proposal == p and len(bundle.signatures) == 5
     assert enacted == {p.digest()}
     assert events == [
-        ("governance.enacted", {"proposal": p.digest().hex()[:16], "signers": sorted(nodes[i].node_id for i in GOOD)})
+        ("governance.enacted", {"proposal": p.digest().hex(), "signers": sorted(nodes[i].node_id for i in GOOD)})
     ]
     bundle.verify(registry, T0 + 20)
 
@@ -505,7 +505,7 @@ def test_already_enacted_refused(keys, nodes, registry):
     with pytest.raises(ProposalError) as e:
         enact(p, sigs, registry, now=T0 + 1, enacted_digests=enacted, audit=lambda *a: events.append(a))
     refused(e, Refusal.ALREADY_ENACTED)
-    assert events == [("governance.refused", {"proposal": p.digest().hex()[:16], "reason": Refusal.ALREADY_ENACTED})]
+    assert events == [("governance.refused", {"proposal": p.digest().hex(), "reason": Refusal.ALREADY_ENACTED})]
     with pytest.raises(ProposalError) as e:
         enact(p, sigs, registry, now=T0 + 1, enacted_digests={p.digest().hex()})
     refused(e, Refusal.ALREADY_ENACTED)

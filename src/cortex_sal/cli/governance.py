@@ -127,7 +127,8 @@ def cmd_enact(args: argparse.Namespace, console: Console) -> int:
     digest = proposal.digest()
     with AuditTrail(args.audit) as trail:
         enacted: set[bytes] = set()
-        if digest.hex()[:16] in _enacted_prefixes(trail):
+        recorded = _enacted_prefixes(trail)  # full digests, and the 16-hex prefixes of older entries
+        if digest.hex() in recorded or digest.hex()[:16] in recorded:
             enacted.add(digest)  # this audit trail already records its enactment
         try:
             bundle = enact(

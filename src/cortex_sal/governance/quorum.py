@@ -716,8 +716,8 @@ def enact(
     Refusals raise :class:`ProposalError` (expired, not yet valid, already enacted) or
     :class:`QuorumError` (unknown, deactivated or duplicate signer, invalid signature, too
     few signers or jurisdictions), each with a ``reason``. ``audit``, if given, is called
-    with ``("governance.enacted" | "governance.refused", details)``; details hold truncated
-    hashes only.
+    with ``("governance.enacted" | "governance.refused", details)``; ``proposal`` is the full
+    64-hex digest of the proposal (a content digest, not an identifier); signers are node ids.
     """
     if not isinstance(enacted_digests, set):
         raise WrongTypeError("enacted_digests must be a set of proposal digests")
@@ -727,13 +727,13 @@ def enact(
         if audit is not None:
             audit(
                 "governance.refused",
-                {"proposal": proposal.digest().hex()[:16], "reason": getattr(e, "reason", Refusal.INVALID_SIGNATURE)},
+                {"proposal": proposal.digest().hex(), "reason": getattr(e, "reason", Refusal.INVALID_SIGNATURE)},
             )
         raise
     digest = proposal.digest()
     enacted_digests.add(digest)
     if audit is not None:
-        audit("governance.enacted", {"proposal": digest.hex()[:16], "signers": sorted(s.node_id for s in sigs)})
+        audit("governance.enacted", {"proposal": digest.hex(), "signers": sorted(s.node_id for s in sigs)})
     return EnactedBundle(proposal, sigs)
 
 

@@ -7,7 +7,8 @@
 * ``proposal_refused`` (``proposal_hash``, ``reason``) for any refusal;
 * ``proposal_enacted`` (``proposal_hash``, ``signer_count``, ``signers_hash``) on success.
 
-``proposal_hash`` is the first 16 hex digits of the proposal digest; signer node ids never
+``proposal_hash`` is the full 64-hex proposal digest (audit entries before 2026-12-02 hold its
+first 16 hex digits); signer node ids never
 enter the trail raw: ``signers_hash`` is :func:`truncated_hash` of their sorted, comma-joined ids.
 """
 
