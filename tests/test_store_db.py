@@ -327,3 +327,20 @@ def test_the_shield_releases_only_under_stored_consent_and_revocation_is_durable
     with SqliteStore(data_dir) as store:  # destroying the session did not revoke the wearer's consent
         (record,) = store.consent_records()
         assert record.revocation_reason == "withdrawn"
+
+
+def test_a_revocation_by_another_process_reaches_a_running_shield(data_dir: Path) -> None:
+    """Another connection (``cortex-sal consent revoke`` while a gateway runs) is seen within the poll interval."""
+    from cortex_sal.store.sqlite import POLL_INTERVAL_S
+
+    with SqliteStore(data_dir, exclusive=True) as store, open_shield(store) as shield:
+        shield.register_sensor(SENSOR, 40.0, 16)
+        with SqliteStore(data_dir) as cli_store:  # a second connection: as another process would be
+            durable_ledger(cli_store, DEFAULT_THRESHOLDS).grant(SUBJECT, ["biometric"], 600, app="a", purpose="p")
+        time.sleep(POLL_INTERVAL_S * 1.5)
+        assert isinstance(shield.ingest_raw_data(SENSOR, _eeg(4)), Released)
+        with SqliteStore(data_dir) as cli_store:
+            durable_ledger(cli_store, DEFAULT_THRESHOLDS).revoke(SUBJECT, "withdrawn", app="a")
+        time.sleep(POLL_INTERVAL_S * 1.5)
+        after = shield.ingest_raw_data(SENSOR, _eeg(5))
+        assert isinstance(after, Refused) and after.reason is RefusalReason.CONSENT_INACTIVE

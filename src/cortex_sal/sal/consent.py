@@ -34,7 +34,9 @@ Choices the design leaves open (what a demanding caller expects):
 * Every grant and every revocation gets a receipt id (a UUID4, the consent receipt's id).
 * Durability: a ledger given a :class:`ConsentJournal` (the store's) hands it every change
   *before* the change takes effect in memory; if the journal raises, nothing changed. A change
-  is therefore acknowledged (returned) only once the journal has made it durable.
+  is therefore acknowledged (returned) only once the journal has made it durable. Changes made
+  by another writer (``cortex-sal consent revoke`` while a gateway runs) are picked up when the
+  journal reports them (:meth:`ConsentJournal.changes`), before the ledger answers a question.
 * The ledger is thread-safe; records are immutable :class:`ConsentRecord` values.
 """
 
@@ -106,6 +108,12 @@ class ConsentJournal(Protocol):
 
     def write(self, change: Change, records: Sequence[ConsentRecord]) -> None: ...
 
+    def changes(self) -> Sequence[ConsentRecord] | None:
+        """Every record, if another writer (another process) changed them since the last call; else
+        ``None``. Called on every question the ledger answers; the journal decides how often it
+        really looks (the store: at most every :data:`~cortex_sal.store.sqlite.POLL_INTERVAL_S`)."""
+        ...
+
 
 def _key(sensor_key: object) -> str:
     if not isinstance(sensor_key, str):
@@ -175,6 +183,17 @@ def _reason(reason: object) -> str:
     if not reason.strip():
         raise InvalidArgumentError("a revocation needs a non-empty reason")
     return _text(reason, "revocation reason", MAX_REASON_LEN, required=True)
+
+
+def _index(records: Iterable[ConsentRecord]) -> tuple[dict[str, dict[str, ConsentRecord]], dict[str, str]]:
+    loaded: dict[str, dict[str, ConsentRecord]] = {}
+    capacity: dict[str, str] = {}
+    for record in records:
+        if not isinstance(record, ConsentRecord):
+            raise WrongTypeError(f"restore takes ConsentRecord values, got {type(record).__name__}")
+        loaded.setdefault(record.sensor_key, {})[record.app] = record
+        capacity[record.sensor_key] = record.capacity
+    return loaded, capacity
 
 
 class ConsentLedger:
@@ -338,7 +357,15 @@ class ConsentLedger:
             self._commit("revoke" if capacity == "NONE" else "capacity", changed)
             return tuple(changed)
 
+    def _refresh(self) -> None:
+        """Take another writer's changes, if the journal reports any (called under the lock)."""
+        if self._journal is not None:
+            records = self._journal.changes()
+            if records is not None:
+                self._records, self._capacity = _index(records)
+
     def _covering(self, key: str, app: str | None) -> list[ConsentRecord]:
+        self._refresh()
         if app is None:
             return self._subject(key)
         record = self._records.get(key, {}).get(app)
@@ -385,13 +412,7 @@ class ConsentLedger:
 
     def restore(self, records: Iterable[ConsentRecord]) -> None:
         """Load records read back from durable storage (no journal write); replaces what is held."""
-        loaded: dict[str, dict[str, ConsentRecord]] = {}
-        capacity: dict[str, str] = {}
-        for record in records:
-            if not isinstance(record, ConsentRecord):
-                raise WrongTypeError(f"restore takes ConsentRecord values, got {type(record).__name__}")
-            loaded.setdefault(record.sensor_key, {})[record.app] = record
-            capacity[record.sensor_key] = record.capacity
+        loaded, capacity = _index(records)
         with self._lock:
             self._records = loaded
             self._capacity = capacity

@@ -21,6 +21,7 @@ import math
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -59,6 +60,7 @@ __all__ = ["DATABASE_FILE", "RECEIPT_KEY_FILE", "SCHEMA_VERSION", "SqliteStore"]
 DATABASE_FILE = "cortex-sal.db"
 RECEIPT_KEY_FILE = "receipt-signing.key"
 BUSY_TIMEOUT_MS = 10_000
+POLL_INTERVAL_S = 0.2  # a durable ledger sees another process's consent change within this (+ one frame)
 
 _V1 = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -456,7 +458,15 @@ class SqliteStore(Store):
         return [StoredReceipt(*row) for row in rows]
 
     def consent_version(self) -> int:
-        return int(self._read(lambda db: db.execute("PRAGMA data_version").fetchone()[0], "poll the store"))
+        return self._data_version()
+
+    def _data_version(self) -> int:
+        """SQLite's ``data_version``: changes when another connection commits (never for our own)."""
+        with self._mutex:
+            try:
+                return int(self._db().execute("PRAGMA data_version").fetchone()[0])
+            except sqlite3.Error as exc:
+                raise _classify(exc, "poll the store") from None
 
     # --- policy ---------------------------------------------------------------------------------
 
@@ -727,13 +737,26 @@ class SqliteStore(Store):
 
 
 class _Journal:
-    """The store as a ConsentLedger's journal."""
+    """The store as a ConsentLedger's journal: writes through, and reports other writers' changes."""
 
     def __init__(self, store: SqliteStore) -> None:
         self._store = store
+        self._version = store._data_version()
+        self._checked = time.monotonic()
 
     def write(self, change: Change, records: Sequence[ConsentRecord]) -> None:
         self._store._write_consent(change, records)
+
+    def changes(self) -> Sequence[ConsentRecord] | None:
+        now = time.monotonic()
+        if now - self._checked < POLL_INTERVAL_S:
+            return None
+        self._checked = now
+        version = self._store._data_version()
+        if version == self._version:
+            return None
+        self._version = version
+        return self._store.consent_records()
 
 
 def _record_dict(r: ConsentRecord) -> dict[str, Any]:
