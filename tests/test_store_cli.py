@@ -148,3 +148,22 @@ def test_receipts_verify_independently_of_the_store_object(tmp_path: Path) -> No
     receipt_id = r.stdout.split()[1]
     out = cli("consent", "receipt", receipt_id, "--data-dir", "D", cwd=tmp_path).stdout.strip()
     assert verify_receipt(out, public_key=key).scopes == ("biometric", "audio")
+
+
+def test_the_demo_runs_through_a_store_and_leaves_verifiable_receipts(tmp_path: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from cortex_sal.cli.demo import DEMO_APP, run_demo
+
+    out = io.StringIO()
+    assert run_demo(Console(file=out, width=160), frames=4, delay_s=0.0, use_edf=False, data_dir=tmp_path / "D") == 0
+    text = out.getvalue()
+    assert "the design's default thresholds" in text and "audit chain verified" in text
+    with SqliteStore(tmp_path / "D") as store:
+        key = store.receipt_public_key()
+        (record,) = store.consent_records()
+        receipts = store.receipts()
+    assert record.app == DEMO_APP and f"receipt {record.receipt_id}" in text
+    assert [verify_receipt(r.document, public_key=key).app for r in receipts] == [DEMO_APP] * len(receipts)

@@ -318,7 +318,7 @@ def test_the_shield_releases_only_under_stored_consent_and_revocation_is_durable
         shield.register_sensor(SENSOR, 40.0, 16)
         first = shield.ingest_raw_data(SENSOR, _eeg(1))
         assert isinstance(first, Refused) and first.reason is RefusalReason.CONSENT_INACTIVE  # no self-grant
-        ledger = shield._consent
+        ledger = shield.consent
         ledger.grant(SUBJECT, ["biometric"], 600, app="focus-app", purpose="focus feedback")
         assert isinstance(shield.ingest_raw_data(SENSOR, _eeg(2)), Released)
         ledger.revoke(SUBJECT, "withdrawn", app="focus-app")

@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -71,7 +72,9 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     """Run one shield session end to end on embedded defaults."""
     from .demo import run_demo
 
-    return run_demo(console, frames=args.frames, delay_s=0.0 if args.fast else 0.03, use_edf=not args.no_edf)
+    return run_demo(
+        console, frames=args.frames, delay_s=0.0 if args.fast else 0.03, use_edf=not args.no_edf, data_dir=args.data_dir
+    )
 
 
 def _residue_table(console: Console, scenarios: list[Scenario]) -> tuple[list[str], bool]:
@@ -161,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo.add_argument("--frames", type=int, default=24, help="frames per source (default 24)")
     p_demo.add_argument("--fast", action="store_true", help="no pause between frames")
     p_demo.add_argument("--no-edf", action="store_true", help="synthetic source only")
+    p_demo.add_argument("--data-dir", type=Path, help="keep the store here (default: a temporary directory)")
     p_demo.set_defaults(func=cmd_demo)
     p_self = sub.add_parser("selftest", help="known-answer self-tests; --residue scans a child's memory for secrets")
     p_self.add_argument("--residue", action="store_true", help="run the residue scenarios and print the table")

@@ -4,11 +4,18 @@ A sensor (synthetic EEG, and the real scalp EEG shipped inside pyedflib when it 
 installed) registers, runs the v1 handshake, streams encrypted frames through a
 ``SecureBusSession`` into the shield; a live table shows each frame's state label,
 coherency, consent and liveness; a custody report closes the run.
+
+The shield is started from a store (``--data-dir``, or a temporary directory removed at the
+end) as the gateway starts one: under the stored, verified policy, with the wearer's consent
+granted for the demo application through the durable ledger (a signed receipt for it).
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +30,11 @@ from ..sal.results import Refused, Released
 from ..sal.shield import CognitiveShield
 from ..securemem import status
 from ..sources import Source, bundled_edf_path, edf_file, synthetic_eeg
+from ..store.base import subject_of
+from ..store.runtime import open_shield
+from ..store.sqlite import SqliteStore
+
+DEMO_APP = "cortex-sal-demo"
 
 VISIBLE_ROWS = 12
 
@@ -56,7 +68,7 @@ def _flag(value: object) -> str:
 
 
 def stream(shield: CognitiveShield, source: Source, n_frames: int, clock: ManualClock, console: Console,
-           delay_s: float) -> dict[str, int]:  # fmt: skip
+           delay_s: float, grant: Callable[[str], str]) -> dict[str, int]:  # fmt: skip
     model = shield.registry.admit(source.sensor_model)
     sensor_id = f"{source.sensor_model}/demo-{source.name.split(':')[0]}"
     reg = shield.register_sensor(sensor_id, model.snr_db, model.bits)
@@ -64,6 +76,7 @@ def stream(shield: CognitiveShield, source: Source, n_frames: int, clock: Manual
         console.print(f"[bold]{source.description}[/bold] -> sensor ?: refused ({reg.detail})")
         return {"ok": 0, "refused": 0}
     console.print(f"[bold]{source.description}[/bold] -> sensor {reg.log_id}: registered, session {reg.session}")
+    console.print(f"consent for {DEMO_APP} (biometric): receipt {grant(sensor_id)}")
     endpoint = shield.sensor_endpoint(sensor_id)
     rows: list[tuple[str, ...]] = []
     counts = {"ok": 0, "refused": 0}
@@ -90,7 +103,9 @@ def stream(shield: CognitiveShield, source: Source, n_frames: int, clock: Manual
     return counts
 
 
-def run_demo(console: Console, *, frames: int = 24, delay_s: float = 0.03, use_edf: bool = True) -> int:
+def run_demo(
+    console: Console, *, frames: int = 24, delay_s: float = 0.03, use_edf: bool = True, data_dir: Path | None = None
+) -> int:
     clock = ManualClock(start=time.time())
     sources = [synthetic_eeg(frames)]
     edf = bundled_edf_path() if use_edf else None
@@ -98,13 +113,24 @@ def run_demo(console: Console, *, frames: int = 24, delay_s: float = 0.03, use_e
         sources.append(edf_file(edf, max_frames=frames))
     else:
         console.print("[dim](install the optional pyedflib to also stream the real scalp EEG it ships)[/dim]")
-    with CognitiveShield(clock=clock) as shield:
-        totals = {"ok": 0, "refused": 0}
-        for source in sources:
-            for key, value in stream(shield, source, frames, clock, console, delay_s).items():
-                totals[key] += value
-        destroyed = shield.destroy_session()
-        report = shield.custody_report()
+    with tempfile.TemporaryDirectory(prefix="cortex-sal-demo-") as scratch:
+        directory = data_dir if data_dir is not None else Path(scratch) / "data"
+        with SqliteStore(directory, exclusive=True, clock=clock) as store, open_shield(store, clock=clock) as shield:
+            console.print(f"store {directory}; {shield.policy.describe()}")
+
+            def grant(sensor_id: str) -> str:
+                ledger = shield.consent
+                record = ledger.grant(subject_of(sensor_id), ["biometric"], 3600, app=DEMO_APP,
+                                      purpose="cortex-sal demo: a live view of the released features")  # fmt: skip
+                return record.receipt_id
+
+            totals = {"ok": 0, "refused": 0}
+            for source in sources:
+                for key, value in stream(shield, source, frames, clock, console, delay_s, grant).items():
+                    totals[key] += value
+            destroyed = shield.destroy_session()
+            report = shield.custody_report()
+            check = store.check()
     st = status()
     table = Table(title="Custody report", show_header=False, title_justify="left")
     table.add_column("what")
@@ -118,6 +144,8 @@ def run_demo(console: Console, *, frames: int = 24, delay_s: float = 0.03, use_e
                   f"locked {_flag(st.locked)}, dump-excluded {_flag(st.dump_excluded)}, "
                   f"wiped on fork {_flag(st.wipe_on_fork)}, VmLck {st.vm_lck_kb} kB")  # fmt: skip
     table.add_row("secure slots still live", f"{st.slots_live} (the per-thread HMAC state, zeroed after each use)")
+    table.add_row("store", f"audit chain {'verified' if check.audit.ok else 'NOT intact'}: {check.audit_head.count} "
+                  f"entries; {check.counts['receipts']} signed receipts")  # fmt: skip
     console.print(table)
     console.print(f"keys purged {destroyed.keys_purged}/{destroyed.keys_total}")
-    return 0 if purged_ok else 1
+    return 0 if purged_ok and check.ok else 1

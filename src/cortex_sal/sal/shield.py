@@ -173,6 +173,11 @@ class CognitiveShield:
         return self._thresholds
 
     @property
+    def consent(self) -> ConsentLedger:
+        """The consent ledger the shield asks on every frame (the store's durable one, or its own)."""
+        return self._consent
+
+    @property
     def policy(self) -> PolicyInForce:
         """The policy in force and the bundles that put it in force (``origin``; ``None``: the defaults
         or thresholds given at construction)."""
