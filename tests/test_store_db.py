@@ -344,3 +344,21 @@ def test_a_revocation_by_another_process_reaches_a_running_shield(data_dir: Path
         time.sleep(POLL_INTERVAL_S * 1.5)
         after = shield.ingest_raw_data(SENSOR, _eeg(5))
         assert isinstance(after, Refused) and after.reason is RefusalReason.CONSENT_INACTIVE
+
+
+def test_admissions_and_refusals_are_audited_and_an_unauditable_admission_is_undone(data_dir: Path) -> None:
+    store = SqliteStore(data_dir)
+    shield = open_shield(store)
+    assert shield.register_sensor(SENSOR, 40.0, 16).__class__.__name__ == "Registered"
+    refused = shield.register_sensor("unknown_model/X", 40.0, 16)
+    assert isinstance(refused, Refused) and refused.reason is RefusalReason.NOT_CERTIFIED
+    entries = [(e.event, dict(e.details)) for e in store.audit_entries()]
+    assert entries == [
+        ("sensor_admitted", {"subject_hash": SUBJECT, "model": "eeg_fp1_certified_v1"}),
+        ("sensor_refused", {"subject_hash": subject_of("unknown_model/X"), "reason": "not_certified"}),
+    ]
+    store.close()  # the audit sink can no longer write
+    with pytest.raises(StoreError, match="closed"):
+        shield.register_sensor("eeg_fp1_certified_v1/SN9", 40.0, 16)
+    assert "eeg_fp1_certified_v1/SN9" not in shield._sensors  # detached again: no unaudited admission
+    shield.close()

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,12 +124,15 @@ class CognitiveShield:
         consent_scopes: Sequence[str] = ("biometric",),
         policy: PolicyInForce | None = None,
         consent: ConsentLedger | None = None,
+        audit: Callable[..., object] | None = None,
     ) -> None:
         """``thresholds``: any policy object, for tests and benchmarks; a deployment passes
         ``policy`` instead (the verified policy in force read back from the store, which says
         which bundle put it in force), never both. ``consent``: the wearer's consent ledger (the
         store's, durable); without it the shield keeps its own, granting ``consent_scopes`` to
-        each sensor it registers and revoking them when the session is destroyed."""
+        each sensor it registers and revoking them when the session is destroyed. ``audit``: called
+        as ``audit(event, **details)`` for every sensor admitted or refused (the store's audit
+        chain; the details are pseudonymous)."""
         if policy is not None:
             if not isinstance(policy, PolicyInForce):
                 raise WrongTypeError(f"policy must be a PolicyInForce, got {type(policy).__name__}")
@@ -155,6 +158,9 @@ class CognitiveShield:
         self._salt = SecureKeyBuffer()  # Phase B key, rotated by destroy_session()
         self._liveness = LivenessProver(thresholds=thresholds, clock=clock)
         self._owns_consent = consent is None
+        if audit is not None and not callable(audit):
+            raise WrongTypeError(f"audit must be callable, got {type(audit).__name__}")
+        self._audit = audit
         self._consent = ConsentLedger(thresholds=thresholds, clock=clock) if consent is None else consent
         self._consent_app: str | None = DEFAULT_APP if consent is None else ANY_APP
         self._router = TelemetryRouter(clock=clock)
@@ -224,6 +230,9 @@ class CognitiveShield:
         ``sensor_id`` that is not a non-empty ``str`` raises ``WrongTypeError``."""
         if not isinstance(sensor_id, str) or not sensor_id:
             raise WrongTypeError(f"sensor_id must be a non-empty str, got {type(sensor_id).__name__}")
+        return self._audited(sensor_id, self._register(sensor_id, snr, bits))
+
+    def _register(self, sensor_id: str, snr: float, bits: int) -> RegisterResult:
         if sensor_id in self._sensors:
             return Refused(RefusalReason.ALREADY_REGISTERED, _ALREADY_REGISTERED)
         try:
@@ -261,6 +270,9 @@ class CognitiveShield:
             raise InvalidArgumentError(f"peer must be a sensor's certificate, got a {peer.kind.name.lower()}'s")
         if not channel.is_open:
             raise InvalidArgumentError("the channel is closed: attach an established channel")
+        return self._audited(sensor_id, self._attach(sensor_id, channel))
+
+    def _attach(self, sensor_id: str, channel: Channel) -> RegisterResult:
         if sensor_id in self._sensors:
             channel.close()
             return Refused(RefusalReason.ALREADY_REGISTERED, _ALREADY_REGISTERED)
@@ -272,6 +284,29 @@ class CognitiveShield:
         state = self._add_sensor(sensor_id, channel, None)
         self._attached.append(channel)
         return Registered(sensor_id, state.log_id)
+
+    def _audited(self, sensor_id: str, result: RegisterResult) -> RegisterResult:
+        """Audit an admission or a refusal (pseudonymous) when the shield has an audit sink.
+
+        If the entry cannot be written, an admitted sensor is detached again (its channel closed)
+        and the error propagates: no admission the audit trail does not record."""
+        if self._audit is None:
+            return result
+        subject = hashlib.sha256(sensor_id.encode("utf-8")).hexdigest()[:LOG_ID_HEX]
+        try:
+            if isinstance(result, Registered):
+                self._audit("sensor_admitted", subject_hash=subject, model=sensor_id.split("/", 1)[0][:64])
+            else:
+                self._audit("sensor_refused", subject_hash=subject, reason=result.reason.value)
+        except CortexError:
+            state = self._sensors.pop(sensor_id, None) if isinstance(result, Registered) else None
+            if state is not None:
+                state.gateway.close()
+                if state.endpoint is not None:
+                    state.endpoint.close()
+                self.sessions_closed += 1
+            raise
+        return result
 
     def _add_sensor(self, sensor_id: str, channel: Channel, endpoint: SecureBusSession | None) -> _Sensor:
         id_hash = hashlib.sha256(sensor_id.encode("utf-8")).digest()

@@ -5,8 +5,9 @@ This is how the command line and the gateway get a :class:`~cortex_sal.sal.shiel
 (:func:`~cortex_sal.governance.policy.replay_policy`: each bundle against its recorded registry at
 its recorded time), refuses to start if it does not verify, builds the sensor registry from the
 stored models (the packaged ones if none are stored) with the stored revocations and the policy's
-minima, and gives the shield the wearer's consent ledger restored from the store, writing every
-change through the store before it takes effect.
+minima, audits every sensor admitted or refused in the store's chain, and gives the shield the
+wearer's consent ledger restored from the store, writing every change through the store before
+it takes effect.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def open_shield(store: Store, *, clock: Clock = SYSTEM_CLOCK, **options: Any) ->
         policy=policy,
         registry=stored_registry(store, policy.thresholds),
         consent=durable_ledger(store, policy.thresholds, clock),
+        audit=store.audit,
         clock=clock,
         **options,
     )
