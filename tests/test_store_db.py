@@ -277,11 +277,15 @@ def test_releases_are_kept_only_with_retention_and_pruned_by_age(data_dir: Path)
     with SqliteStore(data_dir, clock=clock) as store:
         assert not store.record_release(SUBJECT, "biometric", 1, {"state": "ventral_vagal"})  # off by default
         store.set_retention("biometric", 1.0)
-        assert store.record_release(SUBJECT, "biometric", 2, {"state": "ventral_vagal", "norm": 1.5})
+        assert store.record_release(SUBJECT, "biometric", 2, {"state": "ventral_vagal", "marker": "PRUNE-ME-7f3a"})
         clock.advance(86400 + 1)
         assert store.record_release(SUBJECT, "biometric", 3, {"state": "sympathetic"})
+        on_disk = b"".join(p.read_bytes() for p in data_dir.iterdir() if p.name.startswith(DATABASE_FILE))
+        assert b"PRUNE-ME-7f3a" in on_disk  # the control: the kept release is on disk
         assert store.prune_releases() == 1
         assert [r.seq for r in store.releases(SUBJECT)] == [3]
+        on_disk = b"".join(p.read_bytes() for p in data_dir.iterdir() if p.name.startswith(DATABASE_FILE))
+        assert b"PRUNE-ME-7f3a" not in on_disk  # overwritten (secure_delete), the WAL cut
         with pytest.raises(InvalidArgumentError):
             store.set_retention("biometric", float("nan"))
         with pytest.raises(InvalidArgumentError):

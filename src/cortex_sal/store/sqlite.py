@@ -249,6 +249,7 @@ class SqliteStore(Store):
             if str(mode).lower() != "wal":
                 raise StoreError(f"{self.path}: SQLite refused WAL mode (got {mode!r})")
             conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA secure_delete = ON")  # a deleted row's bytes are overwritten, not left in free pages
             conn.execute("PRAGMA foreign_keys = ON")
             self._migrate(conn, version)
         except sqlite3.Error as exc:
@@ -686,7 +687,15 @@ class SqliteStore(Store):
                 )
                 removed += cur.rowcount
             db.execute("DELETE FROM releases WHERE scope NOT IN (SELECT scope FROM retention)")
+        self._truncate_wal()  # the WAL still holds the pruned rows' old pages: checkpoint and cut it
         return removed
+
+    def _truncate_wal(self) -> None:
+        with self._mutex:
+            try:
+                self._db().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            except sqlite3.Error as exc:
+                raise _classify(exc, "checkpoint the WAL") from None
 
     # --- the whole ---------------------------------------------------------------------------------
 
