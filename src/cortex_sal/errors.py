@@ -273,3 +273,10 @@ class StoreCorruptError(StoreError):
 
 class PolicyVerificationError(StoreError):
     """The policy stored as in force does not verify against its stored registry and time of enactment."""
+
+
+# --- the network service (the gateway) ---------------------------------------------
+
+
+class GatewayError(CortexError):
+    """The gateway or the sensor client cannot serve: a refusal for good, an unreachable gateway."""

@@ -179,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_ca_parser(sub)
     add_consent_parser(sub)
     add_store_parser(sub)
+    from .gateway import add_gateway_parsers
+
+    add_gateway_parsers(sub)
     return parser
 
 

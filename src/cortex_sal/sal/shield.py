@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,6 +80,7 @@ from .router import TelemetryRouter
 
 log = logging.getLogger("cortex_sal.sal")
 
+SESSION_LOG_LIMIT = 10_000  # the newest entries of the session log; older ones are dropped
 LOG_ID_HEX = 16  # the session log keeps the first 8 bytes of SHA-256(sensor id), in hex
 _ALREADY_REGISTERED = "sensor is already registered in this session"
 
@@ -165,9 +167,10 @@ class CognitiveShield:
         self._consent_app: str | None = DEFAULT_APP if consent is None else ANY_APP
         self._router = TelemetryRouter(clock=clock)
         self._work = SecureTensorBuffer((SAMPLES_PER_FRAME,), np.float64)  # normalised samples
-        self._log: list[dict[str, Any]] = []
+        self._log: deque[dict[str, Any]] = deque(maxlen=SESSION_LOG_LIMIT)  # bounded: a gateway runs for months
         self._issued_keys: list[SecureKeyBuffer] = []
         self._attached: list[Channel] = []  # channels of attach_sensor: their keys are the channel's own
+        self._detached = (0, 0)  # (channels, of which closed) already detached: counted, not kept
         self.sessions_opened = 0
         self.sessions_closed = 0
 
@@ -324,6 +327,24 @@ class CognitiveShield:
             self._consent.grant(state.log_id, self._scopes)
         self._log.append({"event": "registered", "sensor": state.log_id})
         return state
+
+    def detach_sensor(self, sensor_id: str) -> bool:
+        """End one sensor's session: close its channel (every key of it purged) and forget it.
+
+        What a gateway does when the sensor's connection ends. Returns ``False`` for a sensor not
+        registered (already detached, or never); the session stays counted in the custody report."""
+        state = self._sensors.pop(sensor_id, None) if isinstance(sensor_id, str) else None
+        if state is None:
+            return False
+        state.gateway.close()
+        if state.endpoint is not None:
+            state.endpoint.close()
+        self.sessions_closed += 1
+        if any(c is state.gateway for c in self._attached):
+            self._attached = [c for c in self._attached if c is not state.gateway]
+            self._detached = (self._detached[0] + 1, self._detached[1] + (not state.gateway.is_open))
+        self._log.append({"event": "detached", "sensor": state.log_id})
+        return True
 
     def sensor_endpoint(self, sensor_id: str) -> SecureBusSession:
         """The sensor side of a registered sensor's session (for in-process sensors)."""
@@ -564,7 +585,7 @@ class CognitiveShield:
 
     @property
     def session_log(self) -> list[dict[str, Any]]:
-        """A copy of the log: truncated hashes and labels only."""
+        """A copy of the log (its newest :data:`SESSION_LOG_LIMIT` entries): truncated hashes and labels only."""
         return [dict(entry) for entry in self._log]
 
     def custody_report(self) -> CustodyReport:
@@ -578,8 +599,8 @@ class CognitiveShield:
         return (
             sum(k.is_purged for k in self._issued_keys),
             len(self._issued_keys),
-            len(self._attached),
-            sum(not c.is_open for c in self._attached),
+            self._detached[0] + len(self._attached),
+            self._detached[1] + sum(not c.is_open for c in self._attached),
         )
 
 

@@ -1,0 +1,169 @@
+"""``cortex-sal gateway`` and ``cortex-sal sensor``: the service over TCP (docs/gateway.md).
+
+The gateway prints ``listening on HOST:PORT`` (and the metrics address) on one line each as
+soon as it accepts, runs until SIGTERM or SIGINT (drain: stop accepting, end every connection,
+purge every key, close the store; exit 0) and reloads revocations and policy on SIGHUP. The
+sensor exits 0 after its frames with a one-line summary, 2 on a refusal or bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from ..errors import CliInputError
+from ..gateway.metrics import GatewayMetrics
+from ..gateway.sensor import run_sensor
+from ..gateway.server import Gateway, GatewayLimits
+from ..securemem import harden_process, status
+from ..sources import synthetic_eeg
+from ..store.keros import load_identity, load_trust
+from ..store.sqlite import SqliteStore
+from ._common import guarded
+
+__all__ = ["add_gateway_parsers", "address_arg"]
+
+
+def address_arg(text: str) -> tuple[str, int]:
+    """argparse type: ``HOST:PORT`` (port 0 picks a free one)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object per line: time, level, logger, message (the messages carry no identifier)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(
+            {
+                "time": round(record.created, 3),
+                "level": record.levelname,
+                "logger": record.name,
+                "message": record.getMessage(),
+            },
+            ensure_ascii=True,
+        )
+
+
+def _say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    static_key, certificate = load_identity(args.identity)
+    try:
+        trust = load_trust(*args.trust)
+        limits = GatewayLimits(
+            max_connections=args.max_connections,
+            handshake_timeout_s=args.handshake_timeout,
+            idle_timeout_s=args.idle_timeout,
+        )
+        store = SqliteStore(args.data_dir, exclusive=True)
+        metrics = GatewayMetrics()
+        try:
+            gateway = Gateway(store=store, static_key=static_key, certificate=certificate, trust=trust,
+                              limits=limits, metrics=metrics)  # fmt: skip
+        except BaseException:
+            store.close()
+            raise
+        host, port = await gateway.start(*args.listen)
+        _say(f"listening on {host}:{port}")
+        if args.metrics is not None:
+            mport = metrics.serve(*args.metrics)
+            _say(f"metrics on http://{args.metrics[0]}:{mport}/metrics")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(gateway.reload()))
+        await stop.wait()
+        await gateway.shutdown()
+        metrics.stop()
+        custody = gateway.custody()
+        _say(
+            f"stopped: {custody['sessions_closed']}/{custody['sessions_opened']} sessions closed, "
+            f"{custody['channels_closed']}/{custody['channels_attached']} channels purged, "
+            f"{status().slots_live} secure slots live"
+        )
+        return 0
+    finally:
+        static_key.purge()
+
+
+def cmd_gateway(args: argparse.Namespace, console: Console) -> int:
+    if args.log_json:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonLines())
+        root = logging.getLogger()
+        root.handlers[:] = [handler]
+        root.setLevel(logging.INFO)
+    if not args.no_harden:
+        harden_process()
+    return asyncio.run(_serve(args))
+
+
+def cmd_sensor(args: argparse.Namespace, console: Console) -> int:
+    if args.source != "synthetic":
+        raise CliInputError(f"unknown source {args.source!r}; this version has: synthetic")
+    if args.frames is not None and args.frames < 1:
+        raise CliInputError("--frames must be at least 1")
+    static_key, certificate = load_identity(args.identity)
+    try:
+        trust = load_trust(*args.trust)
+        source = synthetic_eeg(args.frames if args.frames is not None else 2**62, seed=args.seed)
+        started = time.monotonic()
+        report = asyncio.run(
+            run_sensor(
+                *args.gateway, static_key=static_key, certificate=certificate, trust=trust, frames=source.frames,
+                total=args.frames, rate_hz=source.rate_hz, as_fast_as_possible=args.as_fast_as_possible,
+                expect_gateway=args.expect_gateway,
+            )
+        )  # fmt: skip
+    finally:
+        static_key.purge()
+    _say(f"{report.summary()} in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+def _guarded(func: Callable[[argparse.Namespace, Console], int]) -> Callable[[argparse.Namespace, Console], int]:
+    return guarded(func, CliInputError)
+
+
+def add_gateway_parsers(sub: Any) -> None:
+    p = sub.add_parser("gateway", help="serve sensors over TCP (KEROS v2) through the shield")
+    p.add_argument("--data-dir", type=Path, help="the store's directory (default ~/.local/share/cortex-sal)")
+    p.add_argument("--identity", required=True, help="the gateway's identity directory (cortex-sal ca issue-gateway)")
+    p.add_argument("--trust", required=True, action="append", help="a CA directory or root.json (repeatable)")
+    p.add_argument("--listen", type=address_arg, default=("127.0.0.1", 0), help="HOST:PORT (default 127.0.0.1:0)")
+    p.add_argument("--metrics", type=address_arg, help="serve Prometheus metrics on HOST:PORT")
+    defaults = GatewayLimits()
+    p.add_argument("--max-connections", type=int, default=defaults.max_connections)
+    p.add_argument("--handshake-timeout", type=float, default=defaults.handshake_timeout_s, help="seconds")
+    p.add_argument("--idle-timeout", type=float, default=defaults.idle_timeout_s, help="seconds")
+    p.add_argument("--no-harden", action="store_true", help="stay dumpable (debugging); default: harden_process()")
+    p.add_argument("--log-json", action="store_true", help="log JSON lines on standard error")
+    p.set_defaults(func=_guarded(cmd_gateway))
+
+    p = sub.add_parser("sensor", help="stream a source to a gateway over TCP (KEROS v2)")
+    p.add_argument("--gateway", type=address_arg, required=True, help="HOST:PORT")
+    p.add_argument("--identity", required=True, help="the sensor's identity directory (cortex-sal ca issue-sensor)")
+    p.add_argument("--trust", required=True, action="append", help="a CA directory or root.json (repeatable)")
+    p.add_argument("--source", default="synthetic", help="synthetic")
+    p.add_argument("--frames", type=int, help="stop after N frames (default: run until interrupted)")
+    p.add_argument("--seed", type=int, default=1, help="the synthetic source's seed")
+    p.add_argument("--as-fast-as-possible", action="store_true", help="do not pace frames at the source's rate")
+    p.add_argument("--expect-gateway", help="refuse any gateway whose certified name is not this")
+    p.set_defaults(func=_guarded(cmd_sensor))

@@ -1,0 +1,440 @@
+"""The gateway: an asyncio TCP server, a thin loop around :class:`~.connection.GatewayConnection`.
+
+One connection is one sensor. The loop only moves bytes and enforces time and count limits
+(:class:`GatewayLimits`); the protocol is the sans-IO connection's, the decisions the shield's.
+Released results go to the subscribers (:meth:`Gateway.subscribe`: bounded queues that drop
+the oldest result when a consumer lags, and count it) and, for scopes with retention on, to the
+store. Raw frames are never queued: a frame is decrypted into locked memory, processed and
+zeroed before the loop reads the next record of that connection.
+
+Revocation: a watcher polls the store (``data_version``, every ``revocation_poll_s``) and, when
+it changed, reloads the sensor revocations and the CAs' lists and ends every open connection whose
+sensor is now revoked. :meth:`Gateway.reload` (SIGHUP) does the same and applies policy bundles
+stored since the start. :meth:`Gateway.shutdown` (SIGTERM) stops accepting, ends every connection
+(frames already received are finished first), purges every key and closes the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..checks import int_in_range
+from ..clock import SYSTEM_CLOCK, Clock
+from ..crypto import X25519PrivateKey
+from ..errors import CertificateError, CortexError, InvalidArgumentError, SensorNotCertifiedError, WrongTypeError
+from ..keros.certificate import TrustStore, VerifiedCertificate
+from ..keros.framing import CloseReason
+from ..sal.results import Released
+from ..store.base import Store
+from ..store.runtime import open_shield
+from .connection import Admitted, Ended, FrameHandled, GatewayConnection, Send, Stage
+from .metrics import GatewayMetrics
+
+log = logging.getLogger("cortex_sal.gateway")
+
+__all__ = ["Gateway", "GatewayLimits", "ReleasedFrame", "Subscription"]
+
+
+def _seconds(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        raise InvalidArgumentError(f"{what} must be a finite number of seconds > 0, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayLimits:
+    """What one gateway accepts; every refusal closes only the connection concerned."""
+
+    max_connections: int = 4096
+    max_handshakes: int = 512  # handshakes in progress at once
+    handshake_timeout_s: float = 5.0  # from accept to the sensor admitted
+    idle_timeout_s: float = 30.0  # no record for this long ends a streaming connection (a frame is every 2 s)
+    write_timeout_s: float = 5.0  # a peer that stops reading is dropped after this
+    max_record: int = 4096  # the largest record body (a 1-channel frame is 1,040 bytes)
+    rate_per_address: float = 200.0  # new connections per second per source address (token bucket)
+    burst_per_address: int = 2000
+    queue_size: int = 4096  # released results held per subscriber before the oldest is dropped
+    revocation_poll_s: float = 0.25
+
+    def __post_init__(self) -> None:
+        int_in_range(self.max_connections, "max_connections", 1, 1_000_000)
+        int_in_range(self.max_handshakes, "max_handshakes", 1, 1_000_000)
+        int_in_range(self.max_record, "max_record", 64, 65535)
+        int_in_range(self.burst_per_address, "burst_per_address", 1, 1_000_000)
+        int_in_range(self.queue_size, "queue_size", 1, 10_000_000)
+        for name in ("handshake_timeout_s", "idle_timeout_s", "write_timeout_s", "rate_per_address",
+                     "revocation_poll_s"):  # fmt: skip
+            _seconds(getattr(self, name), name)
+
+
+@dataclass(frozen=True, slots=True)
+class ReleasedFrame:
+    """What a subscriber receives for one released frame: the pseudonym and the shield's result."""
+
+    sensor: str  # the 16-hex pseudonym, never the sensor id
+    seq: int
+    time: float
+    result: Released
+    latency_s: float  # frame record complete -> result released
+
+
+class Subscription:
+    """A bounded queue of released results; when full, the oldest is dropped and counted."""
+
+    def __init__(self, size: int) -> None:
+        self._items: deque[ReleasedFrame] = deque()
+        self._size = size
+        self._ready = asyncio.Event()
+        self.dropped = 0
+        self.closed = False
+
+    def put(self, item: ReleasedFrame) -> bool:
+        """Add one; returns False when an older one was dropped to make room."""
+        dropped = len(self._items) >= self._size
+        if dropped:
+            self._items.popleft()
+            self.dropped += 1
+        self._items.append(item)
+        self._ready.set()
+        return not dropped
+
+    def get_nowait(self) -> ReleasedFrame | None:
+        if not self._items:
+            self._ready.clear()
+            return None
+        return self._items.popleft()
+
+    async def get(self, timeout: float | None = None) -> ReleasedFrame | None:
+        """The next result, or ``None`` when the subscription is closed (or ``timeout`` passed)."""
+        while not self._items:
+            if self.closed:
+                return None
+            self._ready.clear()
+            try:
+                await asyncio.wait_for(self._ready.wait(), timeout)
+            except TimeoutError:
+                return None
+        return self._items.popleft()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def close(self) -> None:
+        self.closed = True
+        self._ready.set()
+
+
+@dataclass(eq=False)  # identity: one per connection, kept in sets
+class _Live:
+    conn: GatewayConnection
+    writer: asyncio.StreamWriter
+    address: str
+    peer: VerifiedCertificate | None = None
+    ending: list[Any] = field(default_factory=list)
+
+
+class Gateway:
+    """One gateway process's state: the shield started from the store, the connections, the metrics."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        static_key: X25519PrivateKey,
+        certificate: bytes,
+        trust: TrustStore,
+        limits: GatewayLimits | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        metrics: GatewayMetrics | None = None,
+    ) -> None:
+        if not isinstance(store, Store):
+            raise WrongTypeError(f"store must be a Store, got {type(store).__name__}")
+        if not isinstance(trust, TrustStore):
+            raise WrongTypeError(f"trust must be a TrustStore, got {type(trust).__name__}")
+        self.limits = limits if limits is not None else GatewayLimits()
+        self.store = store
+        self._key = static_key
+        self._certificate = certificate
+        self.trust = trust
+        self._clock = clock
+        self.metrics = metrics if metrics is not None else GatewayMetrics()
+        self.shield = open_shield(store, clock=clock)
+        self.store.load_revocation_lists(self.trust)
+        self._retention = set(store.retention())
+        self._conns: set[_Live] = set()
+        self._by_sensor: dict[str, _Live] = {}
+        self._handshakes = 0
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._subscribers: list[Subscription] = []
+        self._server: asyncio.Server | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._version = store.consent_version()
+        self._closing = False
+        self.address: tuple[str, int] | None = None
+        self.metrics.bind_keys(self.shield)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
+        """Listen on ``host:port`` (0: a free port); returns the address really bound."""
+        self._server = await asyncio.start_server(self._accept, host, port, limit=self.limits.max_record * 4)
+        sock = self._server.sockets[0].getsockname()
+        self.address = (str(sock[0]), int(sock[1]))
+        self._watcher = asyncio.create_task(self._watch())
+        log.info("gateway listening on %s:%d", *self.address)
+        return self.address
+
+    async def shutdown(self) -> None:
+        """Stop accepting, end every connection, purge every key, close the store. Idempotent."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        for live in list(self._conns):
+            await self._end(live, "shutdown", "the gateway is stopping", CloseReason.SHUTDOWN)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=self.limits.write_timeout_s + 1)
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+        for sub in self._subscribers:
+            sub.close()
+        self.shield.close()  # every remaining key purged (the salt, the LIMES master, attached channels)
+        self.store.close()
+        log.info("gateway stopped")
+
+    def custody(self) -> dict[str, int]:
+        report = self.shield.custody_report()
+        return {
+            "sessions_opened": report.sessions_opened,
+            "sessions_closed": report.sessions_closed,
+            "channels_attached": report.channels_attached,
+            "channels_closed": report.channels_closed,
+        }
+
+    def subscribe(self, size: int | None = None) -> Subscription:
+        sub = Subscription(size if size is not None else self.limits.queue_size)
+        self._subscribers.append(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        sub.close()
+        if sub in self._subscribers:
+            self._subscribers.remove(sub)
+
+    @property
+    def connections(self) -> int:
+        return len(self._conns)
+
+    # -- revocation and reload ----------------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.limits.revocation_poll_s)
+            try:
+                version = self.store.consent_version()
+                if version != self._version:
+                    self._version = version
+                    await self.refresh_revocations()
+            except CortexError as exc:  # a store that fails to answer must not stop the gateway
+                log.warning("revocation poll failed: %s", exc)
+
+    async def refresh_revocations(self) -> int:
+        """Reload the stored revocations and CA lists; end the connections of revoked sensors."""
+        for sensor_id in self.store.revoked_sensors():
+            self.shield.registry.revoke(sensor_id)
+        try:
+            self.store.load_revocation_lists(self.trust)
+        except CertificateError as exc:
+            log.warning("a stored revocation list was refused: %s", exc.message)
+        ended = 0
+        for live in list(self._conns):
+            peer = live.peer
+            if peer is None or live.conn.sensor_id is None:
+                continue
+            try:
+                self.shield.registry.admit(live.conn.sensor_id)
+                revoked = self.trust.is_revoked(peer.issuer_key_id, peer.serial)
+            except SensorNotCertifiedError:
+                revoked = True
+            if revoked:
+                await self._end(live, "revoked", "the sensor's certificate was revoked", CloseReason.REFUSED)
+                ended += 1
+        return ended
+
+    async def reload(self) -> None:
+        """SIGHUP: revocations and CA lists again, and policy bundles stored since the start."""
+        await self.refresh_revocations()
+        self._retention = set(self.store.retention())
+        applied = {a.digest_hex for a in self.shield.policy.history}
+        for step in self.store.policy_history():
+            if step.digest_hex not in applied:
+                self.shield.apply_policy(step.bundle, step.registry, now=step.verified_at)
+                log.info("policy applied on reload: proposal %s", step.digest_hex)
+
+    # -- one connection -------------------------------------------------------------------------------
+
+    def _admit_address(self, address: str) -> bool:
+        now = time.monotonic()
+        tokens, last = self._buckets.get(address, (float(self.limits.burst_per_address), now))
+        tokens = min(float(self.limits.burst_per_address), tokens + (now - last) * self.limits.rate_per_address)
+        if tokens < 1.0:
+            self._buckets[address] = (tokens, now)
+            return False
+        self._buckets[address] = (tokens - 1.0, now)
+        if len(self._buckets) > 100_000:  # bounded: forget the fullest buckets (idle addresses)
+            full = [a for a, (t, _) in self._buckets.items() if t >= self.limits.burst_per_address - 1]
+            for a in full[:50_000]:
+                del self._buckets[a]
+        return True
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            await self._serve(reader, writer)
+        finally:
+            self._tasks.discard(task)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peername = writer.get_extra_info("peername")
+        address = str(peername[0]) if isinstance(peername, tuple) else "unix"
+        m = self.metrics
+        if self._closing or len(self._conns) >= self.limits.max_connections or not self._admit_address(address):
+            m.connection_refused("limit")
+            writer.close()
+            return
+        if self._handshakes >= self.limits.max_handshakes:
+            m.connection_refused("limit")
+            writer.close()
+            return
+        conn = GatewayConnection(
+            static_key=self._key, certificate=self._certificate, trust=self.trust, shield=self.shield,
+            clock=self._clock, max_record=self.limits.max_record, supersede=self._supersede,
+        )  # fmt: skip
+        live = _Live(conn, writer, address)
+        self._conns.add(live)
+        self._handshakes += 1
+        in_handshake = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.limits.handshake_timeout_s
+        try:
+            while conn.stage is not Stage.CLOSED:
+                if in_handshake and conn.stage is Stage.STREAMING:
+                    in_handshake = False
+                    self._handshakes -= 1
+                timeout = deadline - loop.time() if in_handshake else self.limits.idle_timeout_s
+                try:
+                    data = await asyncio.wait_for(reader.read(conn.read_size), max(timeout, 0.0))
+                except TimeoutError:
+                    why = "handshake_timeout" if in_handshake else "idle_timeout"
+                    await self._apply(live, conn.end(why, f"no {'handshake' if in_handshake else 'record'} in time"))
+                    break
+                except (ConnectionError, OSError):
+                    data = b""
+                m.bytes_in(len(data))
+                await self._apply(live, conn.receive_data(data))
+        except asyncio.CancelledError:
+            conn.end("shutdown", "cancelled")
+            raise
+        except Exception:  # a bug must never take the gateway down: log it, end this connection only
+            log.exception("connection handler failed")
+            await self._apply(live, conn.end("error", "internal error", CloseReason.PROTOCOL_ERROR))
+        finally:
+            if in_handshake:
+                self._handshakes -= 1
+            conn.close()  # every key of this connection purged, whatever happened
+            self._forget(live)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+    def _forget(self, live: _Live) -> None:
+        self._conns.discard(live)
+        sensor_id = live.conn.sensor_id
+        if sensor_id is not None and self._by_sensor.get(sensor_id) is live:
+            del self._by_sensor[sensor_id]
+            self.metrics.sensors_connected(len(self._by_sensor))
+
+    def _supersede(self, sensor_id: str) -> None:
+        """The same sensor proved itself on a new connection: the older one ends first."""
+        old = self._by_sensor.get(sensor_id)
+        if old is not None:
+            for event in old.conn.end("superseded", "the sensor connected again", CloseReason.SHUTDOWN):
+                self._note(old, event)
+                if isinstance(event, Send):
+                    old.writer.write(event.data)
+            self._forget(old)
+
+    async def _end(self, live: _Live, reason: str, detail: str, close: CloseReason) -> None:
+        await self._apply(live, live.conn.end(reason, detail, close))
+        live.writer.close()
+
+    async def _apply(self, live: _Live, events: Iterable[Any]) -> None:
+        for event in events:
+            self._note(live, event)
+            if isinstance(event, Send) and not live.writer.is_closing():
+                live.writer.write(event.data)
+                try:
+                    await asyncio.wait_for(live.writer.drain(), self.limits.write_timeout_s)
+                except TimeoutError:
+                    self._note(live, live.conn.end("slow_reader", "the peer stopped reading")[-1])
+                    live.writer.transport.abort()
+                except (ConnectionError, OSError):
+                    pass
+
+    def _note(self, live: _Live, event: Any) -> None:
+        m = self.metrics
+        if isinstance(event, Admitted):
+            live.peer = event.peer
+            self._by_sensor[event.sensor_id] = live
+            m.handshake("admitted")
+            m.sensors_connected(len(self._by_sensor))
+            log.info("sensor %s admitted (model %s)", event.log_id, event.peer.model_id)
+        elif isinstance(event, FrameHandled):
+            result = event.result
+            if isinstance(result, Released):
+                latency = time.perf_counter() - event.received
+                m.frame("released", latency)
+                item = ReleasedFrame(live.conn.log_id or "", event.seq, float(self._clock.time()), result, latency)
+                for sub in self._subscribers:
+                    if not sub.put(item):
+                        m.queue_drop()
+                if "biometric" in self._retention and live.conn.log_id is not None:
+                    self._keep(live.conn.log_id, item)
+            else:
+                m.frame(result.reason.value, None)
+        elif isinstance(event, Ended):
+            if live.conn.sensor_id is None:
+                m.handshake(event.reason)
+            m.connection_closed(event.reason)
+            level = logging.INFO if event.reason in ("normal", "shutdown", "superseded") else logging.WARNING
+            log.log(level, "connection from %s ended: %s (%s)", live.address, event.reason, event.detail)
+
+    def _keep(self, subject: str, item: ReleasedFrame) -> None:
+        r = item.result
+        values = {
+            "state": r.state_label,
+            "coherency": float(r.coherency_index),
+            "liveness": bool(r.liveness_proven),
+            "features": [[float(x) for x in row] for row in r.tensor.reshape(1, -1)],
+        }
+        try:
+            self.store.record_release(subject, "biometric", item.seq, values)
+        except CortexError as exc:
+            log.warning("a released result could not be kept: %s", exc)

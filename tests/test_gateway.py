@@ -1,0 +1,213 @@
+"""The gateway over real TCP on loopback: a sensor streams through the shield, released results reach
+a subscriber, revocation ends an open connection, shutdown purges every key; and the commands from a
+shell (``cortex-sal gateway`` / ``cortex-sal sensor``, metrics, SIGTERM)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cortex_sal.cli import main
+from cortex_sal.errors import GatewayError
+from cortex_sal.gateway.server import Gateway, GatewayLimits
+from cortex_sal.gateway.sensor import run_sensor
+from cortex_sal.governance import DEFAULT_THRESHOLDS
+from cortex_sal.sal.results import Released
+from cortex_sal.sources import synthetic_eeg
+from cortex_sal.store.base import subject_of
+from cortex_sal.store.keros import load_identity, load_trust
+from cortex_sal.store.runtime import durable_ledger
+from cortex_sal.store.sqlite import SqliteStore
+
+MODEL = "eeg_fp1_certified_v1"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Two CAs, a gateway and three sensors, made by ``cortex-sal ca`` as in docs/certificates.md."""
+    d = tmp_path_factory.mktemp("pki")
+
+    def ca(*args: str) -> None:
+        assert main(["ca", *args]) == 0, args
+
+    ca("init", "--kind", "manufacturer", "--name", "NeuroStandard GmbH", "--out", str(d / "ca/maker"))
+    ca("init", "--kind", "site", "--name", "Ward 3", "--out", str(d / "ca/site"))
+    for serial in ("SN-0001", "SN-0002", "SN-0003"):
+        ca("issue-sensor", "--ca", str(d / "ca/maker"), "--model", MODEL, "--serial", serial, "--days", "30",
+           "--out", str(d / f"sensors/{serial.lower()}"))  # fmt: skip
+    ca("issue-gateway", "--ca", str(d / "ca/site"), "--name", "gw-ward3", "--days", "30", "--out", str(d / "gw"))
+    yield d
+
+
+def _grant(data_dir: Path, *serials: str) -> None:
+    with SqliteStore(data_dir) as store:
+        ledger = durable_ledger(store, DEFAULT_THRESHOLDS)
+        for serial in serials:
+            ledger.grant(subject_of(f"{MODEL}/{serial}"), ["biometric"], 3600, app="test-app", purpose="tests")
+
+
+async def _gateway(pki: Path, data_dir: Path, **limits: object) -> Gateway:
+    key, cert = load_identity(pki / "gw")
+    store = SqliteStore(data_dir, exclusive=True)
+    gw = Gateway(store=store, static_key=key, certificate=cert, trust=load_trust(pki / "ca/maker", pki / "ca/site"),
+                 limits=GatewayLimits(**limits))  # type: ignore[arg-type]  # fmt: skip
+    gw._test_key = key  # type: ignore[attr-defined]  # purged by the test
+    await gw.start()
+    return gw
+
+
+async def _sensor(pki: Path, gw: Gateway, serial: str, frames: int, **kw: object) -> object:
+    key, cert = load_identity(pki / f"sensors/{serial.lower()}")
+    try:
+        assert gw.address is not None
+        return await run_sensor(
+            *gw.address, static_key=key, certificate=cert, trust=load_trust(pki / "ca/maker", pki / "ca/site"),
+            frames=synthetic_eeg(frames, seed=3).frames, total=frames, as_fast_as_possible=True, **kw,  # type: ignore[arg-type]
+        )  # fmt: skip
+    finally:
+        key.purge()
+
+
+def test_sensors_stream_through_the_shield_to_a_subscriber(pki: Path, tmp_path: Path) -> None:
+    _grant(tmp_path / "D", "SN-0001", "SN-0002")
+
+    async def scenario() -> None:
+        gw = await _gateway(pki, tmp_path / "D")
+        sub = gw.subscribe()
+        try:
+            reports = await asyncio.gather(
+                _sensor(pki, gw, "SN-0001", 20, expect_gateway="gw-ward3"), _sensor(pki, gw, "SN-0002", 12)
+            )
+            assert [r.frames_sent for r in reports] == [20, 12]  # type: ignore[attr-defined]
+            got = []
+            while (item := sub.get_nowait()) is not None:
+                got.append(item)
+            by_sensor: dict[str, list[int]] = {}
+            for item in got:
+                assert isinstance(item.result, Released)
+                by_sensor.setdefault(item.sensor, []).append(item.seq)
+            assert set(by_sensor) == {subject_of(f"{MODEL}/SN-0001"), subject_of(f"{MODEL}/SN-0002")}
+            assert sorted(len(v) for v in by_sensor.values()) == [12, 20]  # 0 frames lost
+            assert all(v == sorted(v) for v in by_sensor.values())  # in order
+            m = gw.metrics
+            assert m.value("cortex_sal_frames_total", outcome="released") == 32
+            assert m.value("cortex_sal_handshakes_total", outcome="admitted") == 2
+            assert m.value("cortex_sal_connections_closed_total", reason="normal") == 2
+        finally:
+            await gw.shutdown()
+            gw._test_key.purge()  # type: ignore[attr-defined]
+        custody = gw.custody()
+        assert custody["channels_attached"] == custody["channels_closed"] == 2
+        assert custody["sessions_opened"] == custody["sessions_closed"] == 2
+
+    asyncio.run(scenario())
+    with SqliteStore(tmp_path / "D") as store:  # admissions audited, pseudonymously
+        events = [e.event for e in store.audit_entries()]
+        assert events.count("sensor_admitted") == 2 and store.verify_audit().ok
+
+
+def test_a_refused_sensor_is_told_why_and_does_not_retry(pki: Path, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        gw = await _gateway(pki, tmp_path / "D")
+        try:
+            with pytest.raises(GatewayError, match="certificate"):
+                await _sensor(pki, gw, "SN-0001", 3, expect_gateway="another-gateway")
+            for _ in range(40):  # the gateway reads the sensor's CLOSE on its own schedule
+                if gw.metrics.value("cortex_sal_handshakes_total", outcome="eof_in_handshake") == 1:
+                    break
+                await asyncio.sleep(0.025)
+            assert gw.metrics.value("cortex_sal_handshakes_total", outcome="eof_in_handshake") == 1
+            assert gw.metrics.value("cortex_sal_handshakes_total", outcome="admitted") == 0
+        finally:
+            await gw.shutdown()
+            gw._test_key.purge()  # type: ignore[attr-defined]
+
+    asyncio.run(scenario())
+
+
+def test_a_revocation_in_the_store_ends_an_open_connection_within_a_second(pki: Path, tmp_path: Path) -> None:
+    _grant(tmp_path / "D", "SN-0003")
+
+    async def scenario() -> None:
+        gw = await _gateway(pki, tmp_path / "D")
+        try:
+            task = asyncio.create_task(_sensor(pki, gw, "SN-0003", 10_000, max_attempts=2))
+            for _ in range(100):
+                await asyncio.sleep(0.05)
+                if gw.metrics.value("cortex_sal_frames_total", outcome="released") >= 3:
+                    break
+            with SqliteStore(tmp_path / "D") as cli_store:  # another connection, as `cortex-sal` would be
+                cli_store.revoke_sensor(f"{MODEL}/SN-0003", "stolen")
+            revoked_at = time.monotonic()
+            with pytest.raises(GatewayError, match="revoked"):
+                await asyncio.wait_for(task, 5.0)
+            assert time.monotonic() - revoked_at < 1.0
+            assert gw.metrics.value("cortex_sal_connections_closed_total", reason="revoked") == 1
+            assert gw.connections == 0
+        finally:
+            await gw.shutdown()
+            gw._test_key.purge()  # type: ignore[attr-defined]
+
+    asyncio.run(scenario())
+
+
+# --- from a shell ----------------------------------------------------------------------------------
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-W", "error", "-m", "cortex_sal.cli", *args]
+
+
+def test_gateway_and_sensor_from_a_shell(pki: Path, tmp_path: Path) -> None:
+    data = tmp_path / "D"
+    _grant(data, "SN-0001")
+    env = {**os.environ, "COLUMNS": "200"}
+    gateway = subprocess.Popen(
+        _cli("gateway", "--data-dir", str(data), "--identity", str(pki / "gw"), "--trust", str(pki / "ca/maker"),
+             "--trust", str(pki / "ca/site"), "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert gateway.stdout is not None
+        first = gateway.stdout.readline()
+        port = re.fullmatch(r"listening on 127\.0\.0\.1:(\d+)\n", first)
+        assert port is not None, first + (gateway.stderr.read() if gateway.poll() is not None else "")  # type: ignore[union-attr]
+        metrics_line = gateway.stdout.readline()
+        murl = re.search(r"(http://127\.0\.0\.1:\d+/metrics)", metrics_line)
+        assert murl is not None, metrics_line
+        sensor = subprocess.run(
+            _cli("sensor", "--gateway", f"127.0.0.1:{port.group(1)}", "--identity", str(pki / "sensors/sn-0001"),
+                 "--trust", str(pki / "ca/maker"), "--trust", str(pki / "ca/site"), "--source", "synthetic",
+                 "--frames", "20", "--as-fast-as-possible"),
+            capture_output=True, text=True, timeout=120, env=env, check=False,
+        )  # fmt: skip
+        assert sensor.returncode == 0, sensor.stdout + sensor.stderr
+        assert "20 frames sent to gateway 'gw-ward3'" in sensor.stdout
+        deadline = time.monotonic() + 5
+        while True:
+            text = urllib.request.urlopen(murl.group(1), timeout=5).read().decode()  # noqa: S310 - loopback
+            handled = sum(
+                float(v) for v in re.findall(r'^cortex_sal_frames_total\{outcome="[a-z_]+"\} ([0-9.e+]+)$', text, re.M)
+            )
+            if handled >= 20 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert handled == 20, text
+        gateway.send_signal(signal.SIGTERM)
+        out, err = gateway.communicate(timeout=30)
+        assert gateway.returncode == 0, err
+        assert "stopped: 1/1 sessions closed, 1/1 channels purged" in out, out
+    finally:
+        if gateway.poll() is None:
+            gateway.kill()
+            gateway.wait()
