@@ -19,8 +19,8 @@ import pytest
 
 from cortex_sal.cli import main
 from cortex_sal.errors import GatewayError
-from cortex_sal.gateway.server import Gateway, GatewayLimits
 from cortex_sal.gateway.sensor import run_sensor
+from cortex_sal.gateway.server import Gateway, GatewayLimits
 from cortex_sal.governance import DEFAULT_THRESHOLDS
 from cortex_sal.sal.results import Released
 from cortex_sal.sources import synthetic_eeg
@@ -195,7 +195,7 @@ def test_gateway_and_sensor_from_a_shell(pki: Path, tmp_path: Path) -> None:
         assert "20 frames sent to gateway 'gw-ward3'" in sensor.stdout
         deadline = time.monotonic() + 5
         while True:
-            text = urllib.request.urlopen(murl.group(1), timeout=5).read().decode()  # noqa: S310 - loopback
+            text = urllib.request.urlopen(murl.group(1), timeout=5).read().decode()
             handled = sum(
                 float(v) for v in re.findall(r'^cortex_sal_frames_total\{outcome="[a-z_]+"\} ([0-9.e+]+)$', text, re.M)
             )

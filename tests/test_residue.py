@@ -41,6 +41,7 @@ def _reports_text(reports: list) -> str:
         ("governance_node_key", ("node_seed",)),
         ("ca_keys", ("ca_seed", "sensor_static")),
         ("noise_transport", ("ordered_key", "lossy_key", "samples_8")),
+        ("store_receipts", ("receipt_seed",)),
         ("keros_v2_gateway", ("child_static_private", "transport_i2r", "transport_r2i")),
         ("keros_v2_sensor", ("child_static_private", "transport_i2r", "transport_r2i")),
         ("shield_v2_channel", ("child_static_private", "transport_i2r", "transport_r2i")),
