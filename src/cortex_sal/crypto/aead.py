@@ -52,7 +52,8 @@ _DUMMY_KEY = ctypes.create_string_buffer(KEY_SIZE)  # public: all zeros
 _DUMMY_KEY_C = PTR[ctypes.addressof(_DUMMY_KEY)] if _DEC is not None else None
 _DUMMY_NONCE = bytes(NONCE_SIZE)
 _SCRUB_BLOCK = 512  # libsodium's widest ChaCha20 loop
-_scrub_cache: dict[int, tuple[bytes, Any]] = {}
+_scrub_cache: dict[int, tuple[bytes, Any]] = {}  # by shape
+_scrub_by_size: dict[int, tuple[bytes, Any]] = {}  # by plaintext size, for decrypt_unchecked (one lookup)
 
 
 def _scrub_message(length: int) -> tuple[bytes, Any]:
@@ -178,8 +179,10 @@ def decrypt_unchecked(
     base, room = span(out)
     if not 0 <= offset <= room - size or size < 0:
         raise WrongLengthError(f"a {size}-byte plaintext at offset {offset!r} does not fit a {room}-byte buffer")
-    entry = _scrub_cache.get(size if size < _SCRUB_BLOCK else _SCRUB_BLOCK + size % _SCRUB_BLOCK)
-    dummy, dummy_out = entry if entry is not None else _scrub_message(size)
+    entry = _scrub_by_size.get(size)
+    if entry is None:
+        entry = _scrub_by_size[size] = _scrub_message(size)  # plaintext sizes are bounded by the callers' frames
+    dummy, dummy_out = entry
     if _DEC is not None:  # the compiled call, and its scrub through the same binding at the same depth
         target = PTR[base] + offset if offset else PTR[base]
         if _DEC(target, NULL, NULL, ciphertext, size + TAG_SIZE, aad, len(aad), nonce, PTR[address(key)]):
