@@ -11,8 +11,9 @@ unless it fails itself):
    ``NoiseConnection`` x2 doing the bare XX handshake with no certificates (static keys loaded
    from private bytes, as a deployment would). A reconnecting sensor presents the same
    certificate bytes: their Ed25519 signature is remembered (``keros.certificate``'s signature
-   cache), every other check runs each time.                         target <= 1.0x
-   The first-contact row (signatures verified every time) is printed beside it.
+   cache), every other check runs each time. The target (issue #16) is on first contact, every
+   signature verified:                                               target <= 1.0x
+   The reconnect row (signatures remembered) is printed beside it.
 2. 1 KiB transport messages, encrypt + decrypt (ordered mode, one direction, plaintext back as
    bytes): ``NoiseTransport.encrypt`` + ``decrypt`` vs ``NoiseConnection.encrypt`` + ``decrypt``.
                                                                       target <= 1.0x
@@ -227,11 +228,12 @@ def main() -> int:
         table.add_column(col)
     rows = [
         (
-            "KEROS v2 handshake, both sides, with both\ncertificate checks vs bare XX NoiseConnection",
-            v2,
+            "KEROS v2 handshake, both sides, both certificate\nchecks, first contact (every signature verified)\n"
+            "vs bare XX NoiseConnection",
+            v2_cold,
             HANDSHAKE_TARGET,
         ),
-        ("KEROS v2 handshake, first contact: no\ncertificate signature remembered", v2_cold, None),
+        ("KEROS v2 handshake, reconnect: certificate\nsignature remembered", v2, None),
         ("bare XX handshake, both sides\nHandshakeState + transports vs NoiseConnection", handshake, None),
         ("1 KiB encrypt + decrypt (ordered)\nNoiseTransport vs NoiseConnection", transport, TRANSPORT_TARGET),
         ("1 KiB encrypt + decrypt (lossy mode:\nexplicit nonce + replay window)", lossy, None),
@@ -248,7 +250,10 @@ def main() -> int:
         )
     Console(width=120).print(table)
     print(f"{rounds} interleaved rounds; ratios judged on min-per-side timings (noise only adds time).")
-    print(f"XX handshake ratio (certificate checks included): {v2.min_ratio:.2f}x (target <= {HANDSHAKE_TARGET}x)")
+    print(
+        f"XX handshake ratio, first contact (every certificate signature verified): {v2_cold.min_ratio:.2f}x "
+        f"(target <= {HANDSHAKE_TARGET}x); reconnect {v2.min_ratio:.2f}x"
+    )
     print(f"1 KiB encrypt+decrypt ratio: {transport.min_ratio:.2f}x (target <= {TRANSPORT_TARGET}x)")
     return 0
 

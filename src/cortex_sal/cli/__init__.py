@@ -43,8 +43,18 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
     summary.add_row("slots live", f"{st.slots_live} ({st.bytes_live} bytes)")
     summary.add_row("VmLck (process)", f"{st.vm_lck_kb} kB")
     summary.add_row("memfd_secret available", "yes" if st.memfd_secret_available else "no")
-    summary.add_row("crypto backend", f"libsodium {backend_info().version} ({backend_info().path})")
+    crypto = backend_info()
+    summary.add_row("crypto backend", f"libsodium {crypto.version} ({crypto.path})")
     console.print(summary)
+
+    bindings = Table(title="Crypto bindings (one per primitive, chosen at import)", title_justify="left")
+    bindings.add_column("primitive")
+    bindings.add_column("binding")
+    for primitive, binding in crypto.bindings:
+        bindings.add_row(primitive, binding)
+    console.print(bindings)
+    if crypto.note:
+        console.print(f"[yellow]crypto bindings: {crypto.note}[/yellow]")
 
     regions = Table(title="Arena regions (read back from /proc/self/smaps)", title_justify="left")
     for col in ("start", "size", "backend", "kind", "lo", "dd", "wf", "Locked", "problems"):

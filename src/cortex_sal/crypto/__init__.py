@@ -1,4 +1,4 @@
-"""crypto: the only code that calls a crypto library (libsodium, through ctypes).
+"""crypto: the only code that calls a crypto library (libsodium: compiled cffi calls, ctypes fallback).
 
 Every secret goes in and comes out as a secure buffer; only public values (public keys,
 tags, ciphertexts, signatures) are ``bytes``. ``cryptography`` is a test oracle only.
@@ -7,11 +7,12 @@ Nothing outside this package binds a libsodium symbol or takes the address of a 
 
 The hot paths of the channels: :class:`CipherKey` (ChaCha20-Poly1305 as Noise uses it, with
 the stack scrub built in, and REKEY) and :class:`ChainingKey` (Noise's ``ck`` and its HKDF, DH
-outputs written into locked memory). :func:`backend_info` says which libsodium is loaded.
+outputs written into locked memory). :func:`backend_info` says which libsodium is loaded and
+which binding each primitive uses (decided in one place, :mod:`cortex_sal.crypto._backend`).
 """
 
 from ..securemem import SecureBuffer, SecureKeyBuffer
-from ._sodium import CryptoBackend, backend_info
+from ._backend import CryptoBackend, backend_info
 from .aead import aead_decrypt, aead_decrypt_into, aead_encrypt
 from .chaining import ChainingKey
 from .cipher import CipherKey, rekey

@@ -1,4 +1,4 @@
-"""libsodium, loaded with ctypes from the PyNaCl wheel that bundles it.
+"""libsodium, loaded with ctypes from the PyNaCl wheel that bundles it: the checked fallback binding.
 
 We rely on PyNaCl *privately*: not on its Python API (which takes and returns
 ``bytes``) but on the libsodium 1.0.20 shared object inside the pinned 1.6.2 wheel
@@ -6,6 +6,8 @@ We rely on PyNaCl *privately*: not on its Python API (which takes and returns
 signature and checked at import; a missing one raises
 :class:`~cortex_sal.errors.CryptoBackendError` naming it. ``CORTEX_SAL_LIBSODIUM``
 may point at another libsodium (for instance the system's) of a compatible version.
+Which primitive calls this binding and which the compiled cffi functions of the same library
+is decided in one place, :mod:`cortex_sal.crypto._backend`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import ctypes
 import importlib.metadata
 import importlib.util
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -163,17 +164,3 @@ def load() -> Sodium:
 
 
 sodium = load()
-
-
-@dataclass(frozen=True)
-class CryptoBackend:
-    """What :func:`cortex_sal.crypto.backend_info` reports: the library every primitive calls."""
-
-    name: str
-    version: str
-    path: str
-
-
-def backend_info() -> CryptoBackend:
-    """The loaded crypto library: its name, version and the file it was loaded from."""
-    return CryptoBackend("libsodium", sodium.version, sodium.path)

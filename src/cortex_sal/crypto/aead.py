@@ -23,6 +23,8 @@ from typing import Any
 from ..checks import public_bytes
 from ..errors import DecryptionError, WrongLengthError
 from ..securemem import SecureBuffer, SecureKeyBuffer
+from . import _backend
+from ._backend import NULL, PTR
 from ._buffers import Input, Readable, address, pointer, secret, span
 from ._sodium import sodium
 
@@ -31,8 +33,13 @@ NONCE_SIZE = 12
 TAG_SIZE = 16
 MAX_MESSAGE = 2**38 - 64  # RFC 8439 limit per (key, nonce)
 
-_encrypt = sodium.crypto_aead_chacha20poly1305_ietf_encrypt
-_decrypt = sodium.crypto_aead_chacha20poly1305_ietf_decrypt
+# The binding of each primitive is decided in _backend (one place); the checked paths call
+# through its ctypes-convention callables, the hot paths through the bare compiled function
+# (``_ENC``/``_DEC``, None when the primitive uses ctypes: then the ctypes bindings below).
+_encrypt = _backend.function("aead_encrypt")
+_decrypt = _backend.function("aead_decrypt")
+_ENC = _backend.raw("aead_encrypt")
+_DEC = _backend.raw("aead_decrypt")
 _encrypt_bytes = sodium.bind(
     "crypto_aead_chacha20poly1305_ietf_encrypt",
     [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_ulonglong, ctypes.c_char_p,
@@ -42,20 +49,27 @@ _encrypt_bytes = sodium.bind(
 
 
 _DUMMY_KEY = ctypes.create_string_buffer(KEY_SIZE)  # public: all zeros
+_DUMMY_KEY_C = PTR[ctypes.addressof(_DUMMY_KEY)] if _DEC is not None else None
 _DUMMY_NONCE = bytes(NONCE_SIZE)
 _SCRUB_BLOCK = 512  # libsodium's widest ChaCha20 loop
-_scrub_cache: dict[int, tuple[bytes, Any]] = {}
+_scrub_cache: dict[int, tuple[bytes, Any]] = {}  # by shape
+_scrub_by_size: dict[int, tuple[bytes, Any]] = {}  # by plaintext size, for decrypt_unchecked (one lookup)
 
 
 def _scrub_message(length: int) -> tuple[bytes, Any]:
     """A public dummy ciphertext whose decryption takes the same code path as ``length``
-    plaintext bytes, and an output buffer for it."""
+    plaintext bytes, and an output buffer for it (a ctypes buffer, or a cdata one for the
+    compiled binding)."""
     shape = length if length < _SCRUB_BLOCK else _SCRUB_BLOCK + length % _SCRUB_BLOCK
     entry = _scrub_cache.get(shape)
     if entry is None:
         out = ctypes.create_string_buffer(shape + TAG_SIZE)
         _encrypt_bytes(out, None, bytes(shape), shape, b"", 0, None, _DUMMY_NONCE, _DUMMY_KEY)
-        entry = _scrub_cache[shape] = (out.raw, ctypes.create_string_buffer(max(shape, 1)))
+        target = _backend.FFI.new("unsigned char[]", max(shape, 1)) if _DEC is not None else None
+        entry = _scrub_cache[shape] = (
+            out.raw,
+            target if target is not None else ctypes.create_string_buffer(max(shape, 1)),
+        )
     return entry
 
 
@@ -75,6 +89,14 @@ def _output(size: int) -> Any:
     return out
 
 
+def _output_c(size: int) -> tuple[Any, Any]:
+    """This thread's ciphertext buffer for the compiled binding: (cdata, its buffer view)."""
+    cap = max(size, _SCRATCH_MIN)
+    out = _backend.FFI.new("unsigned char[]", cap)
+    entry = _scratch.c = (cap, out, _backend.FFI.buffer(out))
+    return entry[1], entry[2]
+
+
 def aead_encrypt(key: SecureKeyBuffer, nonce: bytes, plaintext: Readable, aad: bytes = b"") -> bytes:
     """``ciphertext || tag`` (public). ``plaintext`` may be a secure buffer, read in place."""
     if (
@@ -86,6 +108,15 @@ def aead_encrypt(key: SecureKeyBuffer, nonce: bytes, plaintext: Readable, aad: b
     ):
         return _encrypt_checked(key, nonce, plaintext, aad)
     size = len(plaintext) + TAG_SIZE
+    if _ENC is not None:  # the compiled call: key read in place through a cdata pointer
+        try:
+            cap, out, view = _scratch.c
+            if cap < size:
+                out, view = _output_c(size)
+        except AttributeError:
+            out, view = _output_c(size)
+        _ENC(out, NULL, plaintext, size - TAG_SIZE, aad, len(aad), NULL, nonce, PTR[address(key)])
+        return view[:size]
     out = _output(size)
     _encrypt_bytes(out, None, plaintext, len(plaintext), aad, len(aad), None, nonce, pointer(key))
     return out[:size]
@@ -121,14 +152,11 @@ def aead_decrypt_into(
     n = len(ct) - TAG_SIZE
     if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0 or offset + n > len(out):
         raise WrongLengthError(f"a {n}-byte plaintext at offset {offset!r} does not fit a {len(out)}-byte buffer")
-    mlen = ctypes.c_ulonglong(0)
-    rc = _decrypt(address(out) + offset, ctypes.byref(mlen), None, ct, len(ct), aad_b, len(aad_b), nonce_b,
-                  address(k))  # fmt: skip
-    if rc != 0:
+    if _decrypt(address(out) + offset, None, None, ct, len(ct), aad_b, len(aad_b), nonce_b, address(k)) != 0:
         raise DecryptionError("AEAD tag did not verify (wrong key, nonce or associated data, or tampered ciphertext)")
     dummy, dummy_out = _scrub_message(n)  # same function, same binding: same stack depth
     _decrypt(dummy_out, None, None, dummy, len(dummy), b"", 0, _DUMMY_NONCE, _DUMMY_KEY)
-    return int(mlen.value)
+    return n
 
 
 _decrypt_bytes = sodium.bind(
@@ -151,11 +179,19 @@ def decrypt_unchecked(
     base, room = span(out)
     if not 0 <= offset <= room - size or size < 0:
         raise WrongLengthError(f"a {size}-byte plaintext at offset {offset!r} does not fit a {room}-byte buffer")
+    entry = _scrub_by_size.get(size)
+    if entry is None:
+        entry = _scrub_by_size[size] = _scrub_message(size)  # plaintext sizes are bounded by the callers' frames
+    dummy, dummy_out = entry
+    if _DEC is not None:  # the compiled call, and its scrub through the same binding at the same depth
+        target = PTR[base] + offset if offset else PTR[base]
+        if _DEC(target, NULL, NULL, ciphertext, size + TAG_SIZE, aad, len(aad), nonce, PTR[address(key)]):
+            return False
+        _DEC(dummy_out, NULL, NULL, dummy, len(dummy), b"", 0, _DUMMY_NONCE, _DUMMY_KEY_C)
+        return True
     if _decrypt_bytes(base + offset, None, None, ciphertext, len(ciphertext), aad, len(aad), nonce,
                       address(key)):  # fmt: skip
         return False
-    entry = _scrub_cache.get(size if size < _SCRUB_BLOCK else _SCRUB_BLOCK + size % _SCRUB_BLOCK)
-    dummy, dummy_out = entry if entry is not None else _scrub_message(size)
     _decrypt_bytes(dummy_out, None, None, dummy, len(dummy), b"", 0, _DUMMY_NONCE, _DUMMY_KEY)
     return True
 

@@ -27,8 +27,8 @@ from typing import Any
 from ..checks import public_bytes
 from ..errors import HandshakeError, LowOrderPointError, NotCopyableError, WrongTypeError
 from ..securemem import SecureBuffer, SecureKeyBuffer
+from . import _backend
 from ._buffers import address, secret, view
-from ._sodium import sodium
 from .cipher import CipherKey
 from .hmac import hmac_raw
 
@@ -36,7 +36,8 @@ HASHLEN = 32
 DHLEN = 32
 _CK, _TEMP_KEY, _TEMP_H, _DH = 0, 32, 64, 96
 _WS_SIZE = 128
-_zero = sodium.sodium_memzero  # (address, length): the scratch areas, in place
+_zero = _backend.function("memzero")  # (address, length): the scratch areas, in place
+_X25519 = _backend.function("x25519")
 
 
 class ChainingKey:
@@ -100,7 +101,7 @@ class ChainingKey:
         ws = address(self._workspace())
         target = address(key._key) if type(key) is CipherKey else self._target(key)
         try:
-            if sodium.crypto_scalarmult_curve25519(ws + _DH, address(private_key), public) != 0:  # as scalarmult_into
+            if _X25519(ws + _DH, address(private_key), public) != 0:  # as scalarmult_into
                 raise LowOrderPointError("X25519 peer public key is a low-order point (the shared secret is all zeros)")
             self._hkdf(ws, ws + _DH, DHLEN, ws + _CK, target)
         finally:

@@ -18,10 +18,12 @@ section 4.2: the first 32 bytes of ``ENCRYPT(k, 2^64-1, empty, 32 zero bytes)`` 
   locked memory is followed, from the same Python function and through the same binding (so
   at the same C stack depth), by a decrypt of a public dummy message of the same shape under a
   public dummy key; the C stack's spill slots then hold public data.
-* Fast paths: for ``bytes`` arguments and an ``int`` nonce each operation is one foreign call
-  through an unconverted ``PyDLL`` binding (:meth:`~cortex_sal.crypto._sodium.Sodium.bind_unconverted`)
-  with ready-made length objects; anything else takes a checked path that converts or refuses
-  (``WrongTypeError``, ``WrongLengthError``, ``InvalidArgumentError``) before any C call.
+* Fast paths: for ``bytes`` arguments and an ``int`` nonce each operation is one foreign call:
+  the compiled cffi function of ``nacl._sodium`` when :mod:`cortex_sal.crypto._backend` chose it
+  for the primitive (the key passed as a cdata pointer to its slot), else an unconverted ``PyDLL``
+  binding (:meth:`~cortex_sal.crypto._sodium.Sodium.bind_unconverted`) with ready-made length
+  objects; anything else takes a checked path that converts or refuses (``WrongTypeError``,
+  ``WrongLengthError``, ``InvalidArgumentError``) before any C call.
 
 Limits: a message (tag included) is at most 65535 bytes, Noise's limit (section 3).
 Not thread-safe: one key object is used by one thread at a time (its scratch is shared by the
@@ -37,6 +39,8 @@ from typing import Any
 from ..checks import int_in_range, public_bytes
 from ..errors import CryptoError, InvalidArgumentError, NotCopyableError, WrongLengthError, WrongTypeError
 from ..securemem import SecureBuffer, SecureKeyBuffer
+from . import _backend
+from ._backend import NULL, PTR
 from ._buffers import address, pointer, span
 from ._sodium import sodium
 
@@ -50,14 +54,23 @@ MAX_NONCE = 2**64 - 1  # reserved for REKEY
 
 _V = ctypes.c_void_p
 _ULL = ctypes.c_ulonglong
-# the checked paths: every argument converted by ctypes (ints, bytes, None, ctypes objects)
-_ENCRYPT = sodium.bind(
-    "crypto_aead_chacha20poly1305_ietf_encrypt", [_V, _V, _V, _ULL, _V, _ULL, _V, _V, _V], ctypes.c_int
-)
-_DECRYPT = sodium.bind(
-    "crypto_aead_chacha20poly1305_ietf_decrypt", [_V, _V, _V, _V, _ULL, _V, _ULL, _V, _V], ctypes.c_int
-)
-# the fast paths: nothing converted (ctypes objects, bytes or None only: see bind_unconverted)
+# The binding is _backend's decision. The compiled cffi functions (None when the primitive uses
+# ctypes) serve the fast paths and, with a converting wrapper, the checked paths.
+_ENC = _backend.raw("aead_encrypt")
+_DEC = _backend.raw("aead_decrypt")
+_COMPILED = _ENC is not None and _DEC is not None
+# the checked paths: every argument converted (ints, bytes, None, ctypes objects)
+if _COMPILED:
+    _ENCRYPT = _backend.function("aead_encrypt")
+    _DECRYPT = _backend.function("aead_decrypt")
+else:
+    _ENCRYPT = sodium.bind(
+        "crypto_aead_chacha20poly1305_ietf_encrypt", [_V, _V, _V, _ULL, _V, _ULL, _V, _V, _V], ctypes.c_int
+    )
+    _DECRYPT = sodium.bind(
+        "crypto_aead_chacha20poly1305_ietf_decrypt", [_V, _V, _V, _V, _ULL, _V, _ULL, _V, _V], ctypes.c_int
+    )
+# the ctypes fast paths: nothing converted (ctypes objects, bytes or None only: see bind_unconverted)
 _ENCRYPT_FAST = sodium.bind_unconverted("crypto_aead_chacha20poly1305_ietf_encrypt")
 _DECRYPT_FAST = sodium.bind_unconverted("crypto_aead_chacha20poly1305_ietf_decrypt")
 
@@ -83,21 +96,26 @@ _ZEROS32 = bytes(KEY_SIZE)
 # The stack scrub: a public dummy of the same shape, under a public key, through the same binding.
 _SCRUB_BLOCK = 512  # libsodium's widest ChaCha20 loop
 _SCRUB_KEY = ctypes.create_string_buffer(KEY_SIZE)  # public: zeros
-_SCRUB_KEY_PTR = ctypes.c_void_p(ctypes.addressof(_SCRUB_KEY))
+_SCRUB_KEY_PTR: Any = PTR[ctypes.addressof(_SCRUB_KEY)] if _COMPILED else ctypes.c_void_p(ctypes.addressof(_SCRUB_KEY))
 _SCRUB_NONCE = bytes(NONCE_SIZE)
-_scrubs: dict[int, tuple[ctypes.c_void_p, bytes, ctypes.c_ulonglong, Any]] = {}
+_scrubs: dict[int, tuple[Any, bytes, Any, Any]] = {}
 
 
-def _scrub_args(plain_len: int) -> tuple[ctypes.c_void_p, bytes, ctypes.c_ulonglong, Any]:
+def _scrub_args(plain_len: int) -> tuple[Any, bytes, Any, Any]:
     """(target, dummy ciphertext, its length) of a public message whose decryption takes the
-    code path of ``plain_len`` plaintext bytes (and the buffer that keeps target alive)."""
+    code path of ``plain_len`` plaintext bytes (and the buffer that keeps target alive), in the
+    calling convention of the chosen binding."""
     shape = plain_len if plain_len < _SCRUB_BLOCK else _SCRUB_BLOCK + plain_len % _SCRUB_BLOCK
     args = _scrubs.get(shape)
     if args is None:
         sealed = ctypes.create_string_buffer(shape + TAG_SIZE)
         _ENCRYPT(sealed, None, bytes(shape), shape, b"", 0, None, _SCRUB_NONCE, _SCRUB_KEY_PTR)
-        out = ctypes.create_string_buffer(max(shape, 1))
-        args = _scrubs[shape] = (ctypes.c_void_p(ctypes.addressof(out)), sealed.raw, _LENS[shape + TAG_SIZE], out)
+        if _COMPILED:
+            out: Any = _backend.FFI.new("unsigned char[]", max(shape, 1))
+            args = _scrubs[shape] = (out, sealed.raw, shape + TAG_SIZE, out)
+        else:
+            out = ctypes.create_string_buffer(max(shape, 1))
+            args = _scrubs[shape] = (ctypes.c_void_p(ctypes.addressof(out)), sealed.raw, _LENS[shape + TAG_SIZE], out)
     return args
 
 
@@ -112,7 +130,7 @@ def rekey(key: SecureKeyBuffer) -> SecureKeyBuffer:
     scratch = SecureBuffer(KEY_SIZE + TAG_SIZE)
     try:
         k = address(key)
-        if _ENCRYPT(address(scratch), None, _ZEROS32, KEY_SIZE, None, 0, None, _REKEY_NONCE, k) != 0:
+        if _ENCRYPT(address(scratch), None, _ZEROS32, KEY_SIZE, b"", 0, None, _REKEY_NONCE, k) != 0:
             raise CryptoError("ChaCha20-Poly1305 encryption failed during REKEY")
         new = SecureKeyBuffer.allocate()
         new.write(scratch, 0, KEY_SIZE)
@@ -122,14 +140,20 @@ def rekey(key: SecureKeyBuffer) -> SecureKeyBuffer:
 
 
 class _Scratch:
-    """A key object's output buffer for public data (ciphertexts, public plaintexts)."""
+    """A key object's output buffer for public data (ciphertexts, public plaintexts): ``target``
+    and ``body`` (after an explicit counter) for the C call, ``buf`` to slice and pack."""
 
-    __slots__ = ("body", "buf", "cap")
+    __slots__ = ("body", "buf", "cap", "target")
 
     def __init__(self, size: int) -> None:
         self.cap = size
-        self.buf: Any = ctypes.create_string_buffer(size + COUNTER_SIZE)
-        self.body = ctypes.c_void_p(ctypes.addressof(self.buf) + COUNTER_SIZE)  # after an explicit counter
+        if _COMPILED:
+            self.target: Any = _backend.FFI.new("unsigned char[]", size + COUNTER_SIZE)
+            self.buf: Any = _backend.FFI.buffer(self.target)  # slicing gives bytes; pack_into writes
+            self.body: Any = self.target + COUNTER_SIZE
+        else:
+            self.buf = self.target = ctypes.create_string_buffer(size + COUNTER_SIZE)
+            self.body = ctypes.c_void_p(ctypes.addressof(self.buf) + COUNTER_SIZE)
 
 
 _FIRST_SCRATCH = 2048  # a new key's scratch: handshake messages and small transport messages fit it
@@ -282,6 +306,84 @@ class CipherKey:
                     return plain
         return -1
 
+    if _COMPILED:  # the same four fast paths through the compiled cffi functions
+
+        def encrypt_fast(self, n: int, ad: bytes, plaintext: bytes) -> bytes | None:
+            """ENCRYPT(k, n, ad, plaintext) as ``ciphertext || tag``, or None if not the simple case."""
+            if type(plaintext) is bytes and type(ad) is bytes:
+                size = len(plaintext)
+                out = self._out
+                if size + TAG_SIZE <= out.cap:
+                    try:
+                        nonce = _nonce(n)
+                    except struct.error:  # not an int, or negative
+                        return None
+                    if n == MAX_NONCE:  # reserved for REKEY
+                        return None
+                    _ENC(out.target, NULL, plaintext, size, ad, len(ad), NULL, nonce, PTR[address(self._key)])
+                    return out.buf[: size + TAG_SIZE]
+            return None
+
+        def encrypt_with_counter_fast(self, n: int, ad: bytes, plaintext: bytes) -> bytes | None:
+            """``n`` as u64 big-endian || ENCRYPT(k, n, ad, plaintext), or None if not the simple case."""
+            if type(plaintext) is bytes and type(ad) is bytes:
+                size = len(plaintext)
+                out = self._out
+                if size + TAG_SIZE <= out.cap:
+                    try:
+                        nonce = _nonce(n)
+                    except struct.error:  # not an int, or negative
+                        return None
+                    if n == MAX_NONCE:  # reserved for REKEY
+                        return None
+                    buf = out.buf
+                    _pack_counter(buf, 0, n)
+                    _ENC(out.body, NULL, plaintext, size, ad, len(ad), NULL, nonce, PTR[address(self._key)])
+                    return buf[: COUNTER_SIZE + size + TAG_SIZE]
+            return None
+
+        def decrypt_fast(self, n: int, ad: bytes, ciphertext: bytes) -> bytes | None:
+            """DECRYPT(k, n, ad, ciphertext) for a public plaintext; None for a bad tag OR if not the
+            simple case (then :meth:`decrypt` tells which)."""
+            if type(ciphertext) is bytes and type(ad) is bytes:
+                size = len(ciphertext)
+                out = self._out
+                if TAG_SIZE <= size <= out.cap:
+                    try:
+                        nonce = _nonce(n)
+                    except struct.error:  # not an int, or negative
+                        return None
+                    if n == MAX_NONCE:  # reserved for REKEY
+                        return None
+                    if _DEC(out.target, NULL, NULL, ciphertext, size, ad, len(ad), nonce, PTR[address(self._key)]):
+                        return None
+                    return out.buf[: size - TAG_SIZE]
+            return None
+
+        def decrypt_into_fast(self, n: int, ad: bytes, ciphertext: bytes, out: SecureBuffer, offset: int) -> int:
+            """DECRYPT(k, n, ad, ciphertext) straight into ``out`` at ``offset``, then the stack scrub:
+            the plaintext length; -1 for a bad tag OR if not the simple case (then :meth:`decrypt_into`
+            tells which). On a bad tag libsodium has zeroed the target region."""
+            if type(ciphertext) is bytes and type(ad) is bytes and type(offset) is int:
+                plain = len(ciphertext) - TAG_SIZE
+                if 0 <= plain <= MAX_PLAINTEXT and offset >= 0 and isinstance(out, SecureBuffer):
+                    base, room = span(out)
+                    if offset + plain <= room:
+                        try:
+                            nonce = _nonce(n)
+                        except struct.error:  # not an int, or negative
+                            return -1
+                        if n == MAX_NONCE:  # reserved for REKEY
+                            return -1
+                        target = PTR[base] + offset if offset else PTR[base]
+                        if _DEC(target, NULL, NULL, ciphertext, plain + TAG_SIZE, ad, len(ad), nonce,
+                                PTR[address(self._key)]):  # fmt: skip
+                            return -1
+                        dummy = _scrub_args(plain)  # a secret plaintext: scrub the stack (same binding, same depth)
+                        _DEC(dummy[0], NULL, NULL, dummy[1], dummy[2], b"", 0, _SCRUB_NONCE, _SCRUB_KEY_PTR)
+                        return plain
+            return -1
+
     # -- the checked paths -------------------------------------------------------------------------
 
     def encrypt(self, n: int, ad: bytes, plaintext: bytes | SecureBuffer) -> bytes:
@@ -310,7 +412,7 @@ class CipherKey:
         head = COUNTER_SIZE if counter else 0
         if counter:
             _pack_counter(out.buf, 0, nonce)
-        target = ctypes.addressof(out.buf) + head
+        target = out.body if counter else out.target
         if _ENCRYPT(target, None, source, size, ad_b, len(ad_b), None, _nonce(nonce), key) != 0:
             raise CryptoError("ChaCha20-Poly1305 encryption failed")
         return out.buf[: head + size + TAG_SIZE]
@@ -322,7 +424,7 @@ class CipherKey:
         ct = public_bytes(ciphertext, "ciphertext")
         size = _message_size(len(ct))
         out = self._scratch(size)
-        if _DECRYPT(out.buf, None, None, ct, size, ad_b, len(ad_b), _nonce(nonce), address(self._key)) != 0:
+        if _DECRYPT(out.target, None, None, ct, size, ad_b, len(ad_b), _nonce(nonce), address(self._key)) != 0:
             return None
         return out.buf[: size - TAG_SIZE]
 
@@ -345,7 +447,7 @@ class CipherKey:
         if _DECRYPT(target, None, None, ct, size, ad_b, len(ad_b), _nonce(nonce), key) != 0:
             return -1
         dummy = _scrub_args(plain)  # a secret plaintext: scrub the stack (same binding, same depth)
-        _DECRYPT(dummy[0], None, None, dummy[1], dummy[2], b"", _LENS[0], _SCRUB_NONCE, _SCRUB_KEY_PTR)
+        _DECRYPT(dummy[0], None, None, dummy[1], dummy[2], b"", 0, _SCRUB_NONCE, _SCRUB_KEY_PTR)
         return plain
 
     # -- refusals -------------------------------------------------------------------------------

@@ -12,13 +12,17 @@ from typing import Any
 from ..checks import public_bytes
 from ..errors import CryptoError, InvalidSignatureError
 from ..securemem import SecureBuffer, SecureKeyBuffer
+from . import _backend
 from ._buffers import Input, Readable, address, secret
-from ._sodium import sodium
 
 SEED_SIZE = 32
 PUBLIC_KEY_SIZE = 32
 SECRET_KEY_SIZE = 64
 SIGNATURE_SIZE = 64
+
+_SEED_KEYPAIR = _backend.function("ed25519_seed_keypair")  # the binding is _backend's decision
+_SIGN = _backend.function("ed25519_sign")
+_VERIFY = _backend.function("ed25519_verify")
 
 
 class Ed25519SigningKey:
@@ -31,7 +35,7 @@ class Ed25519SigningKey:
         seed_buf = secret(seed, "Ed25519 seed", SEED_SIZE)
         sk = SecureBuffer(SECRET_KEY_SIZE)
         public = ctypes.create_string_buffer(PUBLIC_KEY_SIZE)
-        if sodium.crypto_sign_ed25519_seed_keypair(public, address(sk), address(seed_buf)) != 0:
+        if _SEED_KEYPAIR(public, address(sk), address(seed_buf)) != 0:
             sk.secure_purge()
             raise CryptoError("Ed25519 key derivation failed")
         self._secret = sk
@@ -50,7 +54,7 @@ class Ed25519SigningKey:
         """A 64-byte detached signature over ``message``."""
         msg = Input(message, "message to sign")
         sig = ctypes.create_string_buffer(SIGNATURE_SIZE)
-        if sodium.crypto_sign_ed25519_detached(sig, None, msg.pointer, msg.length, address(self._secret)) != 0:
+        if _SIGN(sig, None, msg.pointer, msg.length, address(self._secret)) != 0:
             raise CryptoError("Ed25519 signing failed")
         return sig.raw
 
@@ -79,5 +83,5 @@ def ed25519_verify(public_key: bytes, message: Readable, signature: bytes) -> No
     pk = public_bytes(public_key, "Ed25519 public key", PUBLIC_KEY_SIZE)
     sig = public_bytes(signature, "Ed25519 signature", SIGNATURE_SIZE)
     msg = Input(message, "signed message")
-    if sodium.crypto_sign_ed25519_verify_detached(sig, msg.pointer, msg.length, pk) != 0:
+    if _VERIFY(sig, msg.pointer, msg.length, pk) != 0:
         raise InvalidSignatureError("Ed25519 signature does not verify for this public key and message")

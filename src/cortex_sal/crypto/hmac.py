@@ -5,11 +5,19 @@ Two libsodium paths, one guarantee:
 * a public tag from a 32-byte key over one message (:func:`hmac_sha256`):
   ``crypto_auth_hmacsha256``, whose state lives in libsodium's own stack frame for the
   call and is wiped by libsodium (``sodium_memzero`` of the pads in ``_init``, of both
-  SHA-256 states in ``_final``) before it returns - one foreign call, about the speed of
-  ``hmac.digest``;
+  SHA-256 states in ``_final``) before it returns - one foreign call, faster than
+  ``hmac.digest`` through cffi's ABI mode (``bench/custody.py``);
 * everything else, and always when the output is itself a key (:func:`hmac_sha256_into`,
   hence all of HKDF): ``_init/_update/_final`` on a per-thread state slot in the arena,
   zeroed after every use.
+
+``nacl._sodium``'s compiled ``lib`` has no ``crypto_auth_hmacsha256*``. Measured for the
+one-shot tag (64-byte message, 32-byte key; ``bench/custody.py``): cffi ABI mode on the same
+libsodium file about 0.85x ``hmac.digest``; SHA-256 twice from the compiled ``lib`` with the
+pads in a secure buffer about 0.8x for the two hashes alone, before the per-call pad XOR and
+message copy into locked memory (which cannot be done in place from Python without a copy),
+so slower in all; ctypes about 1.5x. :mod:`cortex_sal.crypto._backend` therefore binds these
+symbols in ABI mode (ctypes where cffi is not available or forced).
 
 The residue tests scan the process for the key, both pads and their encodings after
 both paths.
@@ -20,11 +28,13 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
+from typing import Any
 
 from ..checks import public_bytes
 from ..errors import CryptoError
 from ..securemem import SecureBuffer, SecureKeyBuffer
-from ..securemem._libc import zero
+from . import _backend
+from ._backend import PTR, to_cdata
 from ._buffers import Input, Readable, address, pointer, secret
 from ._sodium import sodium
 
@@ -41,7 +51,18 @@ def _forget_scratch_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_scratch_after_fork)
-_oneshot = sodium.crypto_auth_hmacsha256
+# the bindings are _backend's decision: converting callables for the checked paths, the bare
+# cffi functions (None when ctypes was chosen) for the hot ones
+_oneshot = _backend.function("hmac_sha256")
+_ONESHOT = _backend.raw("hmac_sha256")
+_INIT, _UPDATE, _FINAL = (_backend.raw(f"hmac_sha256_{step}") for step in ("init", "update", "final"))
+_init = _backend.function("hmac_sha256_init")
+_update = _backend.function("hmac_sha256_update")
+_final = _backend.function("hmac_sha256_final")
+_zero = _backend.function("memzero")
+_ZERO = _backend.raw("memzero")
+_memcmp = _backend.function("memcmp")
+_STATE_BYTES = sodium.hmac_state_bytes
 # the same symbol typed for bytes in, tag out: ctypes converts these fastest
 _oneshot_bytes = sodium.bind(
     "crypto_auth_hmacsha256", [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulonglong, ctypes.c_void_p], ctypes.c_int
@@ -52,7 +73,7 @@ def _state() -> SecureBuffer:
     """This thread's HMAC state slot (allocated once, zeroed after each use)."""
     state: SecureBuffer | None = getattr(_scratch, "state", None)
     if state is None or state.is_purged:
-        state = SecureBuffer(sodium.hmac_state_bytes)
+        state = SecureBuffer(_STATE_BYTES)
         _scratch.state = state
     return state
 
@@ -76,15 +97,34 @@ def hmac_raw(key: object, key_length: int, parts: list[tuple[object, int]], out:
     into live secure buffers or public ``bytes``.
     """
     st = address(_state())
+    if _INIT is not None and _UPDATE is not None and _FINAL is not None and _ZERO is not None:
+        state = PTR[st]
+        try:
+            if _INIT(state, to_cdata(key), key_length) != 0:
+                raise CryptoError("crypto_auth_hmacsha256_init failed")
+            for part, length in parts:
+                if length:
+                    _UPDATE(state, to_cdata(part), length)
+            _FINAL(state, to_cdata(out))
+        finally:
+            _ZERO(state, _STATE_BYTES)
+        return
     try:
-        if sodium.crypto_auth_hmacsha256_init(st, key, key_length) != 0:
+        if _init(st, key, key_length) != 0:
             raise CryptoError("crypto_auth_hmacsha256_init failed")
         for part, length in parts:
             if length:
-                sodium.crypto_auth_hmacsha256_update(st, part, length)
-        sodium.crypto_auth_hmacsha256_final(st, out)
+                _update(st, part, length)
+        _final(st, out)
     finally:
-        zero(st, sodium.hmac_state_bytes)
+        _zero(st, _STATE_BYTES)
+
+
+def _tag_buffer() -> tuple[Any, Any]:
+    """This thread's (public) tag buffer for the compiled one-shot: (cdata, its buffer view)."""
+    out = _backend.FFI.new("unsigned char[]", MAC_SIZE)
+    entry = _scratch.ctag = (out, _backend.FFI.buffer(out))
+    return entry
 
 
 def hmac_sha256(key: SecureBuffer, *parts: Readable) -> bytes:
@@ -95,6 +135,14 @@ def hmac_sha256(key: SecureBuffer, *parts: Readable) -> bytes:
     if type(key) is SecureKeyBuffer and len(parts) == 1 and type(parts[0]) is bytes:
         # the common case, kept to one foreign call into a per-thread (public) tag buffer
         message = parts[0]
+        if _ONESHOT is not None:
+            try:
+                ctag, view = _scratch.ctag
+            except AttributeError:
+                ctag, view = _tag_buffer()
+            if _ONESHOT(ctag, message, len(message), PTR[address(key)]) != 0:
+                raise CryptoError("crypto_auth_hmacsha256 failed")
+            return view[:]
         try:
             tag = _scratch.tag
         except AttributeError:
@@ -124,4 +172,4 @@ def hmac_sha256_verify(key: SecureBuffer, tag: bytes, *parts: Readable) -> bool:
     computed = hmac_sha256(key, *parts)
     if len(expected) != MAC_SIZE:
         return False
-    return bool(sodium.sodium_memcmp(computed, expected, MAC_SIZE) == 0)
+    return bool(_memcmp(computed, expected, MAC_SIZE) == 0)

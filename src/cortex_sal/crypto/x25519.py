@@ -13,17 +13,20 @@ from typing import Any
 from ..checks import public_bytes
 from ..errors import CryptoError, InvalidArgumentError, LowOrderPointError, WrongLengthError
 from ..securemem import SecureBuffer, SecureKeyBuffer
+from . import _backend
 from ._buffers import address, secret
-from ._sodium import sodium
 
 KEY_SIZE = 32
+
+_X25519 = _backend.function("x25519")  # the binding is _backend's decision
+_X25519_BASE = _backend.function("x25519_base")
 
 
 def x25519_public_key(private_key: SecureKeyBuffer) -> bytes:
     """The public key ``X25519(k, 9)`` of a private scalar held in locked memory."""
     private = secret(private_key, "X25519 private key", KEY_SIZE)
     out = ctypes.create_string_buffer(KEY_SIZE)
-    if sodium.crypto_scalarmult_curve25519_base(out, address(private)) != 0:
+    if _X25519_BASE(out, address(private)) != 0:
         raise CryptoError("X25519 base-point multiplication failed")
     return out.raw
 
@@ -36,7 +39,7 @@ def x25519_shared_secret(private_key: SecureKeyBuffer, peer_public_key: bytes) -
     private = secret(private_key, "X25519 private key", KEY_SIZE)
     peer = public_bytes(peer_public_key, "X25519 peer public key", KEY_SIZE)
     shared = SecureKeyBuffer.allocate()
-    if sodium.crypto_scalarmult_curve25519(address(shared), address(private), peer) != 0:
+    if _X25519(address(shared), address(private), peer) != 0:
         shared.secure_purge()
         raise LowOrderPointError("X25519 peer public key is a low-order point (shared secret would be all zeros)")
     return shared
@@ -66,7 +69,7 @@ def x25519_shared_secret_into(
 def scalarmult_into(out_address: int, private_key: SecureBuffer, peer_public_key: bytes) -> None:
     """X25519 into ``out_address``, for this package's callers whose arguments are checked
     (a live 32-byte private key, 32 bytes of public key, 32 writable locked bytes)."""
-    if sodium.crypto_scalarmult_curve25519(out_address, address(private_key), peer_public_key) != 0:
+    if _X25519(out_address, address(private_key), peer_public_key) != 0:
         raise LowOrderPointError("X25519 peer public key is a low-order point (shared secret would be all zeros)")
 
 
