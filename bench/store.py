@@ -18,6 +18,11 @@ sides pay the same fsync. The store for 3 is populated through the store's own c
 consent journal the ledger writes through, ``store.audit``) with ``synchronous=OFF`` for the
 population only; its audit chain is verified before the start-up is timed.
 
+Info rows say where a difference comes from: this thread's CPU per operation (fsync waits
+excluded) and the WAL pages each operation writes (what its fsync must flush), and a probe of
+this filesystem's write + fsync of 1 and 8 pages, before and after the timed rows (a virtual
+disk's fsync can switch between ~0.2 ms and ~4 ms during a run: read the ratios across runs).
+
 Usage:  .venv/bin/python bench/store.py [--quick]
 """
 

@@ -366,3 +366,21 @@ def test_admissions_and_refusals_are_audited_and_an_unauditable_admission_is_und
         shield.register_sensor("eeg_fp1_certified_v1/SN9", 40.0, 16)
     assert "eeg_fp1_certified_v1/SN9" not in shield._sensors  # detached again: no unaudited admission
     shield.close()
+
+
+def test_capacity_none_after_one_app_was_revoked_issues_one_receipt_per_withdrawal(data_dir: Path) -> None:
+    """Found by the residue row's author: the already revoked grant got a second withdrawal receipt
+    under the same id (UNIQUE constraint) and the frame path raised."""
+    with SqliteStore(data_dir) as store:
+        ledger = durable_ledger(store, DEFAULT_THRESHOLDS)
+        ledger.grant(SUBJECT, ["biometric"], 600, app="one", purpose="p")
+        ledger.revoke(SUBJECT, "withdrawn", app="one")
+        ledger.grant(SUBJECT, ["biometric"], 600, app="two", purpose="p")
+        ledger.set_capacity(SUBJECT, "NONE")
+        kinds = [(r.app, r.kind) for r in store.receipts(SUBJECT)]
+        events = [e.event for e in store.audit_entries()]
+        records = {r.app: r for r in store.consent_records()}
+    assert kinds == [("one", "grant"), ("one", "withdrawal"), ("two", "grant"), ("two", "withdrawal")]
+    assert events[-2:] in (["consent_capacity", "consent_revoked"], ["consent_revoked", "consent_capacity"])
+    assert records["one"].revocation_reason == "withdrawn" and records["one"].capacity == "NONE"
+    assert records["two"].revoked and "capacity NONE" in (records["two"].revocation_reason or "")

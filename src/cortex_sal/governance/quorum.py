@@ -30,6 +30,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from json.encoder import encode_basestring as _encode_basestring  # the C speedup when built
 from types import MappingProxyType
 
 from .. import strict_json
@@ -164,20 +165,12 @@ def _encode(value: object, out: list[str], depth: int = 0) -> None:
         raise ProposalError(f"canonical JSON: cannot encode a {type(value).__name__}")
 
 
-_SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
-
-
 def _jcs_string(s: str) -> str:
-    parts = ['"']
-    for ch in s:
-        if ch in _SHORT_ESCAPES:
-            parts.append(_SHORT_ESCAPES[ch])
-        elif ord(ch) < 0x20:
-            parts.append(f"\\u{ord(ch):04x}")
-        else:
-            parts.append(ch)
-    parts.append('"')
-    return "".join(parts)
+    """RFC 8785 3.2.2.2: ``"`` and ``\\`` escaped, the short escapes for \\b \\t \\n \\f \\r, other
+    controls below U+0020 as ``\\u00xx`` (lowercase hex), everything else as is. The standard
+    library's C encoder (``ensure_ascii=False``) writes exactly that; a lone surrogate passes through
+    here and is refused where the text is encoded to UTF-8."""
+    return _encode_basestring(s)
 
 
 def _jcs_int(n: int) -> str:

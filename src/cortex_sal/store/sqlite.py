@@ -396,40 +396,46 @@ class SqliteStore(Store):
         return _Journal(self)
 
     def _write_consent(self, change: Change, records: Sequence[ConsentRecord]) -> None:
+        """One transaction: the records, a signed receipt per grant or new withdrawal, an audit entry each.
+
+        A ``"revoke"`` may carry records revoked earlier whose capacity changes (capacity NONE
+        revokes the subject's other grants): those get no second receipt, and are audited as a
+        capacity change."""
         signer = self._load_signer() if change in ("grant", "revoke") else None
-        documents = []
-        for r in records:
-            if change == "grant":
-                document = issue_receipt(signer, self._receipt(r, withdrawal=False))  # type: ignore[arg-type]
-                documents.append((r.receipt_id, r, "grant", r.granted_at, document))
-            elif change == "revoke":
-                assert r.revocation_receipt_id is not None and r.revoked_at is not None
-                document = issue_receipt(signer, self._receipt(r, withdrawal=True))  # type: ignore[arg-type]
-                documents.append((r.revocation_receipt_id, r, "withdrawal", r.revoked_at, document))
         with self._write(f"record a consent {change}") as db:
             for r in records:
+                new_withdrawal = False
+                if change == "revoke":
+                    assert r.revocation_receipt_id is not None and r.revoked_at is not None
+                    held = db.execute("SELECT 1 FROM receipts WHERE receipt_id = ?", (r.revocation_receipt_id,))
+                    new_withdrawal = held.fetchone() is None
                 db.execute(
                     f"INSERT OR REPLACE INTO consent ({_CONSENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     _record_row(r),
                 )
-            for receipt_id, r, kind, at, document in documents:
-                db.execute(
-                    "INSERT INTO receipts (receipt_id, subject, app, kind, issued_at, document) VALUES (?,?,?,?,?,?)",
-                    (receipt_id, r.sensor_key, r.app, kind, at, document),
-                )
-            for r in records:
                 details: dict[str, Any] = {"subject_hash": r.sensor_key, "app": r.app}
                 if change == "grant":
+                    document = issue_receipt(signer, self._receipt(r, withdrawal=False))  # type: ignore[arg-type]
+                    receipt = (r.receipt_id, "grant", r.granted_at, document)
                     event = "consent_granted"
                     details.update(scopes=",".join(r.scopes), ttl_s=r.expires_at - r.granted_at)
                     details["receipt_hash"] = truncated_hash(r.receipt_id)
-                elif change == "revoke":
+                elif new_withdrawal:
+                    document = issue_receipt(signer, self._receipt(r, withdrawal=True))  # type: ignore[arg-type]
+                    receipt = (r.revocation_receipt_id, "withdrawal", r.revoked_at, document)
                     event = "consent_revoked"
                     details["receipt_hash"] = truncated_hash(r.revocation_receipt_id or "")
                     details["capacity"] = r.capacity
                 else:
+                    receipt = None
                     event = "consent_capacity"
                     details["capacity"] = r.capacity
+                if receipt is not None:
+                    db.execute(
+                        "INSERT INTO receipts (receipt_id, subject, app, kind, issued_at, document)"
+                        " VALUES (?,?,?,?,?,?)",
+                        (receipt[0], r.sensor_key, r.app, receipt[1], receipt[2], receipt[3]),
+                    )
                 self._audit_in(db, event, details)
 
     def _receipt(self, r: ConsentRecord, *, withdrawal: bool) -> ConsentReceipt:
