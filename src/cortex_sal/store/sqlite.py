@@ -414,6 +414,7 @@ class SqliteStore(Store):
                     _record_row(r),
                 )
                 details: dict[str, Any] = {"subject_hash": r.sensor_key, "app": r.app}
+                receipt: tuple[Any, ...] | None
                 if change == "grant":
                     document = issue_receipt(signer, self._receipt(r, withdrawal=False))  # type: ignore[arg-type]
                     receipt = (r.receipt_id, "grant", r.granted_at, document)
