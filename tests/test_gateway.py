@@ -211,3 +211,18 @@ def test_gateway_and_sensor_from_a_shell(pki: Path, tmp_path: Path) -> None:
         if gateway.poll() is None:
             gateway.kill()
             gateway.wait()
+
+
+def test_the_demo_is_a_gateway_on_loopback_with_sensor_processes(tmp_path: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from cortex_sal.cli.demo import run_network_demo
+
+    out = io.StringIO()
+    assert run_network_demo(Console(file=out, width=160), frames=5, speed=64.0, use_edf=False,
+                            data_dir=tmp_path / "D") == 0  # fmt: skip
+    text = out.getvalue()
+    assert re.search(r"listening on 127\.0\.0\.1:\d+", text) and "keys purged 1/1" in text
+    assert "sensor exit 0: 5 frames sent to gateway 'demo-gateway'" in text and "audit chain verified" in text

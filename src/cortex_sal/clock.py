@@ -48,6 +48,26 @@ class ManualClock:
         self._mono += seconds
 
 
+class ScaledClock:
+    """A clock that runs ``factor`` times faster than the system's from the moment it is made.
+
+    For a demo that replays recordings faster than real time: the receiving side's lifetimes and
+    windows (drift, liveness, consent) then see the data's own timing, not the playback's."""
+
+    def __init__(self, factor: float) -> None:
+        f = _seconds(factor, "factor")
+        if not 0 < f <= 10_000:
+            raise InvalidArgumentError(f"factor must be in (0, 10000], got {factor!r}")
+        self._factor = f
+        self._wall0, self._mono0 = time.time(), time.monotonic()
+
+    def time(self) -> float:
+        return self._wall0 + (time.monotonic() - self._mono0) * self._factor
+
+    def monotonic(self) -> float:
+        return self._mono0 + (time.monotonic() - self._mono0) * self._factor
+
+
 def _seconds(value: object, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise WrongTypeError(f"{what} must be a number of seconds, got {type(value).__name__}")

@@ -80,11 +80,17 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     """Run one shield session end to end on embedded defaults."""
-    from .demo import run_demo
+    from .demo import run_demo, run_network_demo
 
-    return run_demo(
-        console, frames=args.frames, delay_s=0.0 if args.fast else 0.03, use_edf=not args.no_edf, data_dir=args.data_dir
-    )
+    if args.in_process:
+        return run_demo(
+            console, frames=args.frames, delay_s=0.0 if args.fast else 0.03, use_edf=not args.no_edf,
+            data_dir=args.data_dir,
+        )  # fmt: skip
+    return run_network_demo(
+        console, frames=args.frames, speed=0.0 if args.fast else args.speed, use_edf=not args.no_edf,
+        data_dir=args.data_dir,
+    )  # fmt: skip
 
 
 def _residue_table(console: Console, scenarios: list[Scenario]) -> tuple[list[str], bool]:
@@ -175,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo.add_argument("--fast", action="store_true", help="no pause between frames")
     p_demo.add_argument("--no-edf", action="store_true", help="synthetic source only")
     p_demo.add_argument("--data-dir", type=Path, help="keep the store here (default: a temporary directory)")
+    p_demo.add_argument("--speed", type=float, default=32.0, help="play the sources this many times real time")
+    p_demo.add_argument("--in-process", action="store_true", help="the shield alone, no gateway and no socket")
     p_demo.set_defaults(func=cmd_demo)
     p_self = sub.add_parser("selftest", help="known-answer self-tests; --residue scans a child's memory for secrets")
     p_self.add_argument("--residue", action="store_true", help="run the residue scenarios and print the table")

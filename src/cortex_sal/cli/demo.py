@@ -26,7 +26,7 @@ from rich.table import Table
 
 from ..clock import ManualClock
 from ..sal.frame import SAMPLE_DTYPE
-from ..sal.results import Refused, Released
+from ..sal.results import RefusalReason, Refused, Released
 from ..sal.shield import CognitiveShield
 from ..securemem import status
 from ..sources import Source, bundled_edf_path, edf_file, synthetic_eeg
@@ -148,4 +148,157 @@ def run_demo(
                   f"entries; {check.counts['receipts']} signed receipts")  # fmt: skip
     console.print(table)
     console.print(f"keys purged {destroyed.keys_purged}/{destroyed.keys_total}")
+    return 0 if purged_ok and check.ok else 1
+
+
+# --- the real thing: a gateway on loopback, sensor processes, a subscriber ------------------------
+
+
+def _quiet_cli(*argv: str) -> None:
+    """Run a ``cortex-sal`` subcommand in this process with its output discarded (the demo's set-up)."""
+    import io
+
+    from . import build_parser
+
+    args = build_parser().parse_args(list(argv))
+    if args.func(args, Console(file=io.StringIO())) != 0:  # pragma: no cover - the set-up's own commands
+        raise RuntimeError(f"demo set-up failed: cortex-sal {' '.join(argv)}")
+
+
+def _released_table(rows: list[tuple[str, ...]], title: str) -> Table:
+    table = Table(title=title, title_justify="left", expand=False)
+    for col in ("sensor", "seq", "state label", "coherency", "liveness", "tensor norm", "ms"):
+        table.add_column(col)
+    for row in rows[-VISIBLE_ROWS:]:
+        table.add_row(*row)
+    return table
+
+
+def run_network_demo(
+    console: Console,
+    *,
+    frames: int = 24,
+    speed: float = 32.0,
+    use_edf: bool = True,
+    data_dir: Path | None = None,
+) -> int:
+    """Throwaway CAs, identities and store; a gateway on 127.0.0.1; one sensor process per source;
+    the released results as a subscriber receives them; a clean stop and the custody report.
+
+    ``speed``: the sensor processes play their sources this many times faster than real time, and
+    the gateway's clock runs as fast (``ScaledClock``), so the shield sees the data's own timing.
+    ``speed <= 0``: as fast as possible, on the real clock."""
+    import asyncio
+    import sys
+
+    from ..clock import SYSTEM_CLOCK, Clock, ScaledClock
+    from ..gateway.server import Gateway
+    from ..store.keros import load_identity, load_trust
+    from ..store.runtime import durable_ledger
+
+    sources = [("synthetic", "eeg_fp1_certified_v1", "synthetic EEG (alpha + theta + noise)")]
+    edf = bundled_edf_path() if use_edf else None
+    if edf is not None:
+        model = edf_file(edf, max_frames=1).sensor_model
+        sources.append(("edf", model, "the real scalp EEG shipped inside pyedflib"))
+    else:
+        console.print("[dim](install the optional pyedflib to also stream the real scalp EEG it ships)[/dim]")
+    clock: Clock = ScaledClock(speed) if speed > 0 else SYSTEM_CLOCK
+    with tempfile.TemporaryDirectory(prefix="cortex-sal-demo-") as scratch:
+        root = Path(scratch)
+        data = data_dir if data_dir is not None else root / "data"
+        _quiet_cli("ca", "init", "--kind", "manufacturer", "--name", "Demo Devices", "--out", str(root / "maker"))
+        _quiet_cli("ca", "init", "--kind", "site", "--name", "Demo Site", "--out", str(root / "site"))
+        _quiet_cli("ca", "issue-gateway", "--ca", str(root / "site"), "--name", "demo-gateway", "--days", "1",
+                   "--out", str(root / "gateway"))  # fmt: skip
+        subjects = {}
+        for name, model, _ in sources:
+            serial = f"DEMO-{name.upper()}"
+            _quiet_cli("ca", "issue-sensor", "--ca", str(root / "maker"), "--model", model, "--serial", serial,
+                       "--days", "1", "--out", str(root / f"sensor-{name}"))  # fmt: skip
+            subjects[name] = subject_of(f"{model}/{serial}")
+        with SqliteStore(data, clock=clock) as store:  # the wearers' consent, before the gateway owns the store
+            ledger = durable_ledger(store, store.policy_in_force().thresholds, clock)
+            for name, subject in subjects.items():
+                record = ledger.grant(subject, ["biometric"], 3600, app=DEMO_APP,
+                                      purpose="cortex-sal demo: a live view of the released features")  # fmt: skip
+                console.print(f"consent of {name} sensor {subject} for {DEMO_APP}: receipt {record.receipt_id}")
+        trust = load_trust(root / "maker", root / "site")
+        key, certificate = load_identity(root / "gateway")
+
+        async def session() -> tuple[dict[str, int], dict[str, float], list[str]]:
+            store = SqliteStore(data, exclusive=True, clock=clock)
+            try:
+                gw = Gateway(store=store, static_key=key, certificate=certificate, trust=trust, clock=clock)
+            except BaseException:
+                store.close()
+                raise
+            host, port = await gw.start("127.0.0.1", 0)
+            console.print(f"gateway 'demo-gateway' listening on {host}:{port}; {gw.shield.policy.describe()}")
+            sub = gw.subscribe()
+            pace = ["--speed", str(speed)] if speed > 0 else ["--as-fast-as-possible"]
+            procs = []
+            for name, _, description in sources:
+                console.print(f"[bold]{description}[/bold]: a sensor process streams {frames} frames")
+                procs.append(await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "cortex_sal.cli", "sensor", "--gateway", f"{host}:{port}",
+                    "--identity", str(root / f"sensor-{name}"), "--trust", str(root / "maker"), "--trust",
+                    str(root / "site"), "--source", name, "--frames", str(frames), *pace,
+                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                ))  # fmt: skip
+            names = {subjects[name]: name for name, _, _ in sources}
+            rows: list[tuple[str, ...]] = []
+            title = "released results, as the subscriber receives them (only obfuscated features leave)"
+            waits = [asyncio.ensure_future(p.communicate()) for p in procs]
+            with Live(_released_table(rows, title), console=console, refresh_per_second=12) as live:
+                while True:
+                    item = await sub.get(timeout=0.1)
+                    if item is not None:
+                        r = item.result
+                        rows.append((names.get(item.sensor, item.sensor), str(item.seq), r.state_label,
+                                     f"{r.coherency_index:.3f}", _flag(r.liveness_proven), f"{r.tensor_norm:.4f}",
+                                     f"{item.latency_s * 1000:.2f}"))  # fmt: skip
+                        live.update(_released_table(rows, title))
+                    elif all(w.done() for w in waits) and len(sub) == 0:
+                        break
+            lines = []
+            for proc, wait in zip(procs, waits, strict=True):
+                out, err = wait.result()
+                text = out.decode(errors="replace").strip() or err.decode(errors="replace").strip()[-300:]
+                lines.append(f"sensor exit {proc.returncode}: {text}")
+            await gw.shutdown()
+            m = gw.metrics
+            counts = {
+                "released": int(m.value("cortex_sal_frames_total", outcome="released")),
+                "received": int(sum(m.value("cortex_sal_frames_total", outcome=o.value) for o in RefusalReason))
+                + int(m.value("cortex_sal_frames_total", outcome="released")),
+            }
+            return counts, {k: float(v) for k, v in gw.custody().items()}, lines
+
+        try:
+            counts, custody, lines = asyncio.run(session())
+        finally:
+            key.purge()
+        for line in lines:
+            console.print(line)
+        with SqliteStore(data, clock=clock) as store:
+            check = store.check()
+    st = status()
+    attached, closed = int(custody["channels_attached"]), int(custody["channels_closed"])
+    purged_ok = attached > 0 and closed == attached and all(line.startswith("sensor exit 0") for line in lines)
+    colour = "green" if purged_ok else "red"
+    table = Table(title="Custody report", show_header=False, title_justify="left")
+    table.add_column("what")
+    table.add_column("value")
+    table.add_row("frames received / released", f"{counts['received']} / {counts['released']}")
+    table.add_row("sessions opened / closed", f"{int(custody['sessions_opened'])} / {int(custody['sessions_closed'])}")
+    table.add_row("session keys (gateway)", f"[{colour}]keys purged {closed}/{attached}[/{colour}] (every session's "
+                  "transport keys and handshake state)")  # fmt: skip
+    table.add_row("arena (from /proc/self/smaps)",
+                  f"locked {_flag(st.locked)}, dump-excluded {_flag(st.dump_excluded)}, "
+                  f"wiped on fork {_flag(st.wipe_on_fork)}, VmLck {st.vm_lck_kb} kB")  # fmt: skip
+    table.add_row("store", f"audit chain {'verified' if check.audit.ok else 'NOT intact'}: {check.audit_head.count} "
+                  f"entries; {check.counts['receipts']} signed receipts")  # fmt: skip
+    console.print(table)
+    console.print(f"keys purged {closed}/{attached}")
     return 0 if purged_ok and check.ok else 1

@@ -26,7 +26,7 @@ from ..gateway.metrics import GatewayMetrics
 from ..gateway.sensor import run_sensor
 from ..gateway.server import Gateway, GatewayLimits
 from ..securemem import harden_process, status
-from ..sources import synthetic_eeg
+from ..sources import Source, bundled_edf_path, edf_file, synthetic_eeg
 from ..store.keros import load_identity, load_trust
 from ..store.sqlite import SqliteStore
 from ._common import guarded
@@ -115,20 +115,32 @@ def cmd_gateway(args: argparse.Namespace, console: Console) -> int:
     return asyncio.run(_serve(args))
 
 
+def open_source(spec: str, frames: int | None, seed: int) -> Source:
+    """``synthetic``, ``edf`` (the real EEG pyedflib ships) or ``edf:PATH``."""
+    if spec == "synthetic":
+        return synthetic_eeg(frames if frames is not None else 2**62, seed=seed)
+    if spec == "edf" or spec.startswith("edf:"):
+        path = spec[4:] if spec.startswith("edf:") else bundled_edf_path()
+        if not path:
+            raise CliInputError("--source edf needs the optional pyedflib (pip install 'cortex-sal[edf]') or edf:PATH")
+        return edf_file(path, max_frames=frames)
+    raise CliInputError(f"unknown source {spec!r}; this version has: synthetic, edf, edf:PATH")
+
+
 def cmd_sensor(args: argparse.Namespace, console: Console) -> int:
-    if args.source != "synthetic":
-        raise CliInputError(f"unknown source {args.source!r}; this version has: synthetic")
     if args.frames is not None and args.frames < 1:
         raise CliInputError("--frames must be at least 1")
+    if not (args.speed > 0 and args.speed < 1e6):
+        raise CliInputError("--speed must be a factor > 0")
+    source = open_source(args.source, args.frames, args.seed)
     static_key, certificate = load_identity(args.identity)
     try:
         trust = load_trust(*args.trust)
-        source = synthetic_eeg(args.frames if args.frames is not None else 2**62, seed=args.seed)
         started = time.monotonic()
         report = asyncio.run(
             run_sensor(
                 *args.gateway, static_key=static_key, certificate=certificate, trust=trust, frames=source.frames,
-                total=args.frames, rate_hz=source.rate_hz, as_fast_as_possible=args.as_fast_as_possible,
+                total=args.frames, rate_hz=source.rate_hz * args.speed, as_fast_as_possible=args.as_fast_as_possible,
                 expect_gateway=args.expect_gateway,
             )
         )  # fmt: skip
@@ -161,9 +173,10 @@ def add_gateway_parsers(sub: Any) -> None:
     p.add_argument("--gateway", type=address_arg, required=True, help="HOST:PORT")
     p.add_argument("--identity", required=True, help="the sensor's identity directory (cortex-sal ca issue-sensor)")
     p.add_argument("--trust", required=True, action="append", help="a CA directory or root.json (repeatable)")
-    p.add_argument("--source", default="synthetic", help="synthetic")
+    p.add_argument("--source", default="synthetic", help="synthetic, edf (the EEG pyedflib ships) or edf:PATH")
     p.add_argument("--frames", type=int, help="stop after N frames (default: run until interrupted)")
     p.add_argument("--seed", type=int, default=1, help="the synthetic source's seed")
     p.add_argument("--as-fast-as-possible", action="store_true", help="do not pace frames at the source's rate")
+    p.add_argument("--speed", type=float, default=1.0, help="play the source this many times faster than real time")
     p.add_argument("--expect-gateway", help="refuse any gateway whose certified name is not this")
     p.set_defaults(func=_guarded(cmd_sensor))
