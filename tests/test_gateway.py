@@ -226,3 +226,37 @@ def test_the_demo_is_a_gateway_on_loopback_with_sensor_processes(tmp_path: Path)
     text = out.getvalue()
     assert re.search(r"listening on 127\.0\.0\.1:\d+", text) and "keys purged 1/1" in text
     assert "sensor exit 0: 5 frames sent to gateway 'demo-gateway'" in text and "audit chain verified" in text
+
+
+def test_a_session_at_its_lifetime_ends_and_the_sensor_handshakes_again(pki: Path, tmp_path: Path) -> None:
+    _grant(tmp_path / "D", "SN-0002")
+
+    async def scenario() -> None:
+        gw = await _gateway(pki, tmp_path / "D", session_lifetime_s=0.4)
+        sub = gw.subscribe()
+        try:
+            key, cert = load_identity(pki / "sensors/sn-0002")
+            try:
+                assert gw.address is not None
+                report = await run_sensor(
+                    *gw.address, static_key=key, certificate=cert, trust=load_trust(pki / "ca/maker", pki / "ca/site"),
+                    frames=synthetic_eeg(12, seed=5).frames, total=12, rate_hz=128.0 * 20, backoff_s=0.01,
+                )  # fmt: skip  # 20 frames/s: about 0.6 s, so at least one lifetime passes
+            finally:
+                key.purge()
+            assert report.frames_sent == 12 and report.connections >= 2, report
+            assert "shutdown" in report.reasons  # the gateway's CLOSE at the lifetime; then a new handshake
+            assert gw.metrics.value("cortex_sal_connections_closed_total", reason="lifetime") >= 1
+            assert gw.metrics.value("cortex_sal_handshakes_total", outcome="admitted") == report.connections
+            released = 0
+            while sub.get_nowait() is not None:
+                released += 1
+            # a frame written as the gateway closed at the lifetime is lost (at most one per switch)
+            assert 12 - (report.connections - 1) <= released <= 12
+        finally:
+            await gw.shutdown()
+            gw._test_key.purge()  # type: ignore[attr-defined]
+        custody = gw.custody()
+        assert custody["channels_closed"] == custody["channels_attached"] == report.connections
+
+    asyncio.run(scenario())

@@ -62,7 +62,9 @@ REASONS = (
     "certificate",  # the sensor's certificate refused (unknown CA, expired, bad signature)
     "revoked",  # revoked at the handshake, or while connected
     "not_admitted",  # the shield's registry refused the model, the minima, or the sensor is attached twice
-    "channel",  # a transport record failed (tampered, replayed, reordered) or the session expired
+    "channel",  # a transport record failed (tampered, replayed, reordered)
+    "expired",  # the transport's lifetime or nonce space ended: the sensor re-handshakes
+    "lifetime",  # the session reached the gateway's session lifetime (4 h): the sensor re-handshakes
     "frame",  # a frame the channel opened but whose size is not a frame's
     "handshake_timeout",
     "idle_timeout",
@@ -112,9 +114,7 @@ class Ended:
 
 Event = Send | Admitted | FrameHandled | Ended
 
-_CHANNEL_REFUSALS = frozenset(
-    {RefusalReason.FRAME_AUTH, RefusalReason.REPLAY, RefusalReason.CHANNEL_EXPIRED, RefusalReason.CHANNEL_ERROR}
-)
+_CHANNEL_REFUSALS = frozenset({RefusalReason.FRAME_AUTH, RefusalReason.REPLAY, RefusalReason.CHANNEL_ERROR})
 
 
 class GatewayConnection:
@@ -234,6 +234,8 @@ class GatewayConnection:
         if isinstance(result, Refused):
             if result.reason in _CHANNEL_REFUSALS:
                 events += self._end("channel", result.detail, close=CloseReason.PROTOCOL_ERROR)
+            elif result.reason is RefusalReason.CHANNEL_EXPIRED:
+                events += self._end("expired", result.detail, close=CloseReason.SHUTDOWN)
             elif result.reason is RefusalReason.FRAME_FORMAT:
                 events += self._end("frame", result.detail, close=CloseReason.PROTOCOL_ERROR)
         return events

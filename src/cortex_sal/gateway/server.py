@@ -63,6 +63,7 @@ class GatewayLimits:
     burst_per_address: int = 2000
     queue_size: int = 4096  # released results held per subscriber before the oldest is dropped
     revocation_poll_s: float = 0.25
+    session_lifetime_s: float = 4 * 3600.0  # then the session ends and the sensor re-handshakes
 
     def __post_init__(self) -> None:
         int_in_range(self.max_connections, "max_connections", 1, 1_000_000)
@@ -71,7 +72,7 @@ class GatewayLimits:
         int_in_range(self.burst_per_address, "burst_per_address", 1, 1_000_000)
         int_in_range(self.queue_size, "queue_size", 1, 10_000_000)
         for name in ("handshake_timeout_s", "idle_timeout_s", "write_timeout_s", "rate_per_address",
-                     "revocation_poll_s"):  # fmt: skip
+                     "revocation_poll_s", "session_lifetime_s"):  # fmt: skip
             _seconds(getattr(self, name), name)
 
 
@@ -333,17 +334,25 @@ class Gateway:
         in_handshake = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.limits.handshake_timeout_s
+        ends_at = math.inf  # the session's end, set once the sensor is admitted
         try:
             while conn.stage is not Stage.CLOSED:
                 if in_handshake and conn.stage is Stage.STREAMING:
                     in_handshake = False
                     self._handshakes -= 1
-                timeout = deadline - loop.time() if in_handshake else self.limits.idle_timeout_s
+                    ends_at = loop.time() + self.limits.session_lifetime_s
+                if in_handshake:
+                    timeout, why = deadline - loop.time(), "handshake_timeout"
+                elif ends_at - loop.time() < self.limits.idle_timeout_s:
+                    timeout, why = ends_at - loop.time(), "lifetime"
+                else:
+                    timeout, why = self.limits.idle_timeout_s, "idle_timeout"
                 try:
                     data = await asyncio.wait_for(reader.read(conn.read_size), max(timeout, 0.0))
                 except TimeoutError:
-                    why = "handshake_timeout" if in_handshake else "idle_timeout"
-                    await self._apply(live, conn.end(why, f"no {'handshake' if in_handshake else 'record'} in time"))
+                    texts = {"handshake_timeout": "no handshake in time", "idle_timeout": "no record in time",
+                             "lifetime": "the session reached its lifetime: connect again"}  # fmt: skip
+                    await self._apply(live, conn.end(why, texts[why]))
                     break
                 except (ConnectionError, OSError):
                     data = b""
