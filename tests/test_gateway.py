@@ -174,7 +174,8 @@ def test_gateway_and_sensor_from_a_shell(pki: Path, tmp_path: Path) -> None:
     env = {**os.environ, "COLUMNS": "200"}
     gateway = subprocess.Popen(
         _cli("gateway", "--data-dir", str(data), "--identity", str(pki / "gw"), "--trust", str(pki / "ca/maker"),
-             "--trust", str(pki / "ca/site"), "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"),
+             "--trust", str(pki / "ca/site"), "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0",
+             "--log-json"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:
@@ -207,6 +208,7 @@ def test_gateway_and_sensor_from_a_shell(pki: Path, tmp_path: Path) -> None:
         out, err = gateway.communicate(timeout=30)
         assert gateway.returncode == 0, err
         assert "stopped: 1/1 sessions closed, 1/1 channels purged" in out, out
+        assert "SN-0001" not in out + err  # the logs name the sensor by its pseudonym only
     finally:
         if gateway.poll() is None:
             gateway.kill()
@@ -260,3 +262,17 @@ def test_a_session_at_its_lifetime_ends_and_the_sensor_handshakes_again(pki: Pat
         assert custody["channels_closed"] == custody["channels_attached"] == report.connections
 
     asyncio.run(scenario())
+
+
+def test_logs_name_sensors_by_pseudonym_only() -> None:
+    import logging
+
+    from cortex_sal.gateway.logs import PseudonymFilter
+
+    f = PseudonymFilter([MODEL, "cyton_v3"])
+    record = logging.LogRecord("x", logging.WARNING, __file__, 1, "registry refuses sensor %r: %s is revoked",
+                               (f"{MODEL}/SN-0003", "cyton_v3/AB:12"), None)  # fmt: skip
+    assert f.filter(record)
+    text = record.getMessage()
+    assert "SN-0003" not in text and "AB" not in text
+    assert f"subject:{subject_of(f'{MODEL}/SN-0003')}" in text and f"subject:{subject_of('cyton_v3/AB')}" in text

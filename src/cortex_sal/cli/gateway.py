@@ -22,12 +22,14 @@ from typing import Any
 from rich.console import Console
 
 from ..errors import CliInputError
+from ..gateway.logs import PseudonymFilter
 from ..gateway.metrics import GatewayMetrics
 from ..gateway.sensor import run_sensor
 from ..gateway.server import Gateway, GatewayLimits
 from ..securemem import harden_process, status
 from ..sources import Source, bundled_edf_path, edf_file, synthetic_eeg
 from ..store.keros import load_identity, load_trust
+from ..store.runtime import stored_registry
 from ..store.sqlite import SqliteStore
 from ._common import guarded
 
@@ -104,12 +106,17 @@ async def _serve(args: argparse.Namespace) -> int:
 
 
 def cmd_gateway(args: argparse.Namespace, console: Console) -> int:
+    root = logging.getLogger()
     if args.log_json:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonLines())
-        root = logging.getLogger()
         root.handlers[:] = [handler]
         root.setLevel(logging.INFO)
+    with SqliteStore(args.data_dir) as store:  # every known model, so that no MODEL/SERIAL reaches a log
+        models = [m.model_id for m in stored_registry(store, store.policy_in_force().thresholds).models()]
+    redact = PseudonymFilter(models)
+    for each in root.handlers:
+        each.addFilter(redact)
     if not args.no_harden:
         harden_process()
     return asyncio.run(_serve(args))

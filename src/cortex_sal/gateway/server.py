@@ -433,7 +433,8 @@ class Gateway:
                 m.handshake(event.reason)
             m.connection_closed(event.reason)
             level = logging.INFO if event.reason in ("normal", "shutdown", "superseded") else logging.WARNING
-            log.log(level, "connection from %s ended: %s (%s)", live.address, event.reason, event.detail)
+            log.log(level, "connection of %s ended: %s (%s)", live.conn.log_id or "a sensor in handshake",
+                    event.reason, event.detail)  # fmt: skip
 
     def _keep(self, subject: str, item: ReleasedFrame) -> None:
         r = item.result
