@@ -23,7 +23,17 @@ from ..errors import AuditError
 from ..governance import audit
 from ..governance.audit import GENESIS_HASH, AuditEntry, AuditHead, VerifyResult, entry_hash
 
-__all__ = ["SCHEMA", "AuditTrail", "append_entry", "jsonl_entry_count", "prepare_entry", "verify_jsonl"]
+__all__ = [
+    "SCHEMA",
+    "AuditTrail",
+    "append_entry",
+    "entries_of",
+    "jsonl_entry_count",
+    "prepare_entry",
+    "read_snapshot",
+    "verify_jsonl",
+    "verify_rows",
+]
 
 
 def _reason(exc: OSError | ValueError) -> str:
@@ -86,6 +96,53 @@ def prepare_entry(clock: Clock, event: str, details: dict[str, Any]) -> tuple[fl
     if not math.isfinite(timestamp):
         raise AuditError("the clock returned a non-finite time")
     return timestamp, dict(details)
+
+
+def read_snapshot(conn: sqlite3.Connection) -> tuple[AuditHead, list[tuple[Any, ...]]]:
+    """The recorded head and every row, inside the caller's read transaction (a consistent view)."""
+    head_row = conn.execute("SELECT count, last_hash FROM audit_head WHERE id = 0").fetchone()
+    rows = conn.execute(
+        "SELECT idx, timestamp, event, details, prev_hash, entry_hash FROM audit_entries ORDER BY seq"
+    ).fetchall()
+    if head_row is None:
+        raise AuditError("the audit head is missing")
+    return AuditHead(head_row[0], head_row[1]), rows
+
+
+def _row_record(row: tuple[Any, ...]) -> tuple[object, str | None]:
+    idx, timestamp, event, details_text, prev_hash, ehash = row
+    if not isinstance(details_text, str):
+        return None, "details column is not text"
+    try:
+        details = audit.parse_json(details_text)
+    except AuditError as exc:
+        return None, f"details are not valid JSON ({exc})"
+    record = {
+        "index": idx,
+        "timestamp": timestamp,
+        "event": event,
+        "details": details,
+        "prev_hash": prev_hash,
+        "entry_hash": ehash,
+    }
+    return record, None
+
+
+def entries_of(rows: list[tuple[Any, ...]]) -> Iterator[AuditEntry]:
+    """The rows of :func:`read_snapshot` as entries (not verified)."""
+    for position, row in enumerate(rows):
+        record, error = _row_record(row)
+        entry, reason = (None, error) if error is not None else audit.record_to_entry(position, record)
+        if entry is None:
+            raise AuditError(f"entry {position} is malformed: {reason}")
+        yield entry
+
+
+def verify_rows(
+    stored: AuditHead, rows: list[tuple[Any, ...]], expected_head: tuple[int, str] | AuditHead | None = None
+) -> VerifyResult:
+    """:meth:`AuditTrail.verify` on the rows of :func:`read_snapshot`."""
+    return audit.verify_records((_row_record(row) for row in rows), stored_head=stored, expected_head=expected_head)
 
 
 def append_entry(conn: sqlite3.Connection, timestamp: float, event: str, details: dict[str, Any]) -> AuditEntry:
@@ -231,48 +288,15 @@ class AuditTrail:
             try:
                 conn.execute("BEGIN")
                 try:
-                    head_row = conn.execute("SELECT count, last_hash FROM audit_head WHERE id = 0").fetchone()
-                    rows = conn.execute(
-                        "SELECT idx, timestamp, event, details, prev_hash, entry_hash FROM audit_entries ORDER BY seq"
-                    ).fetchall()
+                    return read_snapshot(conn)
                 finally:
                     conn.execute("COMMIT")
             except (sqlite3.Error, UnicodeDecodeError) as exc:
                 raise AuditError(f"cannot read the audit trail: {exc}") from None
-        if head_row is None:
-            raise AuditError("the audit head is missing")
-        return AuditHead(head_row[0], head_row[1]), rows
-
-    def _rows(self) -> list[tuple[Any, ...]]:
-        return self._snapshot()[1]
-
-    @staticmethod
-    def _row_record(row: tuple[Any, ...]) -> tuple[object, str | None]:
-        idx, timestamp, event, details_text, prev_hash, ehash = row
-        if not isinstance(details_text, str):
-            return None, "details column is not text"
-        try:
-            details = audit.parse_json(details_text)
-        except AuditError as exc:
-            return None, f"details are not valid JSON ({exc})"
-        record = {
-            "index": idx,
-            "timestamp": timestamp,
-            "event": event,
-            "details": details,
-            "prev_hash": prev_hash,
-            "entry_hash": ehash,
-        }
-        return record, None
 
     def entries(self) -> Iterator[AuditEntry]:
         """Every entry in storage order (not verified: call :meth:`verify` for that)."""
-        for position, row in enumerate(self._rows()):
-            record, error = self._row_record(row)
-            entry, reason = (None, error) if error is not None else audit.record_to_entry(position, record)
-            if entry is None:
-                raise AuditError(f"entry {position} is malformed: {reason}")
-            yield entry
+        yield from entries_of(self._snapshot()[1])
 
     def __len__(self) -> int:
         return self.head().count
@@ -280,9 +304,7 @@ class AuditTrail:
     def verify(self, expected_head: tuple[int, str] | AuditHead | None = None) -> VerifyResult:
         """Check the whole chain and the recorded head (and ``expected_head`` if given)."""
         stored, rows = self._snapshot()
-        return audit.verify_records(
-            (self._row_record(row) for row in rows), stored_head=stored, expected_head=expected_head
-        )
+        return verify_rows(stored, rows, expected_head)
 
     def export_jsonl(self, path: str | Path) -> AuditHead:
         """Write the verified trail as JSONL, one entry per line; return the head it ends at.

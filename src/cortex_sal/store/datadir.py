@@ -79,6 +79,10 @@ class DataDirLock:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         except OSError as exc:
+            if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise StoreError(
+                    f"cannot open the lock file {self.path}: the data directory is read-only ({_reason(exc)})"
+                ) from None
             raise StoreError(f"cannot open the lock file {self.path}: {_reason(exc)}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

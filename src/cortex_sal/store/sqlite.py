@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import resource
 import sqlite3
 import threading
 import time
@@ -31,6 +32,7 @@ from .. import strict_json
 from ..clock import SYSTEM_CLOCK, Clock
 from ..crypto.ed25519 import SEED_SIZE, Ed25519SigningKey
 from ..errors import (
+    AuditError,
     CertificateError,
     CortexError,
     InvalidArgumentError,
@@ -50,7 +52,7 @@ from ..sal.consent import SCOPES, Change, ConsentJournal, ConsentRecord
 from ..sal.receipts import ConsentReceipt, issue_receipt
 from ..securemem import SecureKeyBuffer
 from .audit import SCHEMA as AUDIT_SCHEMA
-from .audit import AuditTrail, append_entry, prepare_entry
+from .audit import append_entry, entries_of, prepare_entry, read_snapshot, verify_rows
 from .base import CheckReport, Release, Store, StoredReceipt, subject_of
 from .datadir import DataDirLock, prepare_data_dir
 from .files import create_secret_file, read_secret_file
@@ -135,6 +137,9 @@ _CONSENT_COLUMNS = (
 )
 
 
+_SQLITE_IOERR_WRITE = 778  # SQLITE_IOERR | (3 << 8)
+
+
 def _classify(exc: BaseException, what: str) -> StoreError:
     """A specific StoreError for an sqlite3 (or decoding) error: full disk, read-only, corrupt, busy."""
     if isinstance(exc, OSError):
@@ -142,8 +147,17 @@ def _classify(exc: BaseException, what: str) -> StoreError:
     else:
         text = str(exc)
     lowered = text.lower()
-    if "disk is full" in lowered or ("disk i/o" in lowered and "full" in lowered):
+    if "disk is full" in lowered or "no space left" in lowered or ("disk i/o" in lowered and "full" in lowered):
         return StoreError(f"cannot {what}: the disk is full (nothing was changed)")
+    # SQLite reports a write refused for the file size limit (EFBIG) as SQLITE_IOERR_WRITE, not SQLITE_FULL
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY and (
+        getattr(exc, "sqlite_errorcode", None) == _SQLITE_IOERR_WRITE or "file too large" in lowered
+    ):
+        return StoreError(
+            f"cannot {what}: the disk is full for this process: a write went past its file size limit "
+            f"(RLIMIT_FSIZE, {limit} bytes) (nothing was changed)"
+        )
     if "readonly" in lowered or "read-only" in lowered or "attempt to write" in lowered or "permission" in lowered:
         return StoreError(f"cannot {what}: the data directory or database is read-only (nothing was changed)")
     if "not a database" in lowered or "malformed" in lowered or isinstance(exc, UnicodeDecodeError):
@@ -277,12 +291,7 @@ class SqliteStore(Store):
         meta = self._meta()
         key_path = self.directory / RECEIPT_KEY_FILE
         if "receipt_public_key" not in meta:
-            if key_path.exists():  # left by a creation that stopped before its commit, or a racing one: use it
-                public = self._load_signer().public_key()
-            else:
-                with SecureKeyBuffer() as seed, Ed25519SigningKey(seed) as key:
-                    public = key.public_key()
-                    create_secret_file(key_path, seed, "receipt signing key", StoreError)
+            public = self._create_receipt_key(key_path)
             with self._write("create the store"):
                 for name, value in (
                     ("controller", controller or "cortex-sal"),
@@ -299,6 +308,42 @@ class SqliteStore(Store):
                     "one data directory serves one gateway"
                 )
         self._meta_cache = meta
+
+    def _create_receipt_key(self, key_path: Path) -> bytes:
+        """The public key of the receipt signing key, created if missing: whole or absent, never half.
+
+        The key is written and fsynced under a temporary name, then linked into place (exclusive)
+        and the directory fsynced: a ``kill -9`` or power loss mid-creation leaves no key file or a
+        whole one, never an empty one that would refuse every later open. A key file already there
+        (a creation that stopped before its commit, or a racing one that linked first) is used.
+        """
+        if not key_path.exists():
+            tmp = key_path.with_name(f".{key_path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp.unlink(missing_ok=True)  # our own pid's leftover from before a restart (pids are reused)
+            with SecureKeyBuffer() as seed:
+                create_secret_file(tmp, seed, "receipt signing key", StoreError)
+            try:
+                os.link(tmp, key_path, follow_symlinks=False)
+            except FileExistsError:
+                pass  # a racing creator linked its key first: use that one
+            except FileNotFoundError:  # our temporary removed as stale by a racing creator that linked first
+                if not key_path.exists():
+                    raise StoreError(f"cannot create {key_path}: its temporary file vanished") from None
+            except OSError as exc:
+                raise _classify(exc, f"create {key_path}") from None
+            finally:
+                tmp.unlink(missing_ok=True)
+            try:
+                fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                raise _classify(exc, f"create {key_path}") from None
+        for stale in self.directory.glob(f".{key_path.name}.*.tmp"):  # left by a creator killed before its link
+            stale.unlink(missing_ok=True)
+        return self._load_signer().public_key()
 
     def _meta(self) -> dict[str, str]:
         rows = self._read(lambda db: db.execute("SELECT key, value FROM meta").fetchall(), "read the store's identity")
@@ -620,12 +665,19 @@ class SqliteStore(Store):
         with self._write(f"audit {event!r}" if isinstance(event, str) else "audit") as db:
             return self._audit_in(db, event, dict(details))
 
-    def _trail(self) -> AuditTrail:
-        return AuditTrail(self.path, clock=self._clock)
+    def _audit_snapshot(self) -> tuple[AuditHead, list[tuple[Any, ...]]]:
+        """The head and every audit row in one read transaction on this connection (no write lock)."""
+        try:
+            result: tuple[AuditHead, list[tuple[Any, ...]]] = self._read(read_snapshot, "read the audit trail")
+        except AuditError as exc:
+            raise StoreCorruptError(f"the audit trail is damaged: {exc}") from None
+        return result
 
     def audit_entries(self) -> list[AuditEntry]:
-        with self._trail() as trail:
-            return list(trail.entries())
+        try:
+            return list(entries_of(self._audit_snapshot()[1]))
+        except AuditError as exc:
+            raise StoreCorruptError(f"the audit trail is damaged: {exc}") from None
 
     def audit_head(self) -> AuditHead:
         count, last = self._read(
@@ -635,8 +687,8 @@ class SqliteStore(Store):
         return AuditHead(count, last)
 
     def verify_audit(self, expected_head: AuditHead | None = None) -> VerifyResult:
-        with self._trail() as trail:
-            return trail.verify(expected_head=expected_head)
+        stored, rows = self._audit_snapshot()
+        return verify_rows(stored, rows, expected_head)
 
     # --- released features --------------------------------------------------------------------------
 
@@ -707,29 +759,47 @@ class SqliteStore(Store):
     # --- the whole ---------------------------------------------------------------------------------
 
     def check(self) -> CheckReport:
-        def facts(db: sqlite3.Connection) -> tuple[str, dict[str, int]]:
-            integrity = db.execute("PRAGMA integrity_check").fetchall()
-            counts = {
+        def integrity_of(db: sqlite3.Connection) -> str:
+            found = db.execute("PRAGMA integrity_check").fetchall()
+            return str(found[0][0]) if found else "no answer"
+
+        def counts_of(db: sqlite3.Connection) -> dict[str, int]:
+            return {
                 table: int(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
                 for table in ("consent", "receipts", "policy", "sensor_models", "sensor_revocations",
                               "revocation_lists", "releases", "audit_entries")
             }  # fmt: skip
-            first = str(integrity[0][0]) if integrity else "no answer"
-            return first, counts
 
-        integrity, counts = self._read(facts, "check the database")
+        try:
+            integrity: str = self._read(integrity_of, "check the database")
+        except StoreCorruptError as exc:
+            integrity = str(exc)
+        try:
+            counts: dict[str, int] = self._read(counts_of, "count the rows")
+        except StoreCorruptError as exc:
+            counts = {}
+            if integrity == "ok":
+                integrity = str(exc)
+        if integrity != "ok":
+            version = int(self._read(lambda db: db.execute("PRAGMA user_version").fetchone()[0], "read the version"))
+            failed = VerifyResult(False, None, "not verified: the database fails its integrity check")
+            return CheckReport(version, integrity, failed, AuditHead(0, "0" * 64), counts, self._sizes(),
+                               "not checked: the database fails its integrity check")  # fmt: skip
         audit = self.verify_audit()
-        sizes = {}
-        for suffix in ("", "-wal", "-shm"):
-            p = Path(str(self.path) + suffix)
-            if p.exists():
-                sizes[p.name] = p.stat().st_size
         try:
             policy = self.policy_in_force().describe()
         except PolicyVerificationError as exc:
             policy = f"policy does not verify: {exc}"
         version = int(self._read(lambda db: db.execute("PRAGMA user_version").fetchone()[0], "read the schema version"))
-        return CheckReport(version, integrity, audit, self.audit_head(), counts, sizes, policy)
+        return CheckReport(version, integrity, audit, self.audit_head(), counts, self._sizes(), policy)
+
+    def _sizes(self) -> dict[str, int]:
+        sizes = {}
+        for suffix in ("", "-wal", "-shm"):
+            p = Path(str(self.path) + suffix)
+            if p.exists():
+                sizes[p.name] = p.stat().st_size
+        return sizes
 
     def export_subject(self, sensor_id: str) -> dict[str, Any]:
         subject = subject_of(sensor_id)
