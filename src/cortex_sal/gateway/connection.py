@@ -71,7 +71,8 @@ REASONS = (
     "slow_reader",
     "superseded",  # the same sensor connected again
     "shutdown",  # the gateway is stopping (SIGTERM)
-    "limit",  # a connection or handshake limit, or the source address's rate limit
+    "limit",  # the connection limit, or the source address's rate limit (refused at accept)
+    "evicted",  # the handshake slots were full: the oldest handshake in progress gave way
     "error",  # anything else (logged)
 )
 

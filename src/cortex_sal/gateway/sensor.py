@@ -167,7 +167,16 @@ async def run_sensor(
                         await writer.drain()
                     with contextlib.suppress(TimeoutError, ConnectionError, OSError):
                         await asyncio.wait_for(asyncio.shield(closed), handshake_timeout_s)  # the gateway's EOF
-                    report.reasons.append("normal")
+                    data = b""
+                    with contextlib.suppress(Exception):
+                        data = closed.result() if closed.done() else b""
+                    why, detail = "normal", "done"
+                    for event in conn.receive_data(data or b""):  # a refusal that crossed the last frames
+                        if isinstance(event, Ended) and event.reason in FINAL:
+                            why, detail = event.reason, event.detail
+                    report.reasons.append(why)
+                    if why in FINAL:
+                        raise GatewayError(f"the gateway ended the session ({why}): {detail}")
                 else:
                     data = b""
                     with contextlib.suppress(Exception):

@@ -172,7 +172,7 @@ class Gateway:
         self._retention = set(store.retention())
         self._conns: set[_Live] = set()
         self._by_sensor: dict[str, _Live] = {}
-        self._handshakes = 0
+        self._in_handshake: dict[_Live, None] = {}  # connections in their handshake, oldest first
         self._buckets: dict[str, tuple[float, float]] = {}
         self._subscribers: list[Subscription] = []
         self._server: asyncio.Server | None = None
@@ -320,17 +320,21 @@ class Gateway:
             m.connection_refused("limit")
             writer.close()
             return
-        if self._handshakes >= self.limits.max_handshakes:
-            m.connection_refused("limit")
-            writer.close()
-            return
+        if len(self._in_handshake) >= self.limits.max_handshakes:
+            # the oldest handshake gives way: a sensor finishes its handshake in milliseconds, so the
+            # oldest is one that stalls (silent, trickling); holding every slot then costs an attacker
+            # a connection per slot per eviction, not one per handshake deadline
+            oldest = next(iter(self._in_handshake))
+            del self._in_handshake[oldest]
+            await self._end(oldest, "evicted", "the handshake slots are full: the oldest handshake gives way",
+                            CloseReason.SHUTDOWN)  # fmt: skip
         conn = GatewayConnection(
             static_key=self._key, certificate=self._certificate, trust=self.trust, shield=self.shield,
             clock=self._clock, max_record=self.limits.max_record, supersede=self._supersede,
         )  # fmt: skip
         live = _Live(conn, writer, address)
         self._conns.add(live)
-        self._handshakes += 1
+        self._in_handshake[live] = None
         in_handshake = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.limits.handshake_timeout_s
@@ -339,7 +343,7 @@ class Gateway:
             while conn.stage is not Stage.CLOSED:
                 if in_handshake and conn.stage is Stage.STREAMING:
                     in_handshake = False
-                    self._handshakes -= 1
+                    self._in_handshake.pop(live, None)
                     ends_at = loop.time() + self.limits.session_lifetime_s
                 if in_handshake:
                     timeout, why = deadline - loop.time(), "handshake_timeout"
@@ -365,8 +369,7 @@ class Gateway:
             log.exception("connection handler failed")
             await self._apply(live, conn.end("error", "internal error", CloseReason.PROTOCOL_ERROR))
         finally:
-            if in_handshake:
-                self._handshakes -= 1
+            self._in_handshake.pop(live, None)
             conn.close()  # every key of this connection purged, whatever happened
             self._forget(live)
             writer.close()
@@ -402,7 +405,11 @@ class Gateway:
                 try:
                     await asyncio.wait_for(live.writer.drain(), self.limits.write_timeout_s)
                 except TimeoutError:
-                    self._note(live, live.conn.end("slow_reader", "the peer stopped reading")[-1])
+                    # ended here, unless this write was the connection's own CLOSE (already ended:
+                    # end() gives nothing and the Ended that follows in ``events`` is counted)
+                    for ended in live.conn.end("slow_reader", "the peer stopped reading"):
+                        if isinstance(ended, Ended):
+                            self._note(live, ended)
                     live.writer.transport.abort()
                 except (ConnectionError, OSError):
                     pass

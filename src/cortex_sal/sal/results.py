@@ -59,6 +59,9 @@ class RefusalReason(StrEnum):
     numbers (``SessionExpiredError``): the sensor must re-handshake."""
     CHANNEL_ERROR = "channel_error"
     """Any other refusal of the sensor's channel (a ``SensorBusError``, e.g. a v2 ``ProtocolError``)."""
+    NON_FINITE = "non_finite"
+    """The frame the channel opened holds a NaN or an infinite sample: no feature is computed from it.
+    The channel itself is sound (the frame was authentic and in sequence)."""
     NOT_CERTIFIED = "not_certified"
     """The sensor registry refused the sensor: unknown model, revoked, or below the minima
     (SNR, bits) of the policy in force (``SensorNotCertifiedError``)."""

@@ -366,7 +366,8 @@ class CognitiveShield:
 
         :class:`Released`, or :class:`Refused`: the channel's refusal of the message
         (``FRAME_FORMAT``, ``FRAME_AUTH``, ``REPLAY``, ``CHANNEL_EXPIRED``, ``CHANNEL_ERROR``;
-        the detail names the error class) or a gate of the pipeline (see :meth:`_process`).
+        the detail names the error class), ``NON_FINITE`` for a frame that opened but holds a NaN or
+        an infinite sample, or a gate of the pipeline (see :meth:`_process`).
         A ``frame`` that is not ``bytes`` raises ``WrongTypeError``, an unknown sensor ``ShieldError``."""
         state = self._sensor(sensor_id)
         if not isinstance(frame, bytes):
@@ -383,6 +384,8 @@ class CognitiveShield:
                 processing_time_ms=_elapsed_ms(started),
             )
         with raw:
+            if not np.isfinite(raw.samples).all():  # bytes off a wire: refused, not raised (phase_a would)
+                return self._refuse(state, RefusalReason.NON_FINITE, "a NaN or infinite sample", started)
             return self._process(state, raw.samples, started)
 
     def ingest_raw_data(self, sensor_id: str, raw: npt.ArrayLike) -> FrameResult:
