@@ -133,15 +133,19 @@ class GatewayConnection:
         max_record: int = 4096,
         transport_options: dict[str, object] | None = None,
         supersede: Callable[[str], None] | None = None,
+        ephemeral: X25519PrivateKey | None = None,
     ) -> None:
+        # ``ephemeral``: an injected Noise ephemeral (known-answer tests, the residue proof), taken
+        # over by the handshake (purged with it); None: drawn in locked memory, as in production
         self._shield = shield
         # one read brings at most read_size bytes (4 records); a partial record may be held before it
         self.read_size = 4 * max_record
         self._reader = RecordReader(max_body=max_record, max_buffer=self.read_size + 3 + max_record)
         self._writer = RecordWriter()
         self._handshake: GatewayV2 | None = GatewayV2(
-            static_key, certificate, trust, registry=registry if registry is not None else shield.registry, clock=clock
-        )
+            static_key, certificate, trust, registry=registry if registry is not None else shield.registry, clock=clock,
+            ephemeral=ephemeral,
+        )  # fmt: skip
         self._transport_options = dict(transport_options or {})
         self._supersede = supersede
         self.stage = Stage.HELLO

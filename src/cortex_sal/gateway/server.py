@@ -22,7 +22,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,7 +143,12 @@ class _Live:
 
 
 class Gateway:
-    """One gateway process's state: the shield started from the store, the connections, the metrics."""
+    """One gateway process's state: the shield started from the store, the connections, the metrics.
+
+    ``ephemeral_keys`` (known-answer tests and the residue proof only): called once per accepted
+    connection for its Noise ephemeral key, which that connection's handshake takes over; None (or
+    a call returning None): each handshake draws its own in locked memory.
+    """
 
     def __init__(
         self,
@@ -155,6 +160,7 @@ class Gateway:
         limits: GatewayLimits | None = None,
         clock: Clock = SYSTEM_CLOCK,
         metrics: GatewayMetrics | None = None,
+        ephemeral_keys: Callable[[], X25519PrivateKey | None] | None = None,
     ) -> None:
         if not isinstance(store, Store):
             raise WrongTypeError(f"store must be a Store, got {type(store).__name__}")
@@ -166,6 +172,7 @@ class Gateway:
         self._certificate = certificate
         self.trust = trust
         self._clock = clock
+        self._ephemeral_keys = ephemeral_keys
         self.metrics = metrics if metrics is not None else GatewayMetrics()
         self.shield = open_shield(store, clock=clock)
         self.store.load_revocation_lists(self.trust)
@@ -331,6 +338,7 @@ class Gateway:
         conn = GatewayConnection(
             static_key=self._key, certificate=self._certificate, trust=self.trust, shield=self.shield,
             clock=self._clock, max_record=self.limits.max_record, supersede=self._supersede,
+            ephemeral=self._ephemeral_keys() if self._ephemeral_keys is not None else None,
         )  # fmt: skip
         live = _Live(conn, writer, address)
         self._conns.add(live)

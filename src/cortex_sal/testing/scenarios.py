@@ -878,6 +878,332 @@ def _store_receipts_child(ctx: Context) -> None:
     ctx.checkpoint("after_close")
 
 
+# -- the gateway over TCP: our asyncio Gateway in the child, an independent sensor in the parent
+#
+# The child runs the real gateway process (Gateway on 127.0.0.1:0, a SqliteStore in a temporary data
+# directory where the sensor's consent is granted); the parent connects over TCP and plays the
+# sensor with its own Noise XX (IndependentNoiseXX), its own record framing and the certificates it
+# issued. It made the gateway's static key, its ephemeral (the Gateway's ``ephemeral_keys`` hook)
+# and the store's receipt signing key, and sent each through the pipe (read straight into locked
+# memory), so it knows every secret of the session without asking the code under test. Between the
+# TCP steps it drives the child through the pipe: ``_gw_command`` (a JSON chunk; the child's
+# control task answers, or pauses the loop for a checkpoint).
+
+GATEWAY_FRAMES = 30
+GATEWAY_SENSOR = f"{V2_MODEL}/SN-1"  # the sensor certificate's id: model/serial
+# the secrets the gateway holds for its whole life (not one connection's): in the arena while it
+# runs, gone once it is shut down
+GATEWAY_LIFETIME = ("gateway_static", "receipt_seed", "receipt_sha512_low", "receipt_scalar", "receipt_prefix")
+# the record layer on the wire (docs/protocol.md, "Records on a byte stream"), written out here
+# rather than taken from keros.framing: type (u8) || length (u16 BE) || body
+_REC_HANDSHAKE, _REC_DATA, _REC_CLOSE = 1, 2, 3
+_CLOSE_NORMAL, _CLOSE_REFUSED = 0, 2
+
+
+class _WireSensor:
+    """The parent's TCP end: blocking socket on 127.0.0.1, records framed by hand, bounded waits."""
+
+    def __init__(self, port: int) -> None:
+        import socket
+
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10.0)
+        self._buffer = b""
+        self.sent = 0  # bytes written: the gateway's bytes_received must reach it
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+        self.sent += len(data)
+
+    def record(self, kind: int, body: bytes) -> None:
+        self.send(struct.pack(">BH", kind, len(body)) + body)
+
+    def read_record(self) -> tuple[int, bytes] | None:
+        """The gateway's next record, or None at EOF (between records)."""
+        while True:
+            if len(self._buffer) >= 3:
+                kind, length = struct.unpack(">BH", self._buffer[:3])
+                if len(self._buffer) >= 3 + length:
+                    body, self._buffer = self._buffer[3 : 3 + length], self._buffer[3 + length :]
+                    return kind, body
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                if self._buffer:
+                    raise RuntimeError(f"the gateway's stream ended inside a record ({len(self._buffer)} bytes)")
+                return None
+            self._buffer += chunk
+
+    def reset(self) -> None:
+        """Close with a RST (SO_LINGER 0): the connection is cut, not ended."""
+        import socket
+
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.sock.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _gw_command(peer: Peer, op: str, **args: object) -> dict[str, Any]:
+    """One command to the child's control task; its JSON answer (``checkpoint`` answers by pausing)."""
+    import json
+
+    _send_chunk(peer, json.dumps({"op": op, **args}).encode())
+    if op in ("checkpoint", "shutdown"):
+        return {}
+    answer: dict[str, Any] = json.loads(peer.receive())
+    if answer.get("timeout"):
+        raise RuntimeError(f"the gateway did not get there in time ({op} {args}): {answer}")
+    return answer
+
+
+def _gw_checkpoint(peer: Peer, name: str, *, connection_live: bool) -> None:
+    """A checkpoint while the gateway runs. During the connection every secret may sit only in the
+    arena; after it, the connection's secrets must be gone from everywhere while the gateway's own
+    (:data:`GATEWAY_LIFETIME`) still may sit in the arena: two scans of one pause of the child."""
+    if connection_live:
+        _gw_command(peer, "checkpoint", name=name)
+        peer.checkpoint(name, session_live=True)
+        return
+    _gw_command(peer, "checkpoint", name=name, split=True)
+    every = dict(peer.secrets)
+    try:
+        peer.secrets = {k: v for k, v in every.items() if k not in GATEWAY_LIFETIME}
+        peer.checkpoint(name, session_live=False)
+        peer.secrets = {k: v for k, v in every.items() if k in GATEWAY_LIFETIME}
+        held = peer.checkpoint(f"{name}:gateway", session_live=True)
+    finally:
+        peer.secrets = every
+    if not held.counts["gateway_static"]["arena"]["exact"]:
+        raise RuntimeError("the running gateway's static key should be in the arena")
+
+
+def _gateway_tcp_parent(peer: Peer, *, ending: str) -> None:
+    """``ending``: ``close`` (the sensor ends the stream), ``cut`` (half a DATA record, then a
+    RST), ``revoked`` (the sensor's certificate revoked in the store mid-session)."""
+    import json
+    import shutil
+    import tempfile
+
+    import numpy as np
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey as OracleKey
+
+    from ..keros.certificate import CertificateAuthority
+    from ..keros.v2 import PROLOGUE
+    from ..sources import synthetic_eeg
+    from ..store.sqlite import RECEIPT_KEY_FILE
+    from .noise_oracle import IndependentNoiseXX
+
+    now = int(time.time())
+    gateway_static, gateway_ephemeral, receipt_seed = os.urandom(32), os.urandom(32), os.urandom(32)
+    oracle = IndependentNoiseXX(True, os.urandom(32), os.urandom(32), PROLOGUE)  # the sensor: initiator
+    gateway_public = OracleKey.from_private_bytes(gateway_static).public_key().public_bytes_raw()
+    with CertificateAuthority.generate("manufacturer", "Residue Devices") as maker, \
+            CertificateAuthority.generate("site", "Residue Ward") as site:  # fmt: skip
+        sensor_cert = maker.issue_sensor(oracle.s_pub, model_id=V2_MODEL, serial="SN-1", not_before=now - 60,
+                                         not_after=now + 3600)  # fmt: skip
+        gateway_cert = site.issue_gateway(gateway_public, gateway_name="gw-residue", serial="GW-1",
+                                          not_before=now - 60, not_after=now + 3600)  # fmt: skip
+        roots = [maker.root.to_json(), site.root.to_json()]
+    # a fixed seed: frames the default policy releases, so each goes the whole way through the shield
+    frames = [np.asarray(x, "<f4").tobytes() for x in synthetic_eeg(V2_FRAMES, seed=SHIELD_V2_SEED).frames]
+    frames = frames[:GATEWAY_FRAMES]
+    directory = tempfile.mkdtemp(prefix="cortex-sal-residue-gw-")  # 0700
+    wire: _WireSensor | None = None
+    try:
+        fd = os.open(os.path.join(directory, RECEIPT_KEY_FILE), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, receipt_seed)
+        finally:
+            os.close(fd)
+        peer.know(gateway_static=gateway_static, gateway_ephemeral=gateway_ephemeral, receipt_seed=receipt_seed,
+                  **{f"receipt_{k}": v for k, v in _ed25519_expansion(receipt_seed).items()})  # fmt: skip
+        streamed = GATEWAY_FRAMES if ending == "close" else GATEWAY_FRAMES // 3
+        # three frames whole (every encoding), and every frame sent (the one cut in half too) as one
+        # string: its 8-byte fragments are every frame's, so any leaked run of 15 bytes of any frame
+        # is counted, at the cost of one secret's exact/hex/b64 passes instead of thirty
+        peer.know(samples_first=frames[0], samples_middle=frames[streamed // 2], samples_last=frames[streamed - 1],
+                  samples_all=b"".join(frames[: streamed + 1]))  # fmt: skip
+        peer.send(gateway_static + gateway_ephemeral)
+        setup = {"roots": roots, "certificate": gateway_cert.hex(), "directory": directory, "sensor": GATEWAY_SENSOR}
+        _send_chunk(peer, json.dumps(setup).encode())
+        port = int(json.loads(peer.receive())["port"])
+
+        wire = _WireSensor(port)
+        wire.record(_REC_HANDSHAKE, oracle.write_1())
+        got = wire.read_record()
+        if got is None or got[0] != _REC_HANDSHAKE:
+            raise RuntimeError(f"expected Noise message 2 from the gateway, got {got!r}")
+        if oracle.read_2(got[1]) != gateway_cert:
+            raise RuntimeError("the gateway did not send the certificate of the key the parent made")
+
+        def know_noise() -> None:
+            secrets = oracle.secrets()
+            own = {f"sensor_{k}": secrets.pop(k) for k in ("static_private", "ephemeral_private")}  # never sent
+            peer.know(**own, **secrets)
+
+        know_noise()
+        # message 2 sent, message 3 awaited: the gateway holds its ephemeral and ck_2 (the arena only)
+        _gw_checkpoint(peer, "handshake", connection_live=True)
+        wire.record(_REC_HANDSHAKE, oracle.write_3(sensor_cert))
+        know_noise()  # ck_3, k_3, dh_se, the split and both transport keys
+        for payload in frames[:streamed]:
+            wire.record(_REC_DATA, oracle.encrypt(payload))
+        status = _gw_command(peer, "wait", frames=streamed, sent=wire.sent)
+        if status["released"] != streamed:
+            raise RuntimeError(f"{streamed} frames should have been released through the shield: {status}")
+        _gw_checkpoint(peer, "mid_session", connection_live=True)
+        report = peer.reports[-1][0]
+        for name in ("transport_i2r", "transport_r2i"):
+            if not report.counts[name]["arena"]["exact"]:
+                raise RuntimeError(f"the session's {name} should be in the arena mid-session")
+        if any(sum(report.counts[name]["arena"].values()) for name in report.counts if name.startswith("samples")):
+            raise RuntimeError("a processed frame's samples should be zeroed, in the arena too")
+
+        if ending == "close":
+            wire.record(_REC_CLOSE, bytes([_CLOSE_NORMAL]) + b"done")
+            if wire.read_record() is not None:  # the gateway answers a CLOSE with EOF
+                raise RuntimeError("the gateway should end the connection after the sensor's CLOSE")
+            expect = "normal"
+        elif ending == "cut":
+            record = oracle.encrypt(frames[streamed])
+            whole = struct.pack(">BH", _REC_DATA, len(record)) + record
+            wire.send(whole[: len(whole) // 2])  # half a DATA record...
+            _gw_command(peer, "wait", sent=wire.sent)  # ...that the gateway has read
+            _gw_checkpoint(peer, "mid_frame", connection_live=True)
+            wire.reset()  # then the connection is cut
+            expect = "record"  # the stream ended inside a record
+        else:
+            answer = _gw_command(peer, "revoke", sensor=GATEWAY_SENSOR)
+            if answer["elapsed"] >= 1.0:
+                raise RuntimeError(f"the gateway took {answer['elapsed']:.3f} s to end a revoked sensor's connection")
+            got = wire.read_record()
+            if got is None or got[0] != _REC_CLOSE or got[1][:1] != bytes([_CLOSE_REFUSED]):
+                raise RuntimeError(f"expected the gateway's CLOSE REFUSED, got {got!r}")
+            if wire.read_record() is not None:
+                raise RuntimeError("the gateway should close the connection after its CLOSE")
+            expect = "revoked"
+        status = _gw_command(peer, "wait", connections=0)
+        if status["closed"] != {expect: 1}:
+            raise RuntimeError(f"the connection should have ended as {expect!r}: {status}")
+        wire.close()
+        _gw_checkpoint(peer, f"after_{ending}", connection_live=False)
+        _gw_command(peer, "shutdown")  # then the harness's "end": after the shutdown, 0 of anything anywhere
+    finally:
+        if wire is not None:
+            wire.close()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _gateway_tcp_child(ctx: Context) -> None:
+    import asyncio
+    import json
+
+    from ..crypto import X25519PrivateKey
+
+    static = X25519PrivateKey(ctx.read_key())
+    ephemerals = [X25519PrivateKey(ctx.read_key())]  # the first connection's, then drawn by the gateway
+    setup = json.loads(_read_chunk(ctx))
+    try:
+        asyncio.run(_gateway_serve(ctx, static, ephemerals, setup))
+    finally:
+        for key in ephemerals:  # one no connection took
+            key.purge()
+        static.purge()  # the caller's key, as `cortex-sal gateway` purges it after the shutdown
+
+
+async def _gateway_serve(
+    ctx: Context, static: X25519PrivateKey, ephemerals: list[X25519PrivateKey], setup: dict[str, Any]
+) -> None:
+    import asyncio
+    import json
+
+    from ..gateway.server import Gateway, GatewayLimits
+    from ..governance import DEFAULT_THRESHOLDS
+    from ..keros.certificate import RootCA, TrustStore
+    from ..store.base import subject_of
+    from ..store.runtime import durable_ledger
+    from ..store.sqlite import SqliteStore
+
+    directory, sensor = str(setup["directory"]), str(setup["sensor"])
+    with SqliteStore(directory, controller="residue-gateway", jurisdiction="DE") as admin:
+        durable_ledger(admin, DEFAULT_THRESHOLDS).grant(subject_of(sensor), ["biometric"], 3600, app="residue",
+                                                        purpose="residue row")  # fmt: skip
+    trust = TrustStore([RootCA.from_json(r) for r in setup["roots"]])
+    store = SqliteStore(directory, exclusive=True)
+    # deadlines far beyond a scan's pause (the loop stands still while the parent reads memory)
+    limits = GatewayLimits(handshake_timeout_s=120.0, idle_timeout_s=120.0, write_timeout_s=30.0)
+    try:
+        gateway = Gateway(store=store, static_key=static, certificate=bytes.fromhex(setup["certificate"]),
+                          trust=trust, limits=limits,
+                          ephemeral_keys=lambda: ephemerals.pop() if ephemerals else None)  # fmt: skip
+    except BaseException:
+        store.close()
+        raise
+    try:
+        _, port = await gateway.start("127.0.0.1", 0)
+        ctx.send_public(json.dumps({"port": port}).encode())
+        while True:
+            command = json.loads(await asyncio.to_thread(_read_chunk, ctx))  # one read at a time
+            op = command.pop("op")
+            if op == "shutdown":
+                break
+            if op == "checkpoint":  # the loop stands still: nothing moves while the parent scans
+                ctx.checkpoint(command["name"])
+                if command.get("split"):
+                    ctx.checkpoint(f"{command['name']}:gateway")
+            elif op == "wait":
+                ctx.send_public(json.dumps(await _gateway_wait(gateway, **command)).encode())
+            elif op == "revoke":
+                with SqliteStore(directory) as other:  # another connection, as `cortex-sal store` would be
+                    other.revoke_sensor(command["sensor"], "stolen")
+                revoked_at = time.monotonic()
+                answer = await _gateway_wait(gateway, connections=0)
+                answer["elapsed"] = time.monotonic() - revoked_at
+                ctx.send_public(json.dumps(answer).encode())
+            else:
+                raise RuntimeError(f"unknown command {op!r}")
+    finally:
+        await gateway.shutdown()  # every connection ended, every key of the shield purged, the store closed
+
+
+async def _gateway_wait(
+    gateway: Any, *, frames: int | None = None, sent: int | None = None, connections: int | None = None
+) -> dict[str, Any]:
+    """Wait (10 s at most) until the gateway handled ``frames`` frames, read ``sent`` bytes, holds
+    ``connections`` connections; its counts then (``timeout`` if it did not get there)."""
+    import asyncio
+
+    def counts() -> dict[str, Any]:
+        by_name: dict[str, dict[str, float]] = {"frames": {}, "closed": {}}
+        for metric in gateway.metrics.registry.collect():
+            key = {"cortex_sal_frames": ("frames", "outcome"), "cortex_sal_connections_closed": ("closed", "reason")}
+            if metric.name in key:
+                which, label = key[metric.name]
+                for sample in metric.samples:
+                    if sample.name.endswith("_total") and sample.value:
+                        by_name[which][sample.labels[label]] = int(sample.value)
+        return {
+            "handled": sum(by_name["frames"].values()),
+            "released": by_name["frames"].get("released", 0),
+            "closed": by_name["closed"],
+            "bytes": int(gateway.metrics.value("cortex_sal_bytes_received_total")),
+            "connections": gateway.connections,
+        }
+
+    deadline = time.monotonic() + 10.0
+    while True:
+        now = counts()
+        if (
+            (frames is None or now["handled"] >= frames)
+            and (sent is None or now["bytes"] >= sent)
+            and (connections is None or now["connections"] == connections)
+        ):
+            return now
+        if time.monotonic() > deadline:
+            return {**now, "timeout": True}
+        await asyncio.sleep(0.002)
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in [
@@ -905,6 +1231,9 @@ SCENARIOS: dict[str, Scenario] = {
             functools.partial(_v2_parent, child_is_gateway=False),
             functools.partial(_v2_child, gateway_side=False),
         ),
+        Scenario("gateway_tcp", functools.partial(_gateway_tcp_parent, ending="close"), _gateway_tcp_child),
+        Scenario("gateway_tcp_cut", functools.partial(_gateway_tcp_parent, ending="cut"), _gateway_tcp_child),
+        Scenario("gateway_tcp_revoked", functools.partial(_gateway_tcp_parent, ending="revoked"), _gateway_tcp_child),
     ]
 }
 
