@@ -117,7 +117,8 @@ def _governance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name, _, _ in NODES:
         gov("sign", "proposal.json", "--key", f"keys/{name}", "--out", f"sig-{name}.json")
     sigs = [f"sig-{n}.json" for n, _, _ in NODES]
-    gov("enact", "proposal.json", *sigs, "--registry", "registry.json", "--audit", "gov.db", "--out", "bundle.json")
+    gov("enact", "proposal.json", *sigs, "--registry", "registry.json", "--data-dir", "D", "--out", "bundle.json")
+    assert main(["governance", "enact", "proposal.json", *sigs, "--registry", "registry.json", "--out", "b2.json"]) == 2
 
 
 def test_a_restarted_shield_runs_under_the_applied_policy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -129,7 +130,9 @@ def test_a_restarted_shield_runs_under_the_applied_policy(tmp_path: Path, monkey
     shown = cli("governance", "policy", "--data-dir", "D", cwd=tmp_path)  # a new process reads the store
     assert shown.returncode == 0, shown.stdout + shown.stderr
     assert "bridge_max_std" in shown.stdout and "0.45" in shown.stdout
-    with SqliteStore(tmp_path / "D") as store:
+    with SqliteStore(tmp_path / "D") as store:  # the enactment and the application in the store's one chain
+        assert [e.event for e in store.audit_entries()] == ["proposal_enacted", "policy_applied"]
+        assert store.verify_audit().ok
         (entry,) = [e for e in store.audit_entries() if e.event == "policy_applied"]
         full = entry.details["proposal_hash"]
         assert isinstance(full, str) and len(full) == 64  # the full digest, not a 16-hex prefix

@@ -120,12 +120,24 @@ def _enacted_prefixes(trail: AuditTrail) -> set[str]:
     return {str(e.details.get("proposal_hash")) for e in trail.entries() if e.event == "proposal_enacted"}
 
 
+def _audit_path(args: argparse.Namespace) -> Path:
+    """``--audit FILE``, or the audit chain of the store in ``--data-dir`` (one of them)."""
+    if (args.audit is None) == (args.data_dir is None):
+        raise CliInputError("give --audit FILE or --data-dir DIR (the store's audit chain), one of them")
+    if args.audit is not None:
+        return Path(args.audit)
+    from ..store.sqlite import SqliteStore
+
+    with SqliteStore(args.data_dir) as store:  # created or migrated: its database holds the chain
+        return store.path
+
+
 def cmd_enact(args: argparse.Namespace, console: Console) -> int:
     proposal = load_proposal(args.proposal)
     signatures = [load_signature(p) for p in args.signatures]
     registry = load_registry(args.registry)
     digest = proposal.digest()
-    with AuditTrail(args.audit) as trail:
+    with AuditTrail(_audit_path(args)) as trail:
         enacted: set[bytes] = set()
         recorded = _enacted_prefixes(trail)  # full digests, and the 16-hex prefixes of older entries
         if digest.hex() in recorded or digest.hex()[:16] in recorded:
@@ -269,7 +281,8 @@ def add_governance_parser(sub: Any) -> None:
     p.add_argument("proposal")
     p.add_argument("signatures", nargs="*", metavar="SIG_JSON")
     p.add_argument("--registry", required=True)
-    p.add_argument("--audit", required=True, help="SQLite audit trail (created if missing)")
+    p.add_argument("--audit", help="SQLite audit trail (created if missing)")
+    p.add_argument("--data-dir", type=Path, help="audit into this data directory's store instead (docs/store.md)")
     p.add_argument("--now", type=timestamp_arg, help="decision time (epoch seconds; default now)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=_guarded(cmd_enact))
