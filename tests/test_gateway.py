@@ -276,3 +276,25 @@ def test_logs_name_sensors_by_pseudonym_only() -> None:
     text = record.getMessage()
     assert "SN-0003" not in text and "AB" not in text
     assert f"subject:{subject_of(f'{MODEL}/SN-0003')}" in text and f"subject:{subject_of('cyton_v3/AB')}" in text
+
+
+def test_a_storm_of_sensors_gets_in_without_evicting_each_other(pki: Path, tmp_path: Path) -> None:
+    """More sensors at once than handshake slots: the young handshakes are not evicted (that is for
+    stalled ones), the newcomers are refused at accept and get in on their backoff."""
+    _grant(tmp_path / "D", "SN-0001", "SN-0002", "SN-0003")
+
+    async def scenario() -> None:
+        gw = await _gateway(pki, tmp_path / "D", max_handshakes=1)
+        try:
+            reports = await asyncio.gather(
+                *(_sensor(pki, gw, serial, 3, backoff_s=0.02) for serial in ("SN-0001", "SN-0002", "SN-0003"))
+            )
+            assert [r.frames_sent for r in reports] == [3, 3, 3]  # type: ignore[attr-defined]
+            assert gw.metrics.value("cortex_sal_handshakes_total", outcome="admitted") == 3
+            assert gw.metrics.value("cortex_sal_connections_closed_total", reason="evicted") == 0
+            assert gw.metrics.value("cortex_sal_connections_refused_total", reason="limit") >= 1  # they overlapped
+        finally:
+            await gw.shutdown()
+            gw._test_key.purge()  # type: ignore[attr-defined]
+
+    asyncio.run(scenario())

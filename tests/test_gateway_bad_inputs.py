@@ -476,7 +476,7 @@ def test_connections_that_never_speak_give_way_and_never_lock_sensors_out(pki: P
             for _, writer in silent:
                 await _close_writer(writer)
 
-    gw = run(pki, tmp_path, attack, max_handshakes=slots, handshake_timeout_s=1.0)
+    gw = run(pki, tmp_path, attack, max_handshakes=slots, handshake_timeout_s=1.0, evict_after_s=0.001)
     assert refused(gw) == 0  # nobody is refused at accept: the oldest handshakes give way
     assert closed(gw, "evicted") == handshakes(gw, "evicted") == flood + 1 - slots  # the late sensor evicted one
     assert closed(gw, "handshake_timeout") == handshakes(gw, "handshake_timeout") == slots - 1

@@ -64,6 +64,7 @@ class GatewayLimits:
     queue_size: int = 4096  # released results held per subscriber before the oldest is dropped
     revocation_poll_s: float = 0.25
     session_lifetime_s: float = 4 * 3600.0  # then the session ends and the sensor re-handshakes
+    evict_after_s: float = 1.0  # a handshake this old gives way when the slots are full; younger: refused
 
     def __post_init__(self) -> None:
         int_in_range(self.max_connections, "max_connections", 1, 1_000_000)
@@ -72,7 +73,7 @@ class GatewayLimits:
         int_in_range(self.burst_per_address, "burst_per_address", 1, 1_000_000)
         int_in_range(self.queue_size, "queue_size", 1, 10_000_000)
         for name in ("handshake_timeout_s", "idle_timeout_s", "write_timeout_s", "rate_per_address",
-                     "revocation_poll_s", "session_lifetime_s"):  # fmt: skip
+                     "revocation_poll_s", "session_lifetime_s", "evict_after_s"):  # fmt: skip
             _seconds(getattr(self, name), name)
 
 
@@ -139,6 +140,7 @@ class _Live:
     writer: asyncio.StreamWriter
     address: str
     peer: VerifiedCertificate | None = None
+    started: float = 0.0  # the event loop's time at accept
     ending: list[Any] = field(default_factory=list)
 
 
@@ -194,7 +196,11 @@ class Gateway:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
         """Listen on ``host:port`` (0: a free port); returns the address really bound."""
-        self._server = await asyncio.start_server(self._accept, host, port, limit=self.limits.max_record * 4)
+        # the accept queue holds as many connections as may be in handshake (asyncio's default of 100 made a
+        # storm of sensors wait for SYN retransmits: 1 s, then 3 s)
+        self._server = await asyncio.start_server(
+            self._accept, host, port, limit=self.limits.max_record * 4, backlog=max(100, self.limits.max_handshakes)
+        )
         sock = self._server.sockets[0].getsockname()
         self.address = (str(sock[0]), int(sock[1]))
         self._watcher = asyncio.create_task(self._watch())
@@ -328,10 +334,15 @@ class Gateway:
             writer.close()
             return
         if len(self._in_handshake) >= self.limits.max_handshakes:
-            # the oldest handshake gives way: a sensor finishes its handshake in milliseconds, so the
-            # oldest is one that stalls (silent, trickling); holding every slot then costs an attacker
-            # a connection per slot per eviction, not one per handshake deadline
+            # the oldest handshake gives way if it has had evict_after_s: a sensor finishes in
+            # milliseconds (a storm of them in well under a second), a stalled peer does not, so one
+            # address (at most rate_per_address new connections a second) cannot hold every slot;
+            # when even the oldest is young (a storm), the newcomer is refused and retries
             oldest = next(iter(self._in_handshake))
+            if asyncio.get_running_loop().time() - oldest.started < self.limits.evict_after_s:
+                m.connection_refused("limit")
+                writer.close()
+                return
             del self._in_handshake[oldest]
             await self._end(oldest, "evicted", "the handshake slots are full: the oldest handshake gives way",
                             CloseReason.SHUTDOWN)  # fmt: skip
@@ -340,7 +351,7 @@ class Gateway:
             clock=self._clock, max_record=self.limits.max_record, supersede=self._supersede,
             ephemeral=self._ephemeral_keys() if self._ephemeral_keys is not None else None,
         )  # fmt: skip
-        live = _Live(conn, writer, address)
+        live = _Live(conn, writer, address, started=asyncio.get_running_loop().time())
         self._conns.add(live)
         self._in_handshake[live] = None
         in_handshake = True
