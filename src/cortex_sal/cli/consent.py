@@ -127,23 +127,7 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
         ]
     now = time.time()
     if args.json:
-        out = [
-            {
-                "subject": r.sensor_key,
-                "app": r.app,
-                "scopes": list(r.scopes),
-                "purpose": r.purpose,
-                "state": _state(r, now),
-                "granted_at": r.granted_at,
-                "expires_at": r.expires_at,
-                "capacity": r.capacity,
-                "revoked_at": r.revoked_at,
-                "revocation_reason": r.revocation_reason,
-                "receipt_id": r.receipt_id,
-                "revocation_receipt_id": r.revocation_receipt_id,
-            }
-            for r in records
-        ]
+        out = [{**r.to_dict(), "state": _state(r, now)} for r in records]
         sys.stdout.write(json.dumps(out, indent=2, sort_keys=True, allow_nan=False) + "\n")
         return 0
     table = Table(

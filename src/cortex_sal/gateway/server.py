@@ -23,7 +23,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..checks import int_in_range
@@ -141,7 +141,6 @@ class _Live:
     address: str
     peer: VerifiedCertificate | None = None
     started: float = 0.0  # the event loop's time at accept
-    ending: list[Any] = field(default_factory=list)
 
 
 class Gateway:

@@ -92,6 +92,22 @@ class ConsentRecord:
         """Whether the grant has expired at wall time ``now`` (the edge itself is not expired)."""
         return now > self.expires_at
 
+    def to_dict(self) -> dict[str, object]:
+        """The record as JSON-ready data (``subject`` is the pseudonymous sensor key)."""
+        return {
+            "subject": self.sensor_key,
+            "app": self.app,
+            "scopes": list(self.scopes),
+            "purpose": self.purpose,
+            "granted_at": self.granted_at,
+            "expires_at": self.expires_at,
+            "capacity": self.capacity,
+            "revoked_at": self.revoked_at,
+            "revocation_reason": self.revocation_reason,
+            "receipt_id": self.receipt_id,
+            "revocation_receipt_id": self.revocation_receipt_id,
+        }
+
     def covers(self, scope: str, now: float) -> bool:
         """Whether this record makes ``scope`` active at wall time ``now``."""
         return scope in self.scopes and not self.expired_at(now) and self.revoked_at is None and self.capacity != "NONE"

@@ -42,7 +42,7 @@ from ..errors import (
     ShieldError,
     WrongTypeError,
 )
-from ..governance import DEFAULT_THRESHOLDS, ClinicalThresholds
+from ..governance import DEFAULT_THRESHOLDS, ClinicalThresholds, truncated_hash
 from ..governance.policy import AppliedBundle, PolicyInForce
 from ..governance.quorum import EnactedBundle, NodeRegistry, apply_bundle
 from ..keros import SecureBusSession, SensorRegistry, establish_in_process
@@ -295,7 +295,7 @@ class CognitiveShield:
         and the error propagates: no admission the audit trail does not record."""
         if self._audit is None:
             return result
-        subject = hashlib.sha256(sensor_id.encode("utf-8")).hexdigest()[:LOG_ID_HEX]
+        subject = truncated_hash(sensor_id)  # the pseudonym the log, the store and the gateway use
         try:
             if isinstance(result, Registered):
                 self._audit("sensor_admitted", subject_hash=subject, model=sensor_id.split("/", 1)[0][:64])

@@ -812,7 +812,7 @@ class SqliteStore(Store):
             "jurisdiction": self.jurisdiction,
             "exported_at": float(self._clock.time()),
             "receipt_public_key": self.receipt_public_key().hex(),
-            "consent": [_record_dict(r) for r in consent],
+            "consent": [r.to_dict() for r in consent],
             "receipts": [r.document for r in self.receipts(subject)],
             "audit": [e.to_record() for e in entries],
             "releases": [
@@ -843,22 +843,6 @@ class _Journal:
             return None
         self._version = version
         return self._store.consent_records()
-
-
-def _record_dict(r: ConsentRecord) -> dict[str, Any]:
-    return {
-        "subject": r.sensor_key,
-        "app": r.app,
-        "scopes": list(r.scopes),
-        "purpose": r.purpose,
-        "granted_at": r.granted_at,
-        "expires_at": r.expires_at,
-        "capacity": r.capacity,
-        "revoked_at": r.revoked_at,
-        "revocation_reason": r.revocation_reason,
-        "receipt_id": r.receipt_id,
-        "revocation_receipt_id": r.revocation_receipt_id,
-    }
 
 
 def _thresholds_dict(t: ClinicalThresholds) -> dict[str, Any]:
