@@ -20,16 +20,13 @@ import pytest
 from cortex_sal.cli import main
 from cortex_sal.errors import GatewayError
 from cortex_sal.gateway.sensor import run_sensor
-from cortex_sal.gateway.server import Gateway, GatewayLimits
-from cortex_sal.governance import DEFAULT_THRESHOLDS
+from cortex_sal.gateway.server import Gateway
 from cortex_sal.sal.results import Released
 from cortex_sal.sources import synthetic_eeg
 from cortex_sal.store.base import subject_of
-from cortex_sal.store.keros import load_identity, load_trust
-from cortex_sal.store.runtime import durable_ledger
+from cortex_sal.store.keros import load_identity
 from cortex_sal.store.sqlite import SqliteStore
-
-MODEL = "eeg_fp1_certified_v1"
+from service_world import MODEL, grant, start_gateway, trust
 
 
 @pytest.fixture(scope="module")
@@ -49,29 +46,12 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield d
 
 
-def _grant(data_dir: Path, *serials: str) -> None:
-    with SqliteStore(data_dir) as store:
-        ledger = durable_ledger(store, DEFAULT_THRESHOLDS)
-        for serial in serials:
-            ledger.grant(subject_of(f"{MODEL}/{serial}"), ["biometric"], 3600, app="test-app", purpose="tests")
-
-
-async def _gateway(pki: Path, data_dir: Path, **limits: object) -> Gateway:
-    key, cert = load_identity(pki / "gw")
-    store = SqliteStore(data_dir, exclusive=True)
-    gw = Gateway(store=store, static_key=key, certificate=cert, trust=load_trust(pki / "ca/maker", pki / "ca/site"),
-                 limits=GatewayLimits(**limits))  # type: ignore[arg-type]  # fmt: skip
-    gw._test_key = key  # type: ignore[attr-defined]  # purged by the test
-    await gw.start()
-    return gw
-
-
 async def _sensor(pki: Path, gw: Gateway, serial: str, frames: int, **kw: object) -> object:
     key, cert = load_identity(pki / f"sensors/{serial.lower()}")
     try:
         assert gw.address is not None
         return await run_sensor(
-            *gw.address, static_key=key, certificate=cert, trust=load_trust(pki / "ca/maker", pki / "ca/site"),
+            *gw.address, static_key=key, certificate=cert, trust=trust(pki),
             frames=synthetic_eeg(frames, seed=3).frames, total=frames, as_fast_as_possible=True, **kw,  # type: ignore[arg-type]
         )  # fmt: skip
     finally:
@@ -79,10 +59,10 @@ async def _sensor(pki: Path, gw: Gateway, serial: str, frames: int, **kw: object
 
 
 def test_sensors_stream_through_the_shield_to_a_subscriber(pki: Path, tmp_path: Path) -> None:
-    _grant(tmp_path / "D", "SN-0001", "SN-0002")
+    grant(tmp_path / "D", "SN-0001", "SN-0002")
 
     async def scenario() -> None:
-        gw = await _gateway(pki, tmp_path / "D")
+        gw = await start_gateway(pki, tmp_path / "D")
         sub = gw.subscribe()
         try:
             reports = await asyncio.gather(
@@ -118,7 +98,7 @@ def test_sensors_stream_through_the_shield_to_a_subscriber(pki: Path, tmp_path: 
 
 def test_a_refused_sensor_is_told_why_and_does_not_retry(pki: Path, tmp_path: Path) -> None:
     async def scenario() -> None:
-        gw = await _gateway(pki, tmp_path / "D")
+        gw = await start_gateway(pki, tmp_path / "D")
         try:
             with pytest.raises(GatewayError, match="certificate"):
                 await _sensor(pki, gw, "SN-0001", 3, expect_gateway="another-gateway")
@@ -136,10 +116,10 @@ def test_a_refused_sensor_is_told_why_and_does_not_retry(pki: Path, tmp_path: Pa
 
 
 def test_a_revocation_in_the_store_ends_an_open_connection_within_a_second(pki: Path, tmp_path: Path) -> None:
-    _grant(tmp_path / "D", "SN-0003")
+    grant(tmp_path / "D", "SN-0003")
 
     async def scenario() -> None:
-        gw = await _gateway(pki, tmp_path / "D")
+        gw = await start_gateway(pki, tmp_path / "D")
         try:
             task = asyncio.create_task(_sensor(pki, gw, "SN-0003", 10_000, max_attempts=2))
             for _ in range(100):
@@ -170,7 +150,7 @@ def _cli(*args: str) -> list[str]:
 
 def test_gateway_and_sensor_from_a_shell(pki: Path, tmp_path: Path) -> None:
     data = tmp_path / "D"
-    _grant(data, "SN-0001")
+    grant(data, "SN-0001")
     env = {**os.environ, "COLUMNS": "200"}
     gateway = subprocess.Popen(
         _cli("gateway", "--data-dir", str(data), "--identity", str(pki / "gw"), "--trust", str(pki / "ca/maker"),
@@ -231,17 +211,17 @@ def test_the_demo_is_a_gateway_on_loopback_with_sensor_processes(tmp_path: Path)
 
 
 def test_a_session_at_its_lifetime_ends_and_the_sensor_handshakes_again(pki: Path, tmp_path: Path) -> None:
-    _grant(tmp_path / "D", "SN-0002")
+    grant(tmp_path / "D", "SN-0002")
 
     async def scenario() -> None:
-        gw = await _gateway(pki, tmp_path / "D", session_lifetime_s=0.4)
+        gw = await start_gateway(pki, tmp_path / "D", session_lifetime_s=0.4)
         sub = gw.subscribe()
         try:
             key, cert = load_identity(pki / "sensors/sn-0002")
             try:
                 assert gw.address is not None
                 report = await run_sensor(
-                    *gw.address, static_key=key, certificate=cert, trust=load_trust(pki / "ca/maker", pki / "ca/site"),
+                    *gw.address, static_key=key, certificate=cert, trust=trust(pki),
                     frames=synthetic_eeg(12, seed=5).frames, total=12, rate_hz=128.0 * 20, backoff_s=0.01,
                 )  # fmt: skip  # 20 frames/s: about 0.6 s, so at least one lifetime passes
             finally:
@@ -281,10 +261,10 @@ def test_logs_name_sensors_by_pseudonym_only() -> None:
 def test_a_storm_of_sensors_gets_in_without_evicting_each_other(pki: Path, tmp_path: Path) -> None:
     """More sensors at once than handshake slots: the young handshakes are not evicted (that is for
     stalled ones), the newcomers are refused at accept and get in on their backoff."""
-    _grant(tmp_path / "D", "SN-0001", "SN-0002", "SN-0003")
+    grant(tmp_path / "D", "SN-0001", "SN-0002", "SN-0003")
 
     async def scenario() -> None:
-        gw = await _gateway(pki, tmp_path / "D", max_handshakes=1)
+        gw = await start_gateway(pki, tmp_path / "D", max_handshakes=1)
         try:
             reports = await asyncio.gather(
                 *(_sensor(pki, gw, serial, 3, backoff_s=0.02) for serial in ("SN-0001", "SN-0002", "SN-0003"))

@@ -35,19 +35,16 @@ from cortex_sal.crypto.hmac import hmac_sha256_into
 from cortex_sal.errors import GatewayError
 from cortex_sal.gateway.connection import Ended, Send, SensorConnection
 from cortex_sal.gateway.sensor import run_sensor
-from cortex_sal.gateway.server import Gateway, GatewayLimits
-from cortex_sal.governance import DEFAULT_THRESHOLDS
-from cortex_sal.keros.certificate import TrustStore
+from cortex_sal.gateway.server import Gateway
 from cortex_sal.keros.framing import EOF, NEED_DATA, Close, CloseReason, Record, RecordReader, RecordType
 from cortex_sal.sal.frame import SAMPLE_DTYPE, SAMPLES_PER_FRAME
 from cortex_sal.securemem import SecureBuffer, SecureTensorBuffer, status
 from cortex_sal.sources import synthetic_eeg
 from cortex_sal.store.base import subject_of
-from cortex_sal.store.keros import load_identity, load_trust
-from cortex_sal.store.runtime import durable_ledger
+from cortex_sal.store.keros import load_identity
 from cortex_sal.store.sqlite import SqliteStore
+from service_world import MODEL, grant, start_gateway, trust
 
-MODEL = "eeg_fp1_certified_v1"
 GOOD = "SN-0001"  # the well-behaved sensor that streams through every attack
 PEER = "SN-0002"  # a validly certified sensor the attacks drive by hand
 LATE = "SN-0004"  # a sensor that connects during the flood
@@ -85,27 +82,6 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     ca("revoke", "--ca", str(d / "ca/maker"), "--serial", "SN-0003")  # the CRL every gateway here loads
     ca("issue-gateway", "--ca", str(d / "ca/site"), "--name", "gw-ward3", "--days", "30", "--out", str(d / "gw"))
     yield d
-
-
-def _trust(pki: Path) -> TrustStore:
-    return load_trust(pki / "ca/maker", pki / "ca/site")
-
-
-def _grant(data_dir: Path, *serials: str) -> None:
-    with SqliteStore(data_dir) as store:
-        ledger = durable_ledger(store, DEFAULT_THRESHOLDS)
-        for serial in serials:
-            ledger.grant(subject_of(f"{MODEL}/{serial}"), ["biometric"], 3600, app="test-app", purpose="tests")
-
-
-async def _gateway(pki: Path, data_dir: Path, **limits: object) -> Gateway:
-    key, cert = load_identity(pki / "gw")
-    store = SqliteStore(data_dir, exclusive=True)
-    gw = Gateway(store=store, static_key=key, certificate=cert, trust=_trust(pki),
-                 limits=GatewayLimits(**limits))  # type: ignore[arg-type]  # fmt: skip
-    gw._test_key = key  # type: ignore[attr-defined]  # purged by the harness
-    await gw.start()
-    return gw
 
 
 def _value(gw: Gateway, name: str, **labels: str) -> float:
@@ -174,7 +150,7 @@ class Streamer:
         key, cert = load_identity(self.pki / f"sensors/{self.serial.lower()}")
         assert self.gw.address is not None
         reader, writer = await asyncio.open_connection(*self.gw.address)
-        conn = SensorConnection(static_key=key, certificate=cert, trust=_trust(self.pki))
+        conn = SensorConnection(static_key=key, certificate=cert, trust=trust(self.pki))
         try:
             await _handshake(conn, reader, writer)
             with SecureTensorBuffer((SAMPLES_PER_FRAME,), SAMPLE_DTYPE) as plain:
@@ -207,9 +183,9 @@ def _slots_live() -> int:
 
 async def _scenario(pki: Path, data_dir: Path, attack: Attack, **limits: object) -> Gateway:
     """Run ``attack`` while the well-behaved sensor streams; check it was served and nothing leaked."""
-    _grant(data_dir, GOOD, PEER, LATE)
+    grant(data_dir, GOOD, PEER, LATE)
     baseline = _slots_live()
-    gw = await _gateway(pki, data_dir, **limits)
+    gw = await start_gateway(pki, data_dir, **limits)
     sub = gw.subscribe()
     pseudonym = subject_of(f"{MODEL}/{GOOD}")
     arrivals: list[tuple[int, float]] = []
@@ -328,7 +304,7 @@ async def _admitted(pki: Path, gw: Gateway, serial: str = PEER, sock: socket.soc
         reader, writer = await _connect(gw)
     else:
         reader, writer = await asyncio.open_connection(sock=sock)
-    conn = SensorConnection(static_key=key, certificate=cert, trust=_trust(pki))
+    conn = SensorConnection(static_key=key, certificate=cert, trust=trust(pki))
     driven = HandDriven(conn, reader, writer, key)
     admitted = handshakes(gw, "admitted")
     try:
@@ -413,7 +389,7 @@ def test_slowloris_during_the_handshake_ends_at_the_deadline(pki: Path, tmp_path
 
     async def attack(gw: Gateway) -> None:
         key, cert = load_identity(pki / "sensors/sn-0002")
-        conn = SensorConnection(static_key=key, certificate=cert, trust=_trust(pki))
+        conn = SensorConnection(static_key=key, certificate=cert, trust=trust(pki))
         message_1 = conn.start()  # a real 35-byte record, sent a byte at a time: 8.75 s at this pace
         conn.close()
         key.purge()
@@ -458,7 +434,7 @@ def test_connections_that_never_speak_give_way_and_never_lock_sensors_out(pki: P
             key, cert = load_identity(pki / f"sensors/{LATE.lower()}")
             try:
                 late = await run_sensor(
-                    *gw.address, static_key=key, certificate=cert, trust=_trust(pki),
+                    *gw.address, static_key=key, certificate=cert, trust=trust(pki),
                     frames=synthetic_eeg(5, seed=4).frames, total=5, as_fast_as_possible=True,
                     backoff_s=0.1, max_attempts=10, rng=random.Random(1),
                 )  # fmt: skip
@@ -498,7 +474,7 @@ def test_a_replayed_message_1_gets_a_fresh_message_2_and_goes_nowhere(pki: Path,
     async def attack(gw: Gateway) -> None:
         # the real sensor's handshake, recorded
         key, cert = load_identity(pki / "sensors/sn-0002")
-        conn = SensorConnection(static_key=key, certificate=cert, trust=_trust(pki))
+        conn = SensorConnection(static_key=key, certificate=cert, trust=trust(pki))
         reader, writer = await _connect(gw)
         message_1 = conn.start()
         writer.write(message_1)
@@ -552,7 +528,7 @@ def test_revoked_expired_and_unknown_ca_certificates_are_refused(pki: Path, tmp_
         try:
             assert gw.address is not None
             with pytest.raises(GatewayError, match="not_admitted"):  # a REFUSED close: final, no retry
-                await run_sensor(*gw.address, static_key=key, certificate=cert, trust=_trust(pki),
+                await run_sensor(*gw.address, static_key=key, certificate=cert, trust=trust(pki),
                                  frames=synthetic_eeg(3).frames, total=3, as_fast_as_possible=True)  # fmt: skip
         finally:
             key.purge()
@@ -685,7 +661,7 @@ def test_a_sensor_that_stops_reading_never_blocks_the_gateway(pki: Path, tmp_pat
         sock.setblocking(False)
         await loop.sock_connect(sock, gw.address)
         key, cert = load_identity(pki / "sensors/sn-0002")
-        conn = SensorConnection(static_key=key, certificate=cert, trust=_trust(pki))
+        conn = SensorConnection(static_key=key, certificate=cert, trust=trust(pki))
         await loop.sock_sendall(sock, conn.start())
         conn.close()
         key.purge()

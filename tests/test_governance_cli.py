@@ -12,24 +12,14 @@ from pathlib import Path
 import pytest
 
 from cortex_sal.cli import main
-from cortex_sal.crypto.ed25519 import Ed25519SigningKey
 from cortex_sal.errors import GovernanceError
-from cortex_sal.governance import DEFAULT_THRESHOLDS, DecisionType, Proposal, enact, sign_proposal
-from cortex_sal.governance.quorum import EnactedBundle, GovernanceNode, NodeRegistry
+from cortex_sal.governance import DEFAULT_THRESHOLDS, Proposal, enact
+from cortex_sal.governance.quorum import EnactedBundle, NodeRegistry
 from cortex_sal.sal.results import RefusalReason, Refused, Registered
 from cortex_sal.sal.shield import CognitiveShield
 from cortex_sal.store.audit import AuditTrail
 from cortex_sal.store.governance import load_registry
-
-# (directory, institution, jurisdiction): 5 nodes in 3 jurisdictions, as in docs/governance.md
-NODES = [
-    ("charite", "Charite Berlin", "DE"),
-    ("tum", "TU Munich", "DE"),
-    ("aphp", "AP-HP Paris", "FR"),
-    ("inserm", "Inserm Lyon", "FR"),
-    ("karolinska", "Karolinska Institutet", "SE"),
-]
-CITATION = "Doe et al. 2024, J Neural Eng 21:036001"
+from service_world import CITATION, NODES, signed_proposal
 
 
 def gov(*args: str) -> int:
@@ -251,20 +241,10 @@ def test_a_world_readable_seed_is_refused(workdir: Path, capsys: pytest.CaptureF
 
 
 def _bundle(content: dict[str, object], *, n: int = 5) -> tuple[EnactedBundle, NodeRegistry, float]:
-    keys = [Ed25519SigningKey.generate() for _ in range(5)]
-    nodes = [
-        GovernanceNode(k.public_key(), f"inst {i}", j)
-        for i, (k, j) in enumerate(zip(keys, "DE DE FR FR SE".split(), strict=True))
-    ]
-    registry = NodeRegistry(nodes)
-    now = time.time()
-    proposal = Proposal(DecisionType.CLINICAL_THRESHOLD_CHANGE, content, (CITATION,), nodes[0].node_id, now - 10)
-    sigs = [sign_proposal(proposal, k, node) for k, node in zip(keys, nodes, strict=True)]
-    for k in keys:
-        k.purge()
+    proposal, sigs, registry, now = signed_proposal(content)
     if n >= 5:
-        return enact(proposal, sigs, registry, now=now, enacted_digests=set()), registry, now
-    return EnactedBundle(proposal, tuple(sigs[:n])), registry, now
+        return enact(proposal, sigs, registry, now=now, enacted_digests=set()), registry, now  # type: ignore[arg-type]
+    return EnactedBundle(proposal, tuple(sigs[:n])), registry, now  # type: ignore[arg-type]
 
 
 def test_apply_policy_swaps_thresholds_registry_minima_and_drift() -> None:

@@ -35,7 +35,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -53,13 +52,14 @@ from cortex_sal.errors import (
     StoreLockedError,
     StoreSchemaError,
 )
-from cortex_sal.governance import DEFAULT_THRESHOLDS, DecisionType, Proposal, enact, sign_proposal
+from cortex_sal.governance import DEFAULT_THRESHOLDS
 from cortex_sal.governance.policy import AppliedBundle
-from cortex_sal.governance.quorum import GovernanceNode, NodeRegistry, apply_bundle
+from cortex_sal.governance.quorum import apply_bundle
 from cortex_sal.keros.certificate import CRL_CONTEXT, CAKind, CertificateAuthority, TrustStore
 from cortex_sal.sal.receipts import verify_receipt
 from cortex_sal.store.runtime import durable_ledger, open_shield
 from cortex_sal.store.sqlite import DATABASE_FILE, RECEIPT_KEY_FILE, SCHEMA_VERSION, SqliteStore
+from service_world import enacted_bundle
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 PAGE = 4096
@@ -589,25 +589,8 @@ def test_an_older_or_forged_revocation_list_is_refused_and_the_stored_one_kept(p
 
 
 def _enacted(content: dict[str, object]) -> AppliedBundle:
-    """A real bundle enacted by 5 nodes in 3 jurisdictions (as tests/test_governance_cli.py makes one)."""
-    keys = [Ed25519SigningKey.generate() for _ in range(5)]
-    nodes = [
-        GovernanceNode(k.public_key(), f"inst {i}", j)
-        for i, (k, j) in enumerate(zip(keys, "DE DE FR FR SE".split(), strict=True))
-    ]
-    registry = NodeRegistry(nodes)
-    now = time.time()
-    proposal = Proposal(
-        DecisionType.CLINICAL_THRESHOLD_CHANGE,
-        content,
-        ("Doe et al. 2024, J Neural Eng 21:036001",),
-        nodes[0].node_id,
-        now - 10,
-    )
-    signatures = [sign_proposal(proposal, k, node) for k, node in zip(keys, nodes, strict=True)]
-    for k in keys:
-        k.purge()
-    bundle = enact(proposal, signatures, registry, now=now, enacted_digests=set())
+    """A real bundle enacted by 5 nodes in 3 jurisdictions, as its application would be recorded."""
+    bundle, registry, now = enacted_bundle(content)
     thresholds = apply_bundle(DEFAULT_THRESHOLDS, bundle, registry, now, enacted_digests=set())
     return AppliedBundle(bundle, registry, now, thresholds)
 

@@ -15,16 +15,9 @@ from cortex_sal.cli import main
 from cortex_sal.sal.receipts import verify_receipt
 from cortex_sal.store.base import subject_of
 from cortex_sal.store.sqlite import SqliteStore
+from service_world import CITATION, NODES
 
 SENSOR = "eeg_fp1_certified_v1/SN1"
-CITATION = "Doe et al. 2024, J Neural Eng 21:036001"
-NODES = [
-    ("charite", "Charite Berlin", "DE"),
-    ("tum", "TU Munich", "DE"),
-    ("aphp", "AP-HP Paris", "FR"),
-    ("inserm", "Inserm Lyon", "FR"),
-    ("karolinska", "Karolinska Institutet", "SE"),
-]
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 
 from cortex_sal.clock import ManualClock
-from cortex_sal.crypto.ed25519 import Ed25519SigningKey
 from cortex_sal.errors import (
     CertificateError,
     ConsentError,
@@ -27,10 +26,10 @@ from cortex_sal.errors import (
     StoreLockedError,
     StoreSchemaError,
 )
-from cortex_sal.governance import DEFAULT_THRESHOLDS, DecisionType, Proposal, enact, sign_proposal
+from cortex_sal.governance import DEFAULT_THRESHOLDS
 from cortex_sal.governance.audit import check_details
 from cortex_sal.governance.policy import AppliedBundle
-from cortex_sal.governance.quorum import EnactedBundle, GovernanceNode, NodeRegistry
+from cortex_sal.governance.quorum import EnactedBundle, NodeRegistry
 from cortex_sal.keros.certificate import CertificateAuthority, CertificateReason, TrustStore
 from cortex_sal.keros.registry import SensorModel
 from cortex_sal.sal.receipts import verify_receipt
@@ -38,10 +37,10 @@ from cortex_sal.sal.results import RefusalReason, Refused, Released
 from cortex_sal.store.base import subject_of
 from cortex_sal.store.runtime import durable_ledger, open_shield
 from cortex_sal.store.sqlite import DATABASE_FILE, RECEIPT_KEY_FILE, SCHEMA_VERSION, SqliteStore
+from service_world import enacted_bundle
 
 SENSOR = "eeg_fp1_certified_v1/SN1"
 SUBJECT = subject_of(SENSOR)
-CITATION = "Doe et al. 2024, J Neural Eng 21:036001"
 
 
 @pytest.fixture
@@ -50,17 +49,8 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 def _bundle(content: dict[str, object], now: float) -> tuple[EnactedBundle, NodeRegistry]:
-    keys = [Ed25519SigningKey.generate() for _ in range(5)]
-    nodes = [
-        GovernanceNode(k.public_key(), f"inst {i}", j)
-        for i, (k, j) in enumerate(zip(keys, "DE DE FR FR SE".split(), strict=True))
-    ]
-    registry = NodeRegistry(nodes)
-    proposal = Proposal(DecisionType.CLINICAL_THRESHOLD_CHANGE, content, (CITATION,), nodes[0].node_id, now - 10)
-    sigs = [sign_proposal(proposal, k, node) for k, node in zip(keys, nodes, strict=True)]
-    for k in keys:
-        k.purge()
-    return enact(proposal, sigs, registry, now=now, enacted_digests=set()), registry
+    bundle, registry, _ = enacted_bundle(content, now)
+    return bundle, registry
 
 
 # --- the directory ---------------------------------------------------------------------------------
