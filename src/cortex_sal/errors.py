@@ -280,3 +280,30 @@ class PolicyVerificationError(StoreError):
 
 class GatewayError(CortexError):
     """The gateway or the sensor client cannot serve: a refusal for good, an unreachable gateway."""
+
+
+# --- the applications' API (docs/api.md) -------------------------------------------
+
+
+class ApiError(GatewayError):
+    """An error answer of the applications' API; ``code`` and ``name`` are those of docs/api.md."""
+
+    def __init__(self, message: str, *, code: int = 0, name: str = "api_error") -> None:
+        super().__init__(message)
+        self.message, self.code, self.name = message, code, name
+
+
+class NotAuthorizedError(ApiError):
+    """No valid token on this connection: not authorised, expired, revoked, or another app's."""
+
+
+class AccessDeniedError(ApiError):
+    """The wearer's consent does not cover what was asked (sensor not visible, scope not granted)."""
+
+
+class SubscriptionClosedError(ApiError):
+    """The gateway ended a subscription: consent revoked or expired, capacity NONE, app revoked, stopping."""
+
+
+class RateLimitedError(ApiError):
+    """Too many requests, or a request too large: slow down."""

@@ -192,10 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_governance_parser(sub)
     from .ca import add_ca_parser
-    from .consent import add_consent_parser, add_store_parser
+    from .consent import add_apps_parser, add_consent_parser, add_store_parser
 
     add_ca_parser(sub)
     add_consent_parser(sub)
+    add_apps_parser(sub)
     add_store_parser(sub)
     from .gateway import add_gateway_parsers
 

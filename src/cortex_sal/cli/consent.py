@@ -28,17 +28,19 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ..crypto.ed25519 import Ed25519SigningKey
 from ..errors import CliInputError, ReceiptError
 from ..keros.registry import model_of
 from ..sal.consent import SCOPES, ConsentRecord, check_app
 from ..sal.receipts import verify_receipt
+from ..securemem import SecureKeyBuffer
 from ..store.base import subject_of
-from ..store.files import read_text, replace_public_file
+from ..store.files import create_public_file, create_secret_file, read_text, replace_public_file
 from ..store.runtime import durable_ledger, stored_registry
 from ..store.sqlite import SqliteStore
 from ._common import guarded
 
-__all__ = ["add_consent_parser", "add_store_parser"]
+__all__ = ["add_apps_parser", "add_consent_parser", "add_store_parser"]
 
 MAX_RECEIPT_SIZE = 16 * 1024
 
@@ -87,7 +89,10 @@ def cmd_grant(args: argparse.Namespace, console: Console) -> int:
         ledger = durable_ledger(store, store.policy_in_force().thresholds)
         record = ledger.grant(subject, scopes, args.ttl, app=check_app(args.app), purpose=args.purpose)
         _write_receipt(store, record.receipt_id, args.receipt)
+        approved = store.approve_requests(record.app) if store.app(record.app) is not None else 0
     console.print(f"receipt {record.receipt_id}")
+    if approved:
+        console.print(f"approved {approved} pending access request(s) of {record.app}")
     console.print(
         f"granted {','.join(record.scopes)} to {record.app} for subject {record.sensor_key} "
         f"until {_when(record.expires_at)}"
@@ -114,6 +119,82 @@ def cmd_revoke(args: argparse.Namespace, console: Console) -> int:
     for r in revoked:
         console.print(f"receipt {r.revocation_receipt_id}")
         console.print(f"revoked {r.app}'s consent for subject {r.sensor_key}")
+    return 0
+
+
+def cmd_requests(args: argparse.Namespace, console: Console) -> int:
+    with _store(args) as store:
+        requests = store.access_requests(args.app)
+    if not args.all:
+        requests = [r for r in requests if r.status == "pending"]
+    if args.json:
+        rows = [{"request": r.request_id, "app": r.app_id, "scopes": list(r.scopes), "purpose": r.purpose,
+                 "requested_at": r.requested_at, "status": r.status} for r in requests]  # fmt: skip
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return 0
+    if not requests:
+        console.print("no pending access requests" if not args.all else "no access requests")
+        return 0
+    table = Table(title="access requests (approve with: cortex-sal consent grant --app APP ...)")
+    for col in ("request", "app", "scopes", "purpose", "requested", "status"):
+        table.add_column(col)
+    for r in requests:
+        table.add_row(str(r.request_id), r.app_id, ",".join(r.scopes), escape(r.purpose), _when(r.requested_at),
+                      r.status)  # fmt: skip
+    console.print(table)
+    return 0
+
+
+def cmd_apps_add(args: argparse.Namespace, console: Console) -> int:
+    app = check_app(args.name)
+    out = Path(args.out) if args.out else Path.cwd()
+    key_path, info_path = out / f"{app}.key", out / f"{app}.json"
+    with _store(args) as store:
+        if store.app(app) is not None:
+            raise CliInputError(f"the application {app!r} is already registered (ids are never reused)")
+        with SecureKeyBuffer() as seed:  # random, drawn in locked memory and written from there
+            with Ed25519SigningKey(seed) as key:
+                public = key.public_key()
+            create_secret_file(key_path, seed, "application key", CliInputError)
+        try:
+            create_public_file(info_path, (json.dumps({"app_id": app, "public_key": public.hex()}) + "\n").encode(),
+                               "application file", CliInputError)  # fmt: skip
+            store.add_app(app, public)
+        except BaseException:
+            key_path.unlink(missing_ok=True)
+            info_path.unlink(missing_ok=True)
+            raise
+    console.print(f"app {app}: public key {public.hex()}", soft_wrap=True)
+    console.print(f"private key {key_path} (0600: give it to the application, keep no copy)", soft_wrap=True)
+    return 0
+
+
+def cmd_apps_list(args: argparse.Namespace, console: Console) -> int:
+    with _store(args) as store:
+        apps = store.apps()
+    if args.json:
+        rows = [{"app": a.app_id, "public_key": a.public_key.hex(), "created_at": a.created_at,
+                 "revoked_at": a.revoked_at} for a in apps]  # fmt: skip
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return 0
+    table = Table(title="applications")
+    for col in ("app", "public key", "registered", "state"):
+        table.add_column(col)
+    for a in apps:
+        table.add_row(a.app_id, a.public_key.hex()[:16] + "...", _when(a.created_at),
+                      "active" if a.active else f"revoked {_when(a.revoked_at)}")  # fmt: skip
+    console.print(table)
+    return 0
+
+
+def cmd_apps_revoke(args: argparse.Namespace, console: Console) -> int:
+    with _store(args) as store:
+        if args.tokens_only:
+            n = store.revoke_tokens(check_app(args.name))
+            console.print(f"revoked {n} token(s) of {args.name}")
+            return 0
+        store.revoke_app(check_app(args.name))
+    console.print(f"revoked the application {args.name} and its tokens")
     return 0
 
 
@@ -280,6 +361,13 @@ def add_consent_parser(sub: Any) -> None:
     p.add_argument("--receipt", help="also write the signed receipt to this file")
     p.set_defaults(func=_guarded(cmd_revoke))
 
+    p = csub.add_parser("requests", help="applications' access requests waiting for the wearer")
+    _data_dir(p)
+    p.add_argument("--app", help="only this application")
+    p.add_argument("--all", action="store_true", help="approved ones too")
+    p.add_argument("--json", action="store_true", help="JSON on standard output")
+    p.set_defaults(func=_guarded(cmd_requests))
+
     p = csub.add_parser("list", help="every consent record and its state now")
     _data_dir(p)
     p.add_argument("--sensor", help="only this MODEL/SERIAL")
@@ -298,6 +386,25 @@ def add_consent_parser(sub: Any) -> None:
     p.add_argument("--data-dir", type=Path, help="pin the signer to this store's receipt key")
     p.add_argument("--key", help="pin the signer to this Ed25519 public key (hex)")
     p.set_defaults(func=_guarded(cmd_verify))
+
+
+def add_apps_parser(sub: Any) -> None:
+    apps = sub.add_parser("apps", help="applications of the consumer API: add (make a key), list, revoke")
+    asub = apps.add_subparsers(dest="apps_command", required=True)
+    p = asub.add_parser("add", help="register an application: writes NAME.key (0600) and NAME.json")
+    _data_dir(p)
+    p.add_argument("name", help="the application id (lowercase letters, digits, '.', '_', '-')")
+    p.add_argument("--out", help="where to write the key files (default: the current directory)")
+    p.set_defaults(func=_guarded(cmd_apps_add))
+    p = asub.add_parser("list", help="registered applications")
+    _data_dir(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_guarded(cmd_apps_list))
+    p = asub.add_parser("revoke", help="end an application's registration and tokens (its subscriptions close)")
+    _data_dir(p)
+    p.add_argument("name")
+    p.add_argument("--tokens-only", action="store_true", help="revoke its tokens, keep the registration")
+    p.set_defaults(func=_guarded(cmd_apps_revoke))
 
 
 def add_store_parser(sub: Any) -> None:

@@ -14,6 +14,7 @@ import gc
 import json
 import logging
 import signal
+import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from typing import Any
 from rich.console import Console
 
 from ..errors import CliInputError
+from ..gateway.api import ApiLimits
 from ..gateway.logs import PseudonymFilter
 from ..gateway.metrics import GatewayMetrics
 from ..gateway.sensor import run_sensor
@@ -83,11 +85,19 @@ async def _serve(args: argparse.Namespace) -> int:
             store.close()
             raise
         host, port = await gateway.start(*args.listen)
+        api_address = None
+        if args.api is not None:
+            api_address = await gateway.serve_api(
+                *args.api, limits=ApiLimits(token_ttl_s=args.token_ttl), allowed_origins=args.allow_origin or (),
+                ssl_context=_tls(args),
+            )  # fmt: skip
         # what start-up made lives as long as the gateway: out of the collector's walks (measured in
         # bench/gateway.py --attack --gc-freeze: the longest event-loop stalls halved)
         gc.collect()
         gc.freeze()
         _say(f"listening on {host}:{port}")
+        if api_address is not None:
+            _say(f"api on {'wss' if args.tls_cert else 'ws'}://{api_address[0]}:{api_address[1]}")
         if args.metrics is not None:
             mport = metrics.serve(*args.metrics)
             _say(f"metrics on http://{args.metrics[0]}:{mport}/metrics")
@@ -108,6 +118,25 @@ async def _serve(args: argparse.Namespace) -> int:
         return 0
     finally:
         static_key.purge()
+
+
+def _tls(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """TLS for the API: required for any address but loopback (a token and features cross the network)."""
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise CliInputError("--tls-cert and --tls-key go together")
+    host = args.api[0]
+    loopback = host in ("localhost", "::1") or host.startswith("127.")
+    if args.tls_cert is None:
+        if not loopback:
+            raise CliInputError(f"--api {host}: serving beyond loopback needs --tls-cert and --tls-key")
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise CliInputError(f"cannot load the TLS certificate and key: {exc}") from None
+    return context
 
 
 def cmd_gateway(args: argparse.Namespace, console: Console) -> int:
@@ -173,6 +202,12 @@ def add_gateway_parsers(sub: Any) -> None:
     p.add_argument("--trust", required=True, action="append", help="a CA directory or root.json (repeatable)")
     p.add_argument("--listen", type=address_arg, default=("127.0.0.1", 0), help="HOST:PORT (default 127.0.0.1:0)")
     p.add_argument("--metrics", type=address_arg, help="serve Prometheus metrics on HOST:PORT")
+    p.add_argument("--api", type=address_arg, help="serve the applications' API (WebSocket JSON-RPC) on HOST:PORT")
+    p.add_argument("--tls-cert", help="the API's TLS certificate chain (PEM); required beyond loopback")
+    p.add_argument("--tls-key", help="the API's TLS private key (PEM)")
+    p.add_argument("--allow-origin", action="append", metavar="ORIGIN",
+                   help="a browser origin allowed to call the API, e.g. https://app.example (repeatable)")  # fmt: skip
+    p.add_argument("--token-ttl", type=float, default=ApiLimits().token_ttl_s, help="API token lifetime, seconds")
     defaults = GatewayLimits()
     p.add_argument("--max-connections", type=int, default=defaults.max_connections)
     p.add_argument("--handshake-timeout", type=float, default=defaults.handshake_timeout_s, help="seconds")

@@ -39,6 +39,10 @@ class GatewayMetrics:
             "cortex_sal_connections_refused", "Connections refused at accept, by reason", ["reason"], registry=r
         )
         self._bytes = Counter("cortex_sal_bytes_received", "Bytes received from sensors", registry=r)
+        self._api = Counter(
+            "cortex_sal_api_events", "Applications' API: connections, refusals by code, drops, closed subscriptions",
+            ["event"], registry=r,
+        )  # fmt: skip
         self._drops = Counter("cortex_sal_queue_drops", "Released results dropped for a lagging subscriber", registry=r)
         self._latency = Histogram(
             "cortex_sal_frame_latency_seconds", "Frame record received to result released", buckets=_LATENCY_BUCKETS,
@@ -85,6 +89,9 @@ class GatewayMetrics:
     def bytes_in(self, n: int) -> None:
         if n:
             self._bytes.inc(n)
+
+    def api(self, event: str) -> None:
+        self._api.labels(event).inc()
 
     def queue_drop(self) -> None:
         self._drops.inc()

@@ -35,12 +35,13 @@ from ..keros.framing import CloseReason
 from ..sal.results import Released
 from ..store.base import Store
 from ..store.runtime import open_shield
+from .api import ApiServer
 from .connection import Admitted, Ended, FrameHandled, GatewayConnection, Send, Stage
 from .metrics import GatewayMetrics
 
 log = logging.getLogger("cortex_sal.gateway")
 
-__all__ = ["Gateway", "GatewayLimits", "ReleasedFrame", "Subscription"]
+__all__ = ["Gateway", "GatewayLimits", "ReleasedFrame", "SensorInfo", "Subscription"]
 
 
 def _seconds(value: object, what: str) -> float:
@@ -134,6 +135,14 @@ class Subscription:
         self._ready.set()
 
 
+@dataclass(frozen=True, slots=True)
+class SensorInfo:
+    """What the applications' API may say of a connected sensor: its model and channel labels."""
+
+    model_id: str
+    labels: tuple[str, ...]
+
+
 @dataclass(eq=False)  # identity: one per connection, kept in sets
 class _Live:
     conn: GatewayConnection
@@ -187,6 +196,8 @@ class Gateway:
         self._watcher: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._version = store.consent_version()
+        self._send_version = self._version
+        self.api: ApiServer | None = None
         self._closing = False
         self.address: tuple[str, int] | None = None
         self.metrics.bind_keys(self.shield)
@@ -207,11 +218,40 @@ class Gateway:
         log.info("gateway listening on %s:%d", *self.address)
         return self.address
 
+    async def serve_api(self, host: str = "127.0.0.1", port: int = 0, **options: Any) -> tuple[str, int]:
+        """Serve the applications' API (:class:`~.api.ApiServer`, docs/api.md) on ``host:port``."""
+        if self.api is not None:
+            raise InvalidArgumentError("the API is already served")
+        self.api = ApiServer(self, **options)
+        return await self.api.start(host, port)
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    def keep(self, task: asyncio.Future[Any]) -> None:
+        """Hold a background task until it ends (shutdown waits for it)."""
+        self._tasks.add(task)  # type: ignore[arg-type]
+        task.add_done_callback(self._tasks.discard)
+
+    def sensors(self) -> dict[str, SensorInfo]:
+        """The admitted, connected sensors: pseudonym -> model and channel labels."""
+        models = {m.model_id: m for m in self.shield.registry.models()}
+        out = {}
+        for live in self._by_sensor.values():
+            if live.peer is not None and live.conn.log_id is not None:
+                model = live.peer.model_id or ""
+                labels = getattr(models.get(model), "labels", None)  # the registry model's channel labels
+                out[live.conn.log_id] = SensorInfo(model, tuple(labels) if labels else ("ch0",))
+        return out
+
     async def shutdown(self) -> None:
         """Stop accepting, end every connection, purge every key, close the store. Idempotent."""
         if self._closing:
             return
         self._closing = True
+        if self.api is not None:
+            await self.api.shutdown()
         if self._server is not None:
             self._server.close()
         if self._watcher is not None:
@@ -264,6 +304,9 @@ class Gateway:
                 if version != self._version:
                     self._version = version
                     await self.refresh_revocations()
+                if self.api is not None:
+                    self._sync_consent()
+                    self.api.recheck()  # revocations, expiries, capacity NONE, tokens: even when no frame flows
             except CortexError as exc:  # a store that fails to answer must not stop the gateway
                 log.warning("revocation poll failed: %s", exc)
 
@@ -457,6 +500,10 @@ class Gateway:
                 latency = time.perf_counter() - event.received
                 m.frame("released", latency)
                 item = ReleasedFrame(live.conn.log_id or "", event.seq, float(self._clock.time()), result, latency)
+                if self.api is not None and live.conn.log_id is not None:
+                    if self._sync_consent():
+                        self.api.recheck()
+                    self.api.deliver(live.conn.log_id, event.seq, item.time, result)
                 for sub in self._subscribers:
                     if not sub.put(item):
                         m.queue_drop()
@@ -471,6 +518,20 @@ class Gateway:
             level = logging.INFO if event.reason in ("normal", "shutdown", "superseded") else logging.WARNING
             log.log(level, "connection of %s ended: %s (%s)", live.conn.log_id or "a sensor in handshake",
                     event.reason, event.detail)  # fmt: skip
+
+    def _sync_consent(self) -> bool:
+        """Before anything is sent to an application: another process's consent change is taken now
+        (one ``data_version`` read per released frame); returns whether there was one."""
+        try:
+            version = self.store.consent_version()
+        except CortexError as exc:
+            log.warning("consent poll failed: %s", exc)
+            return False
+        if version == self._send_version:
+            return False
+        self._send_version = version
+        self.shield.consent.sync()
+        return True
 
     def _keep(self, subject: str, item: ReleasedFrame) -> None:
         r = item.result

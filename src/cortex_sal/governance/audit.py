@@ -133,6 +133,16 @@ EVENTS: frozenset[str] = frozenset(
         "revocation_list_stored",
         "sensor_admitted",
         "sensor_refused",
+        # the consumer API (docs/api.md): applications, their access, authorisations and subscriptions
+        "app_added",
+        "app_revoked",
+        "access_requested",
+        "access_approved",
+        "app_authorized",
+        "tokens_revoked",
+        "api_refused",
+        "subscribed",
+        "subscription_ended",
     }
 )
 

@@ -124,10 +124,11 @@ class ConsentJournal(Protocol):
 
     def write(self, change: Change, records: Sequence[ConsentRecord]) -> None: ...
 
-    def changes(self) -> Sequence[ConsentRecord] | None:
+    def changes(self, *, now: bool = False) -> Sequence[ConsentRecord] | None:
         """Every record, if another writer (another process) changed them since the last call; else
         ``None``. Called on every question the ledger answers; the journal decides how often it
-        really looks (the store: at most every :data:`~cortex_sal.store.sqlite.POLL_INTERVAL_S`)."""
+        really looks (the store: at most every :data:`~cortex_sal.store.sqlite.POLL_INTERVAL_S`),
+        except with ``now=True`` (:meth:`ConsentLedger.sync`), when it looks at once."""
         ...
 
 
@@ -373,12 +374,18 @@ class ConsentLedger:
             self._commit("revoke" if capacity == "NONE" else "capacity", changed)
             return tuple(changed)
 
-    def _refresh(self) -> None:
+    def _refresh(self, *, now: bool = False) -> None:
         """Take another writer's changes, if the journal reports any (called under the lock)."""
         if self._journal is not None:
-            records = self._journal.changes()
+            records = self._journal.changes(now=now)
             if records is not None:
                 self._records, self._capacity = _index(records)
+
+    def sync(self) -> None:
+        """Take another writer's changes now, without waiting for the journal's poll interval: what
+        the gateway calls before it sends anything to an application (consent enforced at sending)."""
+        with self._lock:
+            self._refresh(now=True)
 
     def _covering(self, key: str, app: str | None) -> list[ConsentRecord]:
         self._refresh()

@@ -24,7 +24,7 @@ from ..keros.certificate import TrustStore
 from ..keros.registry import SensorModel
 from ..sal.consent import ConsentJournal, ConsentRecord
 
-__all__ = ["CheckReport", "Release", "Store", "StoredReceipt", "subject_of"]
+__all__ = ["AccessRequest", "AppRecord", "CheckReport", "Release", "Store", "StoredReceipt", "subject_of"]
 
 
 def subject_of(sensor_id: str) -> str:
@@ -51,6 +51,32 @@ class Release:
     seq: int
     released_at: float
     values: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class AppRecord:
+    """An application registered with ``cortex-sal apps add``: its id and its Ed25519 public key."""
+
+    app_id: str
+    public_key: bytes  # 32 bytes; the private key never reaches the store
+    created_at: float
+    revoked_at: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRequest:
+    """An application's ``requestAccess``: what it asks for, waiting for the wearer's decision."""
+
+    request_id: int
+    app_id: str
+    scopes: tuple[str, ...]
+    purpose: str
+    requested_at: float
+    status: str  # "pending" | "approved"
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +215,50 @@ class Store(ABC):
     @abstractmethod
     def prune_releases(self) -> int:
         """Delete kept results older than their scope's retention; returns how many."""
+
+    # --- applications (the consumer API) ---
+
+    @abstractmethod
+    def add_app(self, app_id: str, public_key: bytes) -> AppRecord:
+        """Register an application by its Ed25519 public key (audited); an id is registered once."""
+
+    @abstractmethod
+    def apps(self) -> list[AppRecord]: ...
+
+    @abstractmethod
+    def app(self, app_id: str) -> AppRecord | None: ...
+
+    @abstractmethod
+    def revoke_app(self, app_id: str) -> AppRecord:
+        """End an application's registration and every token it holds (audited)."""
+
+    @abstractmethod
+    def request_access(self, app_id: str, scopes: Sequence[str], purpose: str) -> AccessRequest:
+        """Record a pending request (audited; the same pending request is recorded once)."""
+
+    @abstractmethod
+    def access_requests(self, app_id: str | None = None) -> list[AccessRequest]: ...
+
+    @abstractmethod
+    def approve_requests(self, app_id: str) -> int:
+        """Mark the app's pending requests approved (``consent grant --app``); returns how many."""
+
+    @abstractmethod
+    def issue_token(self, app_id: str, token_hash: bytes, expires_at: float) -> None:
+        """Record an authorisation: only SHA-256 of the token is stored (audited)."""
+
+    @abstractmethod
+    def token_app(self, token_hash: bytes) -> str | None:
+        """The application a token (by hash) is valid for now: not expired, not revoked; else ``None``."""
+
+    @abstractmethod
+    def revoke_tokens(self, app_id: str) -> int:
+        """Revoke every token of an application (audited); returns how many were live."""
+
+    @abstractmethod
+    def pairwise_id(self, app_id: str, subject: str) -> str:
+        """The stable id under which ``app_id`` sees ``subject``: a keyed hash, different for each app,
+        so that two applications cannot link a wearer by id (the key never leaves locked memory)."""
 
     # --- the whole ---
 

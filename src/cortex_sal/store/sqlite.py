@@ -29,7 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import strict_json
+from ..checks import public_bytes
 from ..clock import SYSTEM_CLOCK, Clock
+from ..crypto import hmac_sha256
 from ..crypto.ed25519 import SEED_SIZE, Ed25519SigningKey
 from ..errors import (
     AuditError,
@@ -48,19 +50,21 @@ from ..governance.quorum import EnactedBundle, NodeRegistry
 from ..governance.thresholds import ClinicalThresholds
 from ..keros.certificate import CertificateReason, TrustStore, parse_revocation_list
 from ..keros.registry import SensorModel, model_of
-from ..sal.consent import SCOPES, Change, ConsentJournal, ConsentRecord
+from ..sal.consent import SCOPES, Change, ConsentJournal, ConsentRecord, check_app, check_scopes
 from ..sal.receipts import ConsentReceipt, issue_receipt
 from ..securemem import SecureKeyBuffer
 from .audit import SCHEMA as AUDIT_SCHEMA
 from .audit import append_entry, entries_of, prepare_entry, read_snapshot, verify_rows
-from .base import CheckReport, Release, Store, StoredReceipt, subject_of
+from .base import AccessRequest, AppRecord, CheckReport, Release, Store, StoredReceipt, subject_of
 from .datadir import DataDirLock, prepare_data_dir
 from .files import create_secret_file, read_secret_file
 
-__all__ = ["DATABASE_FILE", "RECEIPT_KEY_FILE", "SCHEMA_VERSION", "SqliteStore"]
+__all__ = ["DATABASE_FILE", "PAIRWISE_KEY_FILE", "RECEIPT_KEY_FILE", "SCHEMA_VERSION", "SqliteStore"]
 
 DATABASE_FILE = "cortex-sal.db"
 RECEIPT_KEY_FILE = "receipt-signing.key"
+PAIRWISE_KEY_FILE = "pairwise.key"  # the key of the applications' pairwise sensor ids (HMAC-SHA256)
+_PAIRWISE_CONTEXT = b"cortex-sal pairwise sensor id v1\x00"
 BUSY_TIMEOUT_MS = 10_000
 POLL_INTERVAL_S = 0.2  # a durable ledger sees another process's consent change within this (+ one frame)
 
@@ -127,8 +131,35 @@ CREATE INDEX IF NOT EXISTS releases_by_subject ON releases (subject, id);
 CREATE INDEX IF NOT EXISTS releases_by_age ON releases (scope, released_at);
 """
 
+# version 2: the consumer API's applications, their access requests and their tokens (hashes only)
+_V2 = """
+CREATE TABLE IF NOT EXISTS apps (
+    app_id TEXT PRIMARY KEY,
+    public_key BLOB NOT NULL CHECK (length(public_key) = 32),
+    created_at REAL NOT NULL,
+    revoked_at REAL
+);
+CREATE TABLE IF NOT EXISTS access_requests (
+    id INTEGER PRIMARY KEY,
+    app_id TEXT NOT NULL REFERENCES apps (app_id),
+    scopes TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    requested_at REAL NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'approved'))
+);
+CREATE INDEX IF NOT EXISTS access_requests_by_app ON access_requests (app_id, status);
+CREATE TABLE IF NOT EXISTS tokens (
+    token_hash BLOB PRIMARY KEY CHECK (length(token_hash) = 32),
+    app_id TEXT NOT NULL REFERENCES apps (app_id),
+    issued_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    revoked_at REAL
+);
+CREATE INDEX IF NOT EXISTS tokens_by_app ON tokens (app_id);
+"""
+
 # version N is reached by running _MIGRATIONS[N - 1] on a database at version N - 1
-_MIGRATIONS: tuple[str, ...] = (AUDIT_SCHEMA + _V1,)
+_MIGRATIONS: tuple[str, ...] = (AUDIT_SCHEMA + _V1, _V2)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 _CONSENT_COLUMNS = (
@@ -227,6 +258,8 @@ class SqliteStore(Store):
         self._mutex = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._signer: Ed25519SigningKey | None = None
+        self._pairwise_key: SecureKeyBuffer | None = None
+        self._pairwise: dict[tuple[str, str], str] = {}
         self.directory = prepare_data_dir(data_dir)
         self.path = self.directory / DATABASE_FILE
         self._lock = DataDirLock(self.directory) if exclusive else None
@@ -291,7 +324,8 @@ class SqliteStore(Store):
         meta = self._meta()
         key_path = self.directory / RECEIPT_KEY_FILE
         if "receipt_public_key" not in meta:
-            public = self._create_receipt_key(key_path)
+            self._create_key_file(key_path, "receipt signing key")
+            public = self._load_signer().public_key()
             with self._write("create the store"):
                 for name, value in (
                     ("controller", controller or "cortex-sal"),
@@ -309,8 +343,8 @@ class SqliteStore(Store):
                 )
         self._meta_cache = meta
 
-    def _create_receipt_key(self, key_path: Path) -> bytes:
-        """The public key of the receipt signing key, created if missing: whole or absent, never half.
+    def _create_key_file(self, key_path: Path, what: str) -> None:
+        """A random 32-byte key file (0600), created if missing: whole or absent, never half.
 
         The key is written and fsynced under a temporary name, then linked into place (exclusive)
         and the directory fsynced: a ``kill -9`` or power loss mid-creation leaves no key file or a
@@ -321,7 +355,7 @@ class SqliteStore(Store):
             tmp = key_path.with_name(f".{key_path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
             tmp.unlink(missing_ok=True)  # our own pid's leftover from before a restart (pids are reused)
             with SecureKeyBuffer() as seed:
-                create_secret_file(tmp, seed, "receipt signing key", StoreError)
+                create_secret_file(tmp, seed, what, StoreError)
             try:
                 os.link(tmp, key_path, follow_symlinks=False)
             except FileExistsError:
@@ -343,7 +377,6 @@ class SqliteStore(Store):
                 raise _classify(exc, f"create {key_path}") from None
         for stale in self.directory.glob(f".{key_path.name}.*.tmp"):  # left by a creator killed before its link
             stale.unlink(missing_ok=True)
-        return self._load_signer().public_key()
 
     def _meta(self) -> dict[str, str]:
         rows = self._read(lambda db: db.execute("SELECT key, value FROM meta").fetchall(), "read the store's identity")
@@ -408,6 +441,10 @@ class SqliteStore(Store):
             if self._signer is not None:
                 self._signer.purge()
                 self._signer = None
+            if self._pairwise_key is not None:
+                self._pairwise_key.secure_purge()
+                self._pairwise_key = None
+            self._pairwise.clear()
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
@@ -758,6 +795,149 @@ class SqliteStore(Store):
 
     # --- the whole ---------------------------------------------------------------------------------
 
+    # --- applications (the consumer API) ------------------------------------------------------
+
+    def add_app(self, app_id: str, public_key: bytes) -> AppRecord:
+        app = check_app(app_id)
+        key = public_bytes(public_key, "an application's public key", 32)
+        now = float(self._clock.time())
+        with self._write(f"register the application {app!r}") as db:
+            if db.execute("SELECT 1 FROM apps WHERE app_id = ?", (app,)).fetchone():
+                raise InvalidArgumentError(f"the application {app!r} is already registered (ids are never reused)")
+            db.execute("INSERT INTO apps (app_id, public_key, created_at) VALUES (?,?,?)", (app, key, now))
+            self._audit_in(db, "app_added", {"app": app, "key_hash": truncated_hash(key.hex())})
+        return AppRecord(app, key, now)
+
+    def apps(self) -> list[AppRecord]:
+        rows = self._read(
+            lambda db: db.execute("SELECT app_id, public_key, created_at, revoked_at FROM apps ORDER BY app_id")
+            .fetchall(), "read the applications")  # fmt: skip
+        return [AppRecord(str(a), bytes(k), float(c), None if r is None else float(r)) for a, k, c, r in rows]
+
+    def app(self, app_id: str) -> AppRecord | None:
+        app = check_app(app_id)
+        row = self._read(
+            lambda db: db.execute("SELECT app_id, public_key, created_at, revoked_at FROM apps WHERE app_id = ?",
+                                  (app,)).fetchone(), "read an application")  # fmt: skip
+        if row is None:
+            return None
+        return AppRecord(str(row[0]), bytes(row[1]), float(row[2]), None if row[3] is None else float(row[3]))
+
+    def revoke_app(self, app_id: str) -> AppRecord:
+        app = check_app(app_id)
+        now = float(self._clock.time())
+        with self._write(f"revoke the application {app!r}") as db:
+            row = db.execute("SELECT revoked_at FROM apps WHERE app_id = ?", (app,)).fetchone()
+            if row is None:
+                raise InvalidArgumentError(f"no application {app!r} is registered")
+            if row[0] is None:
+                db.execute("UPDATE apps SET revoked_at = ? WHERE app_id = ?", (now, app))
+                tokens = db.execute(
+                    "UPDATE tokens SET revoked_at = ? WHERE app_id = ? AND revoked_at IS NULL", (now, app)
+                ).rowcount
+                self._audit_in(db, "app_revoked", {"app": app, "tokens": int(tokens)})
+        record = self.app(app)
+        assert record is not None
+        return record
+
+    def request_access(self, app_id: str, scopes: Sequence[str], purpose: str) -> AccessRequest:
+        app, wanted = check_app(app_id), check_scopes(scopes)
+        if not isinstance(purpose, str) or not purpose.strip() or len(purpose) > 256:
+            raise InvalidArgumentError("a purpose is a non-empty text of at most 256 characters")
+        text = ",".join(wanted)
+        now = float(self._clock.time())
+        with self._write("record an access request") as db:
+            row = db.execute("SELECT revoked_at FROM apps WHERE app_id = ?", (app,)).fetchone()
+            if row is None or row[0] is not None:
+                raise InvalidArgumentError(f"the application {app!r} is not registered (cortex-sal apps add)")
+            held = db.execute(
+                "SELECT id, requested_at FROM access_requests WHERE app_id = ? AND scopes = ? AND purpose = ?"
+                " AND status = 'pending'", (app, text, purpose)).fetchone()  # fmt: skip
+            if held is not None:
+                return AccessRequest(int(held[0]), app, wanted, purpose, float(held[1]), "pending")
+            cur = db.execute(
+                "INSERT INTO access_requests (app_id, scopes, purpose, requested_at, status) VALUES (?,?,?,?,?)",
+                (app, text, purpose, now, "pending"),
+            )
+            self._audit_in(db, "access_requested", {"app": app, "scopes": text})
+            assert cur.lastrowid is not None
+            return AccessRequest(int(cur.lastrowid), app, wanted, purpose, now, "pending")
+
+    def access_requests(self, app_id: str | None = None) -> list[AccessRequest]:
+        sql = "SELECT id, app_id, scopes, purpose, requested_at, status FROM access_requests"
+        args: tuple[Any, ...] = ()
+        if app_id is not None:
+            sql, args = sql + " WHERE app_id = ?", (check_app(app_id),)
+        rows = self._read(lambda db: db.execute(sql + " ORDER BY id", args).fetchall(), "read access requests")
+        return [AccessRequest(int(i), str(a), tuple(str(sc).split(",")), str(p), float(t), str(st))
+                for i, a, sc, p, t, st in rows]  # fmt: skip
+
+    def approve_requests(self, app_id: str) -> int:
+        app = check_app(app_id)
+        with self._write("approve access requests") as db:
+            n = db.execute(
+                "UPDATE access_requests SET status = 'approved' WHERE app_id = ? AND status = 'pending'", (app,)
+            ).rowcount
+            if n:
+                self._audit_in(db, "access_approved", {"app": app, "requests": int(n)})
+        return int(n)
+
+    def issue_token(self, app_id: str, token_hash: bytes, expires_at: float) -> None:
+        app = check_app(app_id)
+        digest = public_bytes(token_hash, "a token hash", 32)
+        now = float(self._clock.time())
+        if isinstance(expires_at, bool) or not isinstance(expires_at, int | float) or not expires_at > now:
+            raise InvalidArgumentError("a token must expire after it is issued")
+        with self._write("record an authorisation") as db:
+            row = db.execute("SELECT revoked_at FROM apps WHERE app_id = ?", (app,)).fetchone()
+            if row is None or row[0] is not None:
+                raise InvalidArgumentError(f"the application {app!r} is not registered (cortex-sal apps add)")
+            db.execute("DELETE FROM tokens WHERE expires_at < ?", (now - 86400.0,))  # bounded: a day of history
+            db.execute("INSERT INTO tokens (token_hash, app_id, issued_at, expires_at) VALUES (?,?,?,?)",
+                       (digest, app, now, float(expires_at)))  # fmt: skip
+            self._audit_in(db, "app_authorized", {"app": app, "token_hash": truncated_hash(digest.hex()),
+                                                  "ttl_s": float(expires_at) - now})  # fmt: skip
+
+    def token_app(self, token_hash: bytes) -> str | None:
+        digest = public_bytes(token_hash, "a token hash", 32)
+        now = float(self._clock.time())
+        row = self._read(
+            lambda db: db.execute(
+                "SELECT t.app_id FROM tokens t JOIN apps a ON a.app_id = t.app_id WHERE t.token_hash = ?"
+                " AND t.revoked_at IS NULL AND a.revoked_at IS NULL AND t.expires_at > ?", (digest, now)
+            ).fetchone(), "check a token")  # fmt: skip
+        return None if row is None else str(row[0])
+
+    def revoke_tokens(self, app_id: str) -> int:
+        app = check_app(app_id)
+        now = float(self._clock.time())
+        with self._write("revoke tokens") as db:
+            n = db.execute(
+                "UPDATE tokens SET revoked_at = ? WHERE app_id = ? AND revoked_at IS NULL AND expires_at > ?",
+                (now, app, now),
+            ).rowcount
+            self._audit_in(db, "tokens_revoked", {"app": app, "tokens": int(n)})
+        return int(n)
+
+    def pairwise_id(self, app_id: str, subject: str) -> str:
+        app = check_app(app_id)
+        if not isinstance(subject, str) or not subject or len(subject) > 64:
+            raise InvalidArgumentError("a subject is a non-empty pseudonym of at most 64 characters")
+        cached = self._pairwise.get((app, subject))
+        if cached is not None:
+            return cached
+        with self._mutex:
+            if self._pairwise_key is None:
+                path = self.directory / PAIRWISE_KEY_FILE
+                self._create_key_file(path, "pairwise id key")
+                self._pairwise_key = read_secret_file(path, SEED_SIZE, "pairwise id key", StoreError)
+            tag = hmac_sha256(self._pairwise_key, _PAIRWISE_CONTEXT, app.encode(), b"\x00", subject.encode())
+        found = tag[:16].hex()  # an output of the keyed hash, not the key: public by design
+        if len(self._pairwise) > 100_000:
+            self._pairwise.clear()
+        self._pairwise[(app, subject)] = found
+        return found
+
     def check(self) -> CheckReport:
         def integrity_of(db: sqlite3.Connection) -> str:
             found = db.execute("PRAGMA integrity_check").fetchall()
@@ -767,7 +947,7 @@ class SqliteStore(Store):
             return {
                 table: int(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
                 for table in ("consent", "receipts", "policy", "sensor_models", "sensor_revocations",
-                              "revocation_lists", "releases", "audit_entries")
+                              "revocation_lists", "releases", "apps", "access_requests", "tokens", "audit_entries")
             }  # fmt: skip
 
         try:
@@ -833,11 +1013,11 @@ class _Journal:
     def write(self, change: Change, records: Sequence[ConsentRecord]) -> None:
         self._store._write_consent(change, records)
 
-    def changes(self) -> Sequence[ConsentRecord] | None:
-        now = time.monotonic()
-        if now - self._checked < POLL_INTERVAL_S:
+    def changes(self, *, now: bool = False) -> Sequence[ConsentRecord] | None:
+        t = time.monotonic()
+        if not now and t - self._checked < POLL_INTERVAL_S:
             return None
-        self._checked = now
+        self._checked = t
         version = self._store._data_version()
         if version == self._version:
             return None
