@@ -65,6 +65,22 @@ def grant(data_dir: Path, *serials: str) -> None:
             ledger.grant(subject_of(f"{MODEL}/{serial}"), ["biometric"], 3600, app="test-app", purpose="tests")
 
 
+def make_pki(d: Path, serials: tuple[str, ...] = ("SN-0001", "SN-0002", "SN-0003")) -> Path:
+    """Two CAs, a gateway and sensors, made by ``cortex-sal ca`` as in docs/certificates.md."""
+    from cortex_sal.cli import main
+
+    def ca(*args: str) -> None:
+        assert main(["ca", *args]) == 0, args
+
+    ca("init", "--kind", "manufacturer", "--name", "NeuroStandard GmbH", "--out", str(d / "ca/maker"))
+    ca("init", "--kind", "site", "--name", "Ward 3", "--out", str(d / "ca/site"))
+    for serial in serials:
+        ca("issue-sensor", "--ca", str(d / "ca/maker"), "--model", MODEL, "--serial", serial, "--days", "30",
+           "--out", str(d / f"sensors/{serial.lower()}"))  # fmt: skip
+    ca("issue-gateway", "--ca", str(d / "ca/site"), "--name", "gw-ward3", "--days", "30", "--out", str(d / "gw"))
+    return d
+
+
 def trust(pki: Path) -> TrustStore:
     return load_trust(pki / "ca/maker", pki / "ca/site")
 

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from cortex_sal.cli import main
 from cortex_sal.errors import GatewayError
 from cortex_sal.gateway.sensor import run_sensor
 from cortex_sal.gateway.server import Gateway
@@ -26,24 +25,13 @@ from cortex_sal.sources import synthetic_eeg
 from cortex_sal.store.base import subject_of
 from cortex_sal.store.keros import load_identity
 from cortex_sal.store.sqlite import SqliteStore
-from service_world import MODEL, grant, start_gateway, trust
+from service_world import MODEL, grant, make_pki, start_gateway, trust
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Two CAs, a gateway and three sensors, made by ``cortex-sal ca`` as in docs/certificates.md."""
-    d = tmp_path_factory.mktemp("pki")
-
-    def ca(*args: str) -> None:
-        assert main(["ca", *args]) == 0, args
-
-    ca("init", "--kind", "manufacturer", "--name", "NeuroStandard GmbH", "--out", str(d / "ca/maker"))
-    ca("init", "--kind", "site", "--name", "Ward 3", "--out", str(d / "ca/site"))
-    for serial in ("SN-0001", "SN-0002", "SN-0003"):
-        ca("issue-sensor", "--ca", str(d / "ca/maker"), "--model", MODEL, "--serial", serial, "--days", "30",
-           "--out", str(d / f"sensors/{serial.lower()}"))  # fmt: skip
-    ca("issue-gateway", "--ca", str(d / "ca/site"), "--name", "gw-ward3", "--days", "30", "--out", str(d / "gw"))
-    yield d
+    yield make_pki(tmp_path_factory.mktemp("pki"))
 
 
 async def _sensor(pki: Path, gw: Gateway, serial: str, frames: int, **kw: object) -> object:

@@ -385,8 +385,14 @@ def _message(msg: dict[str, Any], sensor: str) -> Message:
 
 
 def subscribe_blocking(
-    url: str, app_key: str | Path, sensor: str | None, streams: Sequence[str], *, app_id: str | None = None,
-    limit: int | None = None, **options: Any,
+    url: str,
+    app_key: str | Path,
+    sensor: str | None,
+    streams: Sequence[str],
+    *,
+    app_id: str | None = None,
+    limit: int | None = None,
+    **options: Any,
 ) -> Iterator[Message]:
     """A plain iterator (notebooks, scripts): the client runs on an event loop in a thread.
 

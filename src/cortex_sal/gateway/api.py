@@ -506,12 +506,20 @@ class ApiServer:
                 failure.append(_failed(stream, "already_subscribed", "already subscribed"))
                 continue
             if not self.gateway.shield.consent.is_active(subject, scope, app):
-                failure.append(_failed(stream, "scope_not_granted",
-                                       f"the wearer has not granted {scope!r} to this app (or it ended)"))
+                failure.append(
+                    _failed(
+                        stream, "scope_not_granted", f"the wearer has not granted {scope!r} to this app (or it ended)"
+                    )
+                )
                 continue
             if len(conn.subs) >= self.limits.max_subscriptions:
-                failure.append(_failed(stream, "too_many_subscriptions",
-                                       f"at most {self.limits.max_subscriptions} subscriptions per connection"))
+                failure.append(
+                    _failed(
+                        stream,
+                        "too_many_subscriptions",
+                        f"at most {self.limits.max_subscriptions} subscriptions per connection",
+                    )
+                )
                 continue
             sub = _Sub(secrets.token_hex(8), app, subject, sensor, stream, scope, conn)
             entry: dict[str, Any] = {"stream": stream, "sid": sub.sid, "sensor": sensor}
@@ -581,8 +589,9 @@ class ApiServer:
         return conn.app
 
     def _granted_subjects(self, app: str) -> dict[str, set[str]]:
-        """subject -> the scopes active now for ``app``."""
+        """subject -> the scopes active now for ``app`` (another process's grant is taken first)."""
         ledger = self.gateway.shield.consent
+        ledger.sync()
         out: dict[str, set[str]] = {}
         for record in ledger.records():
             if record.app == app:
@@ -602,8 +611,13 @@ class ApiServer:
     @staticmethod
     def _streams(params: dict[str, Any]) -> list[str]:
         streams = params.get("streams")
-        if not isinstance(streams, list) or not streams or len(streams) > 8 or \
-                any(not isinstance(s, str) for s in streams) or len(set(streams)) != len(streams):
+        if (
+            not isinstance(streams, list)
+            or not streams
+            or len(streams) > 8
+            or any(not isinstance(s, str) for s in streams)
+            or len(set(streams)) != len(streams)
+        ):
             raise RpcError("invalid_params", f"streams is a list of distinct names among: {', '.join(STREAMS)}")
         return streams
 
