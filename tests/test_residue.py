@@ -50,6 +50,8 @@ def _reports_text(reports: list) -> str:
         ("gateway_tcp", ("gateway_static", "gateway_ephemeral", "ck_2", "k_2")),
         ("gateway_tcp_cut", ("gateway_static", "gateway_ephemeral", "ck_2", "k_2")),
         ("gateway_tcp_revoked", ("gateway_static", "gateway_ephemeral", "ck_2", "k_2")),
+        # the applications' API: the store's pairwise-id key, the app's key (client), the clinical stream's key
+        ("api_subscriptions", ("pairwise_key", "app_seed", "clinical_key")),
     ],
 )
 def test_no_residue(scenario: str, live_secrets: tuple[str, ...]) -> None:

@@ -1204,6 +1204,143 @@ async def _gateway_wait(
         await asyncio.sleep(0.002)
 
 
+# -- the applications' API: the pairwise-id key, the app's key, the clinical stream's key --------
+
+API_APP = "residue-app"
+
+
+def _api_parent(peer: Peer) -> None:
+    """A gateway with its API, a sensor streaming and an app subscribed to ``features`` and
+    ``clinical``, all in the child. The parent made the store's pairwise-id key and the app's key
+    (files, 0600) and holds the clinician's private key: it derives the clinical stream's key from
+    the gateway's public key the subscription names (X25519 + HKDF with ``cryptography``)."""
+    import hashlib
+    import json
+    import shutil
+    import tempfile
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey as OracleKey
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    from ..store.sqlite import PAIRWISE_KEY_FILE
+
+    pairwise, app_seed = os.urandom(32), os.urandom(32)
+    clinician = OracleKey.generate()
+    clinician_public = clinician.public_key().public_bytes_raw()
+    app_public = Ed25519PrivateKey.from_private_bytes(app_seed).public_key().public_bytes_raw()
+    directory = tempfile.mkdtemp(prefix="cortex-sal-residue-api-")  # 0700
+    try:
+        os.mkdir(os.path.join(directory, "data"), 0o700)
+        for path, secret in ((os.path.join("data", PAIRWISE_KEY_FILE), pairwise), (f"{API_APP}.key", app_seed)):
+            fd = os.open(os.path.join(directory, path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.write(fd, secret)
+            finally:
+                os.close(fd)
+        with open(os.path.join(directory, f"{API_APP}.json"), "w") as fh:
+            json.dump({"app_id": API_APP, "public_key": app_public.hex()}, fh)
+        peer.know(pairwise_key=pairwise, app_seed=app_seed,
+                  **{f"app_{k}": v for k, v in _ed25519_expansion(app_seed).items()})  # fmt: skip
+        _send_chunk(peer, json.dumps({"directory": directory, "clinician": clinician_public.hex()}).encode())
+        got = json.loads(peer.receive())
+        gateway_public = bytes.fromhex(got["gateway_public_key"])
+        shared = clinician.exchange(X25519PublicKey.from_public_bytes(gateway_public))
+        salt = hashlib.sha256(min(gateway_public, clinician_public) + max(gateway_public, clinician_public)).digest()
+        peer.know(clinical_key=HKDF(hashes.SHA256(), 32, salt, b"cortex-clinical-stream-v1").derive(shared))
+        status = json.loads(peer.receive())
+        if status["features"] < 5 or status["clinical"] < 5:
+            raise RuntimeError(f"the app should have received features and clinical messages: {status}")
+        peer.checkpoint("subscribed", session_live=True)
+        peer.checkpoint("after_close", session_live=False)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _api_child(ctx: Context) -> None:
+    import asyncio
+    import json
+
+    setup = json.loads(_read_chunk(ctx))
+    asyncio.run(_api_serve(ctx, setup["directory"], bytes.fromhex(setup["clinician"])))
+
+
+async def _api_serve(ctx: Context, directory: str, clinician: bytes) -> None:
+    import asyncio
+    import contextlib
+    import json
+    from pathlib import Path
+
+    from ..client import Client, Opaque
+    from ..crypto import X25519PrivateKey
+    from ..gateway.sensor import run_sensor
+    from ..gateway.server import Gateway
+    from ..governance import DEFAULT_THRESHOLDS
+    from ..keros.certificate import CertificateAuthority, TrustStore
+    from ..sources import synthetic_eeg
+    from ..store.base import subject_of
+    from ..store.runtime import durable_ledger
+    from ..store.sqlite import SqliteStore
+
+    root, data = Path(directory), Path(directory) / "data"
+    now = int(time.time())
+    app_public = bytes.fromhex(json.loads((root / f"{API_APP}.json").read_text())["public_key"])
+    with SqliteStore(data, controller="residue-gateway", jurisdiction="DE") as admin:
+        admin.add_app(API_APP, app_public)
+        durable_ledger(admin, DEFAULT_THRESHOLDS).grant(subject_of(GATEWAY_SENSOR), ["biometric", "clinical"], 3600,
+                                                        app=API_APP, purpose="residue row")  # fmt: skip
+    gateway_key, sensor_key = X25519PrivateKey.generate(), X25519PrivateKey.generate()
+    with CertificateAuthority.generate("manufacturer", "Residue Devices") as maker, \
+            CertificateAuthority.generate("site", "Residue Ward") as site:  # fmt: skip
+        sensor_cert = maker.issue_sensor(sensor_key.public_bytes(), model_id=V2_MODEL, serial="SN-1",
+                                         not_before=now - 60, not_after=now + 3600)  # fmt: skip
+        gateway_cert = site.issue_gateway(gateway_key.public_bytes(), gateway_name="gw-residue", serial="GW-1",
+                                          not_before=now - 60, not_after=now + 3600)  # fmt: skip
+        trust = TrustStore([maker.root, site.root])
+    store = SqliteStore(data, exclusive=True)
+    try:
+        gateway = Gateway(store=store, static_key=gateway_key, certificate=gateway_cert, trust=trust)
+    except BaseException:
+        store.close()
+        raise
+    frames = synthetic_eeg(V2_FRAMES, seed=SHIELD_V2_SEED).frames
+    sensor: asyncio.Task[Any] | None = None
+    try:
+        address = await gateway.start("127.0.0.1", 0)
+        host, port = await gateway.serve_api("127.0.0.1", 0)
+        streaming = run_sensor(*address, static_key=sensor_key, certificate=sensor_cert, trust=trust, frames=frames,
+                               total=V2_FRAMES, rate_hz=128 * 40)  # fmt: skip
+        sensor = asyncio.create_task(streaming)
+        counts = {"features": 0, "clinical": 0}
+        async with Client(f"ws://{host}:{port}", root / f"{API_APP}.key") as app:
+            (entry,) = await app.list_sensors()
+            into: asyncio.Queue[Any] = asyncio.Queue()
+            subs = await app.open_subscription(entry.sensor, ["features", "clinical"], into,
+                                               clinician_public_key=clinician.hex())  # fmt: skip
+            (clinical,) = [s for s in subs if s.stream == "clinical"]
+            ctx.send_public(json.dumps({"gateway_public_key": clinical.description["gateway_public_key"]}).encode())
+            while counts["features"] < 5 or counts["clinical"] < 5:
+                msg = await asyncio.wait_for(into.get(), 10.0)
+                if isinstance(msg, BaseException):
+                    raise msg
+                counts["clinical" if isinstance(msg, Opaque) else "features"] += 1
+            ctx.send_public(json.dumps(counts).encode())
+            ctx.checkpoint("subscribed")
+            await app.unsubscribe(entry.sensor, ["features", "clinical"])
+        await sensor
+    finally:
+        if sensor is not None and not sensor.done():
+            sensor.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await sensor
+        await gateway.shutdown()
+        gateway_key.purge()
+        sensor_key.purge()
+    ctx.checkpoint("after_close")
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in [
@@ -1234,6 +1371,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("gateway_tcp", functools.partial(_gateway_tcp_parent, ending="close"), _gateway_tcp_child),
         Scenario("gateway_tcp_cut", functools.partial(_gateway_tcp_parent, ending="cut"), _gateway_tcp_child),
         Scenario("gateway_tcp_revoked", functools.partial(_gateway_tcp_parent, ending="revoked"), _gateway_tcp_child),
+        Scenario("api_subscriptions", _api_parent, _api_child),
     ]
 }
 
