@@ -196,6 +196,8 @@ def test_the_demo_is_a_gateway_on_loopback_with_sensor_processes(tmp_path: Path)
     text = out.getvalue()
     assert re.search(r"listening on 127\.0\.0\.1:\d+", text) and "keys purged 1/1" in text
     assert "sensor exit 0: 5 frames sent to gateway 'demo-gateway'" in text and "audit chain verified" in text
+    received = re.search(r"the application received (\d+) features messages", text)  # the app's side, over the API
+    assert received is not None and int(received.group(1)) >= 1, text
 
 
 def test_a_session_at_its_lifetime_ends_and_the_sensor_handshakes_again(pki: Path, tmp_path: Path) -> None:

@@ -167,7 +167,7 @@ def _quiet_cli(*argv: str) -> None:
 
 def _released_table(rows: list[tuple[str, ...]], title: str) -> Table:
     table = Table(title=title, title_justify="left", expand=False)
-    for col in ("sensor", "seq", "state label", "coherency", "liveness", "tensor norm", "ms"):
+    for col in ("source", "the app's sensor id", "seq", "state label", "coherency", "liveness", "features (C x 5)"):
         table.add_column(col)
     for row in rows[-VISIBLE_ROWS:]:
         table.add_row(*row)
@@ -191,6 +191,7 @@ def run_network_demo(
     import asyncio
     import sys
 
+    from ..client import Client, Features
     from ..clock import SYSTEM_CLOCK, Clock, ScaledClock
     from ..gateway.server import Gateway
     from ..store.keros import load_identity, load_trust
@@ -211,6 +212,7 @@ def run_network_demo(
         _quiet_cli("ca", "init", "--kind", "site", "--name", "Demo Site", "--out", str(root / "site"))
         _quiet_cli("ca", "issue-gateway", "--ca", str(root / "site"), "--name", "demo-gateway", "--days", "1",
                    "--out", str(root / "gateway"))  # fmt: skip
+        _quiet_cli("apps", "add", DEMO_APP, "--data-dir", str(data), "--out", str(root))
         subjects = {}
         for name, model, _ in sources:
             serial = f"DEMO-{name.upper()}"
@@ -234,33 +236,53 @@ def run_network_demo(
                 store.close()
                 raise
             host, port = await gw.start("127.0.0.1", 0)
-            console.print(f"gateway 'demo-gateway' listening on {host}:{port}; {gw.shield.policy.describe()}")
-            sub = gw.subscribe()
-            pace = ["--speed", str(speed)] if speed > 0 else ["--as-fast-as-possible"]
-            procs = []
-            for name, _, description in sources:
-                console.print(f"[bold]{description}[/bold]: a sensor process streams {frames} frames")
-                procs.append(await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "cortex_sal.cli", "sensor", "--gateway", f"{host}:{port}",
-                    "--identity", str(root / f"sensor-{name}"), "--trust", str(root / "maker"), "--trust",
-                    str(root / "site"), "--source", name, "--frames", str(frames), *pace,
-                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                ))  # fmt: skip
-            names = {subjects[name]: name for name, _, _ in sources}
-            rows: list[tuple[str, ...]] = []
-            title = "released results, as the subscriber receives them (only obfuscated features leave)"
-            waits = [asyncio.ensure_future(p.communicate()) for p in procs]
-            with Live(_released_table(rows, title), console=console, refresh_per_second=12) as live:
-                while True:
-                    item = await sub.get(timeout=0.1)
-                    if item is not None:
-                        r = item.result
-                        rows.append((names.get(item.sensor, item.sensor), str(item.seq), r.state_label,
-                                     f"{r.coherency_index:.3f}", _flag(r.liveness_proven), f"{r.tensor_norm:.4f}",
-                                     f"{item.latency_s * 1000:.2f}"))  # fmt: skip
-                        live.update(_released_table(rows, title))
-                    elif all(w.done() for w in waits) and len(sub) == 0:
-                        break
+            api_host, api_port = await gw.serve_api("127.0.0.1", 0)
+            console.print(f"gateway 'demo-gateway' listening on {host}:{port}, applications' API on "
+                          f"ws://{api_host}:{api_port}; {gw.shield.policy.describe()}")  # fmt: skip
+            app = Client(f"ws://{api_host}:{api_port}", root / f"{DEMO_APP}.key")
+            await app.__aenter__()
+            try:
+                names = {gw.store.pairwise_id(DEMO_APP, subject): name for name, subject in subjects.items()}
+                into: asyncio.Queue[Any] = asyncio.Queue()
+                for entry in await app.list_sensors():  # subscribed before the sensors stream: nothing missed
+                    await app.open_subscription(entry.sensor, ["features"], into)
+                console.print(f"application {DEMO_APP!r} authorised with its Ed25519 key; it sees {len(names)} "
+                              "sensor(s) under its own pairwise ids, and subscribes to 'features'")  # fmt: skip
+                pace = ["--speed", str(speed)] if speed > 0 else ["--as-fast-as-possible"]
+                procs = []
+                for name, _, description in sources:
+                    console.print(f"[bold]{description}[/bold]: a sensor process streams {frames} frames")
+                    procs.append(await asyncio.create_subprocess_exec(
+                        sys.executable, "-m", "cortex_sal.cli", "sensor", "--gateway", f"{host}:{port}",
+                        "--identity", str(root / f"sensor-{name}"), "--trust", str(root / "maker"), "--trust",
+                        str(root / "site"), "--source", name, "--frames", str(frames), *pace,
+                        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                    ))  # fmt: skip
+                rows: list[tuple[str, ...]] = []
+                title = "what the application receives over the API (only obfuscated features ever leave)"
+                waits = [asyncio.ensure_future(p.communicate()) for p in procs]
+                with Live(_released_table(rows, title), console=console, refresh_per_second=12) as live:
+                    settle = None
+                    while True:
+                        try:
+                            msg = await asyncio.wait_for(into.get(), 0.1)
+                        except TimeoutError:
+                            msg = None
+                        if isinstance(msg, Features):
+                            features = " ".join(f"{x:.3f}" for x in msg.tensor[0])
+                            rows.append((names.get(msg.sensor, "?"), msg.sensor[:12], str(msg.seq), msg.state,
+                                         f"{msg.coherency:.3f}", _flag(msg.liveness), features))  # fmt: skip
+                            live.update(_released_table(rows, title))
+                        elif all(w.done() for w in waits):
+                            released = int(gw.metrics.value("cortex_sal_frames_total", outcome="released"))
+                            settle = settle if settle is not None else time.monotonic()
+                            if len(rows) >= released or time.monotonic() - settle > 2.0:
+                                break
+                if not console.is_terminal:
+                    console.line()  # the live table's last frame ends without one
+                console.print(f"the application received {len(rows)} features messages")
+            finally:
+                await app.close()
             lines = []
             for proc, wait in zip(procs, waits, strict=True):
                 out, err = wait.result()
