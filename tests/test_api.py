@@ -31,7 +31,7 @@ from websockets.asyncio.client import connect
 
 from cortex_sal.cli import main
 from cortex_sal.client import Client, Features, subscribe_blocking
-from cortex_sal.errors import AccessDeniedError, SubscriptionClosedError
+from cortex_sal.errors import AccessDeniedError, GatewayError, SubscriptionClosedError
 from cortex_sal.gateway.api import CODES, STREAMS, ApiLimits, ApiServer, authorization_message
 from cortex_sal.gateway.sensor import run_sensor
 from cortex_sal.gateway.server import Gateway
@@ -445,3 +445,67 @@ def test_the_documented_session_works_as_written(tmp_path: Path) -> None:
     assert log.rstrip().endswith("subscription closed: consent_revoked (-33020)"), log
     gateway_log = (tmp_path / "demo/gateway.log").read_text()
     assert re.search(r"^stopped: \d+/\d+ sessions closed", gateway_log, re.M), gateway_log
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 made with ``cryptography`` (the test's own, independent of the gateway)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    cert_path, key_path = directory / "api.crt", directory / "api.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))  # fmt: skip
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
+def test_the_api_beyond_loopback_needs_tls_and_serves_wss(pki: Path, tmp_path: Path) -> None:
+    import ssl
+
+    base = ["gateway", "--data-dir", str(tmp_path / "D"), "--identity", str(pki / "gw"), "--trust",
+            str(pki / "ca/maker"), "--trust", str(pki / "ca/site"), "--listen", "127.0.0.1:0"]  # fmt: skip
+    assert main([*base, "--api", "0.0.0.0:0"]) == 2  # refused before anything listens
+    cert, key = _self_signed(tmp_path)
+    assert main([*base, "--api", "0.0.0.0:0", "--tls-cert", str(cert)]) == 2  # a certificate needs its key
+    data = tmp_path / "D"
+    _apps(data, tmp_path, "tls-app")
+    _grant(data, "SN-0001", "tls-app", ["biometric"])
+
+    async def scenario() -> None:
+        gw = await start_gateway(pki, data)
+        server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server.load_cert_chain(cert, key)
+        await gw.serve_api(ssl_context=server)
+        sensor = _sensor(pki, gw, "SN-0001", 2000)
+        try:
+            assert gw.api is not None and gw.api.address is not None
+            url = f"wss://127.0.0.1:{gw.api.address[1]}"
+            client = ssl.create_default_context(cafile=str(cert))
+            async with Client(url, tmp_path / "tls-app.key", ssl=client) as app:
+                (entry,) = await app.list_sensors()
+                async for msg in app.subscribe(entry.sensor, ["features"]):
+                    assert isinstance(msg, Features)
+                    break
+            with pytest.raises(GatewayError, match=r"cannot open the API .*certificate verify failed"):
+                async with Client(url, tmp_path / "tls-app.key", ssl=ssl.create_default_context()):
+                    pass  # a client that does not trust the certificate never gets to authorise
+        finally:
+            await _stop(gw, sensor)
+
+    asyncio.run(scenario())

@@ -68,6 +68,9 @@ def _say(text: str) -> None:
 
 
 async def _serve(args: argparse.Namespace) -> int:
+    tls = _tls(args) if args.api is not None else None  # a refusal before anything is opened
+    if args.api is None and (args.tls_cert or args.tls_key or args.allow_origin):
+        raise CliInputError("--tls-cert, --tls-key and --allow-origin are options of --api")
     static_key, certificate = load_identity(args.identity)
     try:
         trust = load_trust(*args.trust)
@@ -84,13 +87,17 @@ async def _serve(args: argparse.Namespace) -> int:
         except BaseException:
             store.close()
             raise
-        host, port = await gateway.start(*args.listen)
-        api_address = None
-        if args.api is not None:
-            api_address = await gateway.serve_api(
-                *args.api, limits=ApiLimits(token_ttl_s=args.token_ttl), allowed_origins=args.allow_origin or (),
-                ssl_context=_tls(args),
-            )  # fmt: skip
+        try:
+            host, port = await gateway.start(*args.listen)
+            api_address = None
+            if args.api is not None:
+                api_address = await gateway.serve_api(
+                    *args.api, limits=ApiLimits(token_ttl_s=args.token_ttl), allowed_origins=args.allow_origin or (),
+                    ssl_context=tls,
+                )  # fmt: skip
+        except BaseException:  # nothing half-started: every socket closed, every key purged, the store's lock freed
+            await gateway.shutdown()
+            raise
         # what start-up made lives as long as the gateway: out of the collector's walks (measured in
         # bench/gateway.py --attack --gc-freeze: the longest event-loop stalls halved)
         gc.collect()
