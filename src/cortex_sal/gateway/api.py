@@ -654,8 +654,12 @@ class ApiServer:
                        f'"values":{values}}}')  # fmt: skip
             self._push(sub.conn, message, sub)
 
-    def recheck(self) -> int:
-        """Close every subscription whose consent or token is no longer valid; returns how many."""
+    def recheck(self, store_changed: bool = True) -> int:
+        """Close every subscription whose consent or token is no longer valid; returns how many.
+
+        ``store_changed``: another process wrote to the store since the last check (a token or an
+        app may have been revoked: each connection's token is looked up again); else only expiries
+        and the consent ledger are checked, in memory."""
         ledger = self.gateway.shield.consent
         now = float(self.gateway.clock.time())
         closed = 0
@@ -666,9 +670,11 @@ class ApiServer:
                         self._close_sub(sub, "token_expired", "the token expired: authorize again and resubscribe")
                         closed += 1
                     continue
-                valid = None
-                with contextlib.suppress(CortexError):
-                    valid = self.store.token_app(conn.token_hash) if conn.token_hash is not None else None
+                valid: str | None = conn.app
+                if store_changed or conn.token_hash is None:
+                    valid = None
+                    with contextlib.suppress(CortexError):
+                        valid = self.store.token_app(conn.token_hash) if conn.token_hash is not None else None
                 if valid is None:
                     record = None
                     with contextlib.suppress(CortexError):

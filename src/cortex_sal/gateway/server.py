@@ -197,6 +197,7 @@ class Gateway:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._version = store.consent_version()
         self._send_version = self._version
+        self._api_version = self._version
         self.api: ApiServer | None = None
         self._closing = False
         self.address: tuple[str, int] | None = None
@@ -304,9 +305,9 @@ class Gateway:
                 if version != self._version:
                     self._version = version
                     await self.refresh_revocations()
-                if self.api is not None:
-                    self._sync_consent()
-                    self.api.recheck()  # revocations, expiries, capacity NONE, tokens: even when no frame flows
+                if self.api is not None:  # revocations, expiries, capacity NONE, tokens: even when no frame flows
+                    self.api.recheck(store_changed=self._sync_consent() or version != self._api_version)
+                    self._api_version = version
             except CortexError as exc:  # a store that fails to answer must not stop the gateway
                 log.warning("revocation poll failed: %s", exc)
 
