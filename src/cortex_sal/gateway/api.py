@@ -67,6 +67,7 @@ __all__ = ["AUTH_CONTEXT", "CODES", "STREAMS", "ApiLimits", "ApiServer", "author
 
 AUTH_CONTEXT = b"cortex-sal api authorize v1\x00"
 FEATURE_COLS = ("mean", "std", "p25", "p75", "max")
+MAX_ID = 256  # the longest request id (a string) echoed back; an integer id is at most 2**53 - 1 (a JSON number)
 
 # stream -> the consent scope it needs
 STREAMS: dict[str, str] = {"features": "biometric", "research": "desci", "clinical": "clinical"}
@@ -284,12 +285,14 @@ class ApiServer:
         self._conns.add(conn)
         self.count("connection")
         writer = asyncio.create_task(self._writer(conn))
+        closing: asyncio.Task[None] | None = None
         try:
             async for message in ws:
+                if closing is not None:
+                    continue  # what the flood still queued is discarded, so that its close frame is read
                 if not self._admit_request(conn):
                     if conn.refused_in_row >= self.limits.max_refused:
-                        await ws.close(1008, "too many requests")
-                        break
+                        closing = asyncio.create_task(ws.close(1008, "too many requests"))
                     continue
                 answer = await self._answer(conn, message)
                 if answer is not None:
@@ -307,6 +310,9 @@ class ApiServer:
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await writer
+            if closing is not None:
+                with contextlib.suppress(Exception):
+                    await closing
 
     def _admit_request(self, conn: _Conn) -> bool:
         now = time.monotonic()
@@ -340,15 +346,18 @@ class ApiServer:
             self.count("invalid_request")
             return self._error(None, RpcError("invalid_request", "a request is a JSON object (batches are not served)"))
         rid = request.get("id")
-        if not (rid is None or isinstance(rid, str | int)) or isinstance(rid, bool):
-            rid = None
+        if not (isinstance(rid, str) and len(rid) <= MAX_ID) and not (
+            isinstance(rid, int) and not isinstance(rid, bool) and abs(rid) <= 2**53 - 1
+        ):
+            rid = None  # not echoed: the answer carries null
         try:
             if request.get("jsonrpc") != "2.0" or not isinstance(request.get("method"), str):
                 raise RpcError("invalid_request", 'a request has "jsonrpc": "2.0" and a "method" string')
             if "id" not in request:
                 raise RpcError("invalid_request", 'notifications are not served: give the request an "id"')
             if rid is None:
-                raise RpcError("invalid_request", 'the "id" is a string or an integer')
+                raise RpcError("invalid_request", f'the "id" is a string of at most {MAX_ID} characters or an'
+                               " integer of at most 2**53 - 1")  # fmt: skip
             params = request.get("params", {})
             if not isinstance(params, dict):
                 raise RpcError("invalid_params", "params are an object of named parameters")
@@ -389,7 +398,9 @@ class ApiServer:
                     held.dropped += 1
                     self.count("dropped")
                     break
-            else:
+            else:  # only answers and notices are held: this data message is the one that gives way
+                sub.dropped += 1
+                self.count("dropped")
                 return
         conn.out.append((message, sub))
         conn.ready.set()
@@ -524,10 +535,10 @@ class ApiServer:
             sub = _Sub(secrets.token_hex(8), app, subject, sensor, stream, scope, conn)
             entry: dict[str, Any] = {"stream": stream, "sid": sub.sid, "sensor": sensor}
             if stream == "clinical":
-                clinician = _hex(params.get("clinician_public_key"), "clinician_public_key", 32)
                 try:
+                    clinician = _hex(params.get("clinician_public_key"), "clinician_public_key", 32)
                     sub.clinical = ClinicalChannel.establish(clinician, "sender", clock=self.gateway.clock)
-                except (CortexError, ClinicalChannelError) as exc:
+                except (RpcError, CortexError, ClinicalChannelError) as exc:
                     failure.append(_failed(stream, "invalid_params", str(exc)))
                     continue
                 entry["gateway_public_key"] = sub.clinical.public_key.hex()
@@ -580,12 +591,16 @@ class ApiServer:
             with contextlib.suppress(CortexError):
                 other = self.store.token_app(digest)
             if other is not None and other != conn.app:
-                self.count("token_other_app")
                 raise RpcError("token_other_app", "this token was issued to another application")
             raise RpcError("not_authorized", "this token was not issued on this connection: authorize here")
         if float(self.gateway.clock.time()) >= conn.token_expires:
             raise RpcError("token_expired", "the token expired: getChallenge and authorize again")
         assert conn.app is not None
+        if self.store.token_app(digest) != conn.app:  # revoked by another process (cortex-sal apps revoke)
+            record = self.store.app(conn.app)
+            if record is None or not record.active:
+                raise RpcError("app_revoked", "this application's registration was revoked")
+            raise RpcError("token_revoked", "the token was revoked: getChallenge and authorize again")
         return conn.app
 
     def _granted_subjects(self, app: str) -> dict[str, set[str]]:
@@ -628,8 +643,12 @@ class ApiServer:
         if not subs:
             return
         ledger = self.gateway.shield.consent
+        now = float(self.gateway.clock.time())
         features: str | None = None
         for sub in list(subs):
+            if now >= sub.conn.token_expires:  # checked at sending, as consent is (not only at the next poll)
+                self._close_sub(sub, "token_expired", "the token expired: authorize again and resubscribe")
+                continue
             if not ledger.is_active(subject, sub.scope, sub.app):
                 self._close_for_consent(sub)
                 continue
@@ -683,7 +702,6 @@ class ApiServer:
                     for sub in list(conn.subs.values()):
                         self._close_sub(sub, name, "the application's registration or token was revoked")
                         closed += 1
-                    conn.token_hash = None
                     continue
             for sub in list(conn.subs.values()):
                 if not ledger.is_active(sub.subject, sub.scope, sub.app):
