@@ -117,7 +117,8 @@ class ApiLimits:
     max_frame: int = 1 << 20  # a larger WebSocket message closes the connection (1009)
     rate_per_s: float = 100.0  # requests per second per connection (token bucket)
     burst: int = 200
-    max_refused: int = 5000  # a connection refused this many requests in a row is closed (1008)
+    max_refused: int = 5000  # a connection refused this many requests within refused_window_s is closed (1008)
+    refused_window_s: float = 10.0
     queue_size: int = 1024  # data messages held per connection for a slow reader; the oldest is dropped
     max_subscriptions: int = 4096  # per connection
     token_ttl_s: float = 3600.0
@@ -132,7 +133,7 @@ class ApiLimits:
         int_in_range(self.max_refused, "max_refused", 1, 1_000_000_000)
         int_in_range(self.queue_size, "queue_size", 1, 10_000_000)
         int_in_range(self.max_subscriptions, "max_subscriptions", 1, 1_000_000)
-        for name in ("rate_per_s", "token_ttl_s", "challenge_ttl_s", "stall_s"):
+        for name in ("rate_per_s", "token_ttl_s", "challenge_ttl_s", "stall_s", "refused_window_s"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
                 raise InvalidArgumentError(f"{name} must be a finite number > 0, got {value!r}")
@@ -172,7 +173,8 @@ class _Conn:
     challenge_expires: float = 0.0
     tokens: float = 0.0
     refill_at: float = 0.0
-    refused_in_row: int = 0
+    refused_recent: int = 0  # refusals since refused_since
+    refused_since: float = 0.0
     subs: dict[tuple[str, str], _Sub] = field(default_factory=dict)  # (subject, stream) -> subscription
     out: deque[tuple[str, _Sub | None]] = field(default_factory=deque)  # (message, its data subscription)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -291,7 +293,7 @@ class ApiServer:
                 if closing is not None:
                     continue  # what the flood still queued is discarded, so that its close frame is read
                 if not self._admit_request(conn):
-                    if conn.refused_in_row >= self.limits.max_refused:
+                    if conn.refused_recent >= self.limits.max_refused:
                         closing = asyncio.create_task(ws.close(1008, "too many requests"))
                     continue
                 answer = await self._answer(conn, message)
@@ -321,11 +323,12 @@ class ApiServer:
         conn.refill_at = now
         if conn.tokens >= 1.0:
             conn.tokens -= 1.0
-            conn.refused_in_row = 0
             return True
-        conn.refused_in_row += 1
+        if now - conn.refused_since > limits.refused_window_s:  # a new window of refusals
+            conn.refused_since, conn.refused_recent = now, 0
+        conn.refused_recent += 1
         self.count("rate_limited")
-        if conn.refused_in_row == 1 or conn.refused_in_row % 100 == 0:  # answered, but not every one of a flood
+        if conn.refused_recent == 1 or conn.refused_recent % 100 == 0:  # answered, but not every one of a flood
             self._push(conn, self._error(None, RpcError("rate_limited", f"more than {limits.rate_per_s:g} requests"
                                                         " per second: slow down")), None)  # fmt: skip
         return False
