@@ -1,0 +1,94 @@
+"""Bad samples: the per-channel rules a frame's raw samples must pass before Phase A (issue #15, item 4).
+
+For each channel (a row of the frame's ``(C, n)`` samples, microvolts), the first rule that fails,
+in this order:
+
+1. ``NON_FINITE`` - a NaN or an infinite sample;
+2. ``OUT_OF_RANGE`` - a sample with ``|x| > 10,000 uV`` (10 mV: beyond any scalp EEG, an
+   artefact, a unit error or a broken amplifier);
+3. ``FLAT_LINE`` - the channel's peak-to-peak is at most 0.01 uV: zero variance up to float32
+   rounding (a resampled constant is not bit-exact). A live electrode is never this quiet: the
+   ADS1299's own input-referred noise is 1 uVpp (TI datasheet SBAS499), a hundred times more;
+4. ``SATURATED`` - a run of at least 16 consecutive samples (125 ms at 128 Hz) at the channel's
+   maximum, or at its minimum, within a relative 1e-6 of it: a clipped plateau (the amplifier at
+   its rail). Runs at the maximum and at the minimum are counted apart, so a square wave that
+   alternates between two values is not "saturated" (it is the bridge's to refuse).
+
+The rules are vectorised across channels (one pass of numpy reductions over the ``(C, n)`` view).
+Custody: the per-channel extremes and masks derived from the samples are zeroed before they are
+dropped, and no value is ever put in a message: the details name the rule and its bound only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .results import RefusalReason
+
+__all__ = ["FLAT_PTP_UV", "PLAUSIBLE_UV", "SATURATION_RUN", "channel_faults", "fault_detail"]
+
+PLAUSIBLE_UV = 10_000.0
+FLAT_PTP_UV = 0.01
+SATURATION_RUN = 16
+SATURATION_REL_TOL = 1e-6
+
+_DETAILS = {
+    RefusalReason.NON_FINITE: "a NaN or infinite sample",
+    RefusalReason.OUT_OF_RANGE: f"a sample beyond +/-{PLAUSIBLE_UV:,.0f} uV",
+    RefusalReason.FLAT_LINE: f"flat line (peak-to-peak <= {FLAT_PTP_UV} uV)",
+    RefusalReason.SATURATED: f"saturated ({SATURATION_RUN} or more samples at the channel's maximum or minimum)",
+}
+
+
+def fault_detail(reason: RefusalReason) -> str:
+    """The human-readable detail of a bad-sample reason (no sample value in it)."""
+    return _DETAILS[reason]
+
+
+def _longest_run_at_least(mask: np.ndarray[Any, Any], k: int) -> np.ndarray[Any, Any]:
+    """Per row of a bool (C, n) mask: whether it holds ``k`` consecutive True values."""
+    c, n = mask.shape
+    if n < k:
+        return np.zeros(c, dtype=bool)
+    counts = np.zeros((c, n + 1), dtype=np.int32)
+    np.cumsum(mask, axis=1, dtype=np.int32, out=counts[:, 1:])
+    found: np.ndarray[Any, Any] = ((counts[:, k:] - counts[:, :-k]) == k).any(axis=1)
+    counts[...] = 0
+    return found
+
+
+def channel_faults(samples: np.ndarray[Any, Any]) -> list[RefusalReason | None]:
+    """The first failed rule of each channel of ``samples`` (C, n) (a view of the locked buffer), or
+    ``None`` for a channel that passes every rule."""
+    x = samples
+    finite = np.isfinite(x).all(axis=1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        hi = x.max(axis=1).astype(np.float64)
+        lo = x.min(axis=1).astype(np.float64)
+        out_of_range = (hi > PLAUSIBLE_UV) | (lo < -PLAUSIBLE_UV)
+        flat = (hi - lo) <= FLAT_PTP_UV
+        tol = SATURATION_REL_TOL * np.maximum(np.abs(hi), np.abs(lo))
+        at_hi = x >= (hi - tol)[:, None]
+        at_lo = x <= (lo + tol)[:, None]
+    saturated = _longest_run_at_least(at_hi, SATURATION_RUN) | _longest_run_at_least(at_lo, SATURATION_RUN)
+    for derived in (hi, lo, tol):
+        derived[...] = 0.0
+    at_hi[...] = False
+    at_lo[...] = False
+    out: list[RefusalReason | None] = []
+    for ok, far, still, clipped in zip(
+        finite.tolist(), out_of_range.tolist(), flat.tolist(), saturated.tolist(), strict=True
+    ):
+        if not ok:
+            out.append(RefusalReason.NON_FINITE)
+        elif far:
+            out.append(RefusalReason.OUT_OF_RANGE)
+        elif still:
+            out.append(RefusalReason.FLAT_LINE)
+        elif clipped:
+            out.append(RefusalReason.SATURATED)
+        else:
+            out.append(None)
+    return out
