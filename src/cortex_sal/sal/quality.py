@@ -61,34 +61,49 @@ def _longest_run_at_least(mask: np.ndarray[Any, Any], k: int) -> np.ndarray[Any,
 
 def channel_faults(samples: np.ndarray[Any, Any]) -> list[RefusalReason | None]:
     """The first failed rule of each channel of ``samples`` (C, n) (a view of the locked buffer), or
-    ``None`` for a channel that passes every rule."""
+    ``None`` for a channel that passes every rule.
+
+    A few numpy reductions per frame, whatever C: the extremes of each channel (a NaN or an infinity
+    shows in them, so no pass over the samples is needed for ``NON_FINITE``), then one comparison of
+    the samples with each extreme's bound in the samples' own dtype (the bounds are cast to it, never
+    the samples to float64: no converted copy of them is made); the run search itself runs only for
+    a channel with at least ``SATURATION_RUN`` samples at an extreme, which live EEG never has."""
     x = samples
-    finite = np.isfinite(x).all(axis=1)
-    with np.errstate(invalid="ignore", over="ignore"):
-        hi = x.max(axis=1).astype(np.float64)
-        lo = x.min(axis=1).astype(np.float64)
-        out_of_range = (hi > PLAUSIBLE_UV) | (lo < -PLAUSIBLE_UV)
-        flat = (hi - lo) <= FLAT_PTP_UV
-        tol = SATURATION_REL_TOL * np.maximum(np.abs(hi), np.abs(lo))
-        at_hi = x >= (hi - tol)[:, None]
-        at_lo = x <= (lo + tol)[:, None]
-    saturated = _longest_run_at_least(at_hi, SATURATION_RUN) | _longest_run_at_least(at_lo, SATURATION_RUN)
-    for derived in (hi, lo, tol):
-        derived[...] = 0.0
-    at_hi[...] = False
-    at_lo[...] = False
+    hi = np.maximum.reduce(x, axis=1)
+    lo = np.minimum.reduce(x, axis=1)
+    finite = np.isfinite(hi) & np.isfinite(lo)
+    if not finite.all():  # keep the arithmetic below finite (no warning): those channels are refused anyway
+        hi = np.where(finite, hi, 0)
+        lo = np.where(finite, lo, 0)
+    tol = np.maximum(np.abs(hi), np.abs(lo))
+    tol *= SATURATION_REL_TOL
+    # rounding to the samples' dtype keeps each bound on its side of the extreme (it is monotonic)
+    at_hi = x >= (hi - tol)[:, None]
+    at_lo = x <= (lo + tol)[:, None]
+    counts = np.add.reduce(at_hi, axis=1).tolist(), np.add.reduce(at_lo, axis=1).tolist()
+    highs, lows = hi.tolist(), lo.tolist()
     out: list[RefusalReason | None] = []
-    for ok, far, still, clipped in zip(
-        finite.tolist(), out_of_range.tolist(), flat.tolist(), saturated.tolist(), strict=True
-    ):
+    for c, ok in enumerate(finite.tolist()):
+        top, bottom = highs[c], lows[c]
         if not ok:
             out.append(RefusalReason.NON_FINITE)
-        elif far:
+        elif top > PLAUSIBLE_UV or bottom < -PLAUSIBLE_UV:
             out.append(RefusalReason.OUT_OF_RANGE)
-        elif still:
+        elif top - bottom <= FLAT_PTP_UV:
             out.append(RefusalReason.FLAT_LINE)
-        elif clipped:
+        elif (counts[0][c] >= SATURATION_RUN and _has_run(at_hi[c])) or (
+            counts[1][c] >= SATURATION_RUN and _has_run(at_lo[c])
+        ):
             out.append(RefusalReason.SATURATED)
         else:
             out.append(None)
+    for derived in (hi, lo, tol):
+        derived[...] = 0
+    at_hi[...] = False
+    at_lo[...] = False
     return out
+
+
+def _has_run(mask: np.ndarray[Any, Any]) -> bool:
+    """Whether a 1-D bool mask holds ``SATURATION_RUN`` consecutive True values."""
+    return bool(_longest_run_at_least(mask.reshape(1, -1), SATURATION_RUN)[0])
