@@ -25,6 +25,7 @@ import scipy.signal
 from cortex_sal.clock import ManualClock
 from cortex_sal.errors import (
     ChannelCountError,
+    FrameFormatError,
     InvalidArgumentError,
     RateMismatchError,
     SensorNotCertifiedError,
@@ -38,8 +39,8 @@ from cortex_sal.keros.registry import SensorModel, SensorRegistry
 from cortex_sal.keros.v2 import establish_v2_in_process
 from cortex_sal.sal.features import LABELS, phase_a, phase_a_channels, spectral_bins
 from cortex_sal.sal.frame import SAMPLE_DTYPE, RawBiometricFrame
-from cortex_sal.sal.obfuscation import obfuscate, obfuscate_channels
-from cortex_sal.sal.quality import channel_faults
+from cortex_sal.sal.obfuscation import channel_suffix, obfuscate, obfuscate_channels
+from cortex_sal.sal.quality import channel_faults, fault_detail
 from cortex_sal.sal.results import RefusalReason, Refused, Released
 from cortex_sal.sal.shield import CognitiveShield
 from cortex_sal.securemem import SecureBuffer, SecureKeyBuffer, SecureTensorBuffer
@@ -514,7 +515,7 @@ def test_over_v1_a_frame_holds_at_most_eight_channels(shield: CognitiveShield) -
     r = shield.ingest_frame(sensor, endpoint.encrypt_frame(frame(8).tobytes()))  # 8 x 1024 = the v1 maximum
     assert isinstance(r, Released) and r.tensor.shape == (8, 5)
     synth = registered(shield, SYNTH)
-    with pytest.raises(Exception, match="8192"):
+    with pytest.raises(FrameFormatError, match="8192"):
         shield.sensor_endpoint(synth).encrypt_frame(frame(16).tobytes())
 
 
@@ -548,6 +549,26 @@ def test_the_new_reasons_are_counted_like_the_others() -> None:
         metrics.frame(value, None)
     text = metrics.registry.get_sample_value
     assert all(text("cortex_sal_frames_total", {"outcome": v}) == 1.0 for v in new)
+
+
+def test_the_new_entry_points_refuse_bad_arguments() -> None:
+    with pytest.raises(WrongTypeError):
+        channel_faults([[1.0] * 256])  # type: ignore[arg-type]
+    for wrong in (np.zeros(256), np.zeros((0, 256)), np.zeros((2, 256), dtype=complex)):
+        with pytest.raises(InvalidArgumentError):
+            channel_faults(wrong)
+    with pytest.raises(InvalidArgumentError):
+        fault_detail(RefusalReason.REPLAY)
+    for channels in (0, 33):
+        with pytest.raises(InvalidArgumentError):
+            RawBiometricFrame(channels=channels)
+    with pytest.raises(WrongTypeError):
+        RawBiometricFrame(channels=True)
+    with pytest.raises(WrongTypeError):
+        channel_suffix(1.0)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError):
+        channel_suffix(65536)
+    assert channel_suffix(0) == b"" and channel_suffix(258) == b"_ch\x01\x02"
 
 
 def test_a_raw_frame_of_c_channels_is_one_locked_buffer() -> None:

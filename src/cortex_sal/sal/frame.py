@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import FrameFormatError, InvalidArgumentError
+from ..errors import FrameFormatError, InvalidArgumentError, WrongTypeError
 from ..keros.channel import Channel
+from ..keros.registry import MAX_CHANNELS
 from ..securemem import SecureTensorBuffer
 
 SAMPLES_PER_FRAME = 256
@@ -43,6 +44,10 @@ class RawBiometricFrame:
     __slots__ = ("_buffer",)
 
     def __init__(self, n_samples: int = SAMPLES_PER_FRAME, channels: int = 1) -> None:
+        if isinstance(channels, bool) or not isinstance(channels, int):
+            raise WrongTypeError(f"channels must be an int, got {type(channels).__name__}")
+        if not 1 <= channels <= MAX_CHANNELS:
+            raise InvalidArgumentError(f"channels must be within 1..{MAX_CHANNELS}, got {channels}")
         shape = (n_samples,) if channels == 1 else (channels, n_samples)
         self._buffer = SecureTensorBuffer(shape, SAMPLE_DTYPE)
 
@@ -54,6 +59,8 @@ class RawBiometricFrame:
         ``channel`` is any :class:`~cortex_sal.keros.channel.Channel`: a v1 session or a v2
         Noise transport; the size is checked against its overhead before anything is decrypted, and a
         message of another size is a ``FrameFormatError`` naming the channel count expected."""
+        if isinstance(channels, bool) or not isinstance(channels, int) or not 1 <= channels <= MAX_CHANNELS:
+            raise InvalidArgumentError(f"channels must be an int within 1..{MAX_CHANNELS}, got {channels!r}")
         payload = channels * FRAME_PAYLOAD_BYTES
         wire = channel.overhead + payload
         if not isinstance(message, bytes) or len(message) != wire:

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InvalidArgumentError, WrongTypeError
 from .results import RefusalReason
 
 __all__ = ["FLAT_PTP_UV", "PLAUSIBLE_UV", "SATURATION_RUN", "channel_faults", "fault_detail"]
@@ -44,7 +45,10 @@ _DETAILS = {
 
 def fault_detail(reason: RefusalReason) -> str:
     """The human-readable detail of a bad-sample reason (no sample value in it)."""
-    return _DETAILS[reason]
+    detail = _DETAILS.get(reason) if isinstance(reason, RefusalReason) else None
+    if detail is None:
+        raise InvalidArgumentError(f"not a bad-sample reason: {reason!r}")
+    return detail
 
 
 def _longest_run_at_least(mask: np.ndarray[Any, Any], k: int) -> np.ndarray[Any, Any]:
@@ -68,6 +72,12 @@ def channel_faults(samples: np.ndarray[Any, Any]) -> list[RefusalReason | None]:
     the samples with each extreme's bound in the samples' own dtype (the bounds are cast to it, never
     the samples to float64: no converted copy of them is made); the run search itself runs only for
     a channel with at least ``SATURATION_RUN`` samples at an extreme, which live EEG never has."""
+    if not isinstance(samples, np.ndarray) or isinstance(samples, np.ma.MaskedArray):
+        raise WrongTypeError(f"samples must be a numpy.ndarray, got {type(samples).__name__}")
+    if samples.dtype.kind not in "iuf" or samples.ndim != 2 or 0 in samples.shape:
+        raise InvalidArgumentError(
+            f"samples must be a non-empty (channels, samples) array of reals, got {samples.dtype} {samples.shape}"
+        )
     x = samples
     hi = np.maximum.reduce(x, axis=1)
     lo = np.minimum.reduce(x, axis=1)
