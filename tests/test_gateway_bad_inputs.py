@@ -35,7 +35,7 @@ from cortex_sal.crypto.hmac import hmac_sha256_into
 from cortex_sal.errors import GatewayError
 from cortex_sal.gateway.connection import Ended, Send, SensorConnection
 from cortex_sal.gateway.sensor import run_sensor
-from cortex_sal.gateway.server import Gateway
+from cortex_sal.gateway.server import Gateway, GatewayLimits
 from cortex_sal.keros.framing import EOF, NEED_DATA, Close, CloseReason, Record, RecordReader, RecordType
 from cortex_sal.sal.frame import SAMPLE_DTYPE, SAMPLES_PER_FRAME
 from cortex_sal.securemem import SecureBuffer, SecureTensorBuffer, status
@@ -595,11 +595,12 @@ def test_frames_of_the_wrong_size_or_too_large(pki: Path, tmp_path: Path) -> Non
                 await peer.close()
         await _until(lambda: closed(gw, "frame") == 3)
         assert frames(gw, "frame_format") == 3
-        # a DATA record over max_record (4096): refused on its header, before the body is read
+        # a DATA record over max_record (33,024: a 32-channel frame fits): refused on its header,
+        # before the body is read
         peer = await _admitted(pki, gw)
         try:
-            oversize = peer.conn.frame(bytes(8000))
-            assert struct.unpack(">H", oversize[1:3])[0] > 4096
+            oversize = peer.conn.frame(bytes(40_000))
+            assert struct.unpack(">H", oversize[1:3])[0] > GatewayLimits().max_record == 33_024
             peer.writer.write(oversize[:3])
             _closed_with(await _until_eof(peer.reader), CloseReason.PROTOCOL_ERROR)
         finally:

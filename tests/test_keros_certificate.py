@@ -175,7 +175,9 @@ def test_round_trip_issue_parse_verify(world: World) -> None:
     assert (v.not_before, v.not_after) == (NB, NA)
     assert v.issuer_key_id == hashlib.sha256(world.maker.root.public_key).digest()
     assert v.issuer_name == "NeuroStandard GmbH"
-    assert v.model == SensorModel(MODEL, "NeuroStandard", 35.0, 16)  # the packaged registry's entry
+    assert v.model == SensorModel(  # the packaged registry's entry
+        MODEL, "NeuroStandard", 35.0, 16, labels=("Fp1",), source=v.model.source
+    )
 
     g = verify_certificate(
         world.gateway_cert, remote_static=world.gateway_pub, kind=CertificateKind.GATEWAY, trust=world.trust, now=NOW

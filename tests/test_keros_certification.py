@@ -472,13 +472,17 @@ def test_issue_challenge_is_fresh_random(ca: SensorCertificationAuthority) -> No
 def test_default_registry_has_the_two_design_models() -> None:
     reg = SensorRegistry.default()
     models = {m.model_id: m for m in reg.models()}
-    assert models == {
-        "eeg_fp1_certified_v1": SensorModel("eeg_fp1_certified_v1", "NeuroStandard", 35.0, 16),
-        "eeg_occipital_certified_v1": SensorModel("eeg_occipital_certified_v1", "NeuroStandard", 32.0, 14),
+    design = {
+        k: (m.manufacturer, m.snr_db, m.bits, m.channels, m.labels) for k, m in models.items() if k.startswith("eeg_")
+    }
+    assert design == {  # admitted exactly as before multi-channel, now with their one electrode named
+        "eeg_fp1_certified_v1": ("NeuroStandard", 35.0, 16, 1, ("Fp1",)),
+        "eeg_occipital_certified_v1": ("NeuroStandard", 32.0, 14, 1, ("O1",)),
     }
     assert reg.min_snr_db == 30.0 and reg.min_bits == 12
     for model_id, model in models.items():
         assert reg.admit(model_id) == model
+        assert model.source  # every admitted model cites where its SNR and bits come from
 
 
 def test_from_file_extends_the_default(tmp_path: Path) -> None:
@@ -489,7 +493,8 @@ def test_from_file_extends_the_default(tmp_path: Path) -> None:
     default = SensorRegistry.default()
     merged = load_sensor_registry(path, extend=default)
     ids = {m.model_id for m in merged.models()}
-    assert ids == {"eeg_fp1_certified_v1", "eeg_occipital_certified_v1", "ppg_wrist_v2"}
+    assert ids == {m.model_id for m in default.models()} | {"ppg_wrist_v2"}
+    assert {"eeg_fp1_certified_v1", "eeg_occipital_certified_v1"} < ids
     assert merged.admit("ppg_wrist_v2/SN9") == SensorModel("ppg_wrist_v2", "Pulse", 33.5, 18)
     # the default registry itself is not changed
     with pytest.raises(SensorNotCertifiedError):

@@ -103,6 +103,14 @@ class SensorNotCertifiedError(CortexError):
     """A sensor is unknown to the registry, revoked, or below the capability minima."""
 
 
+class ChannelCountError(InvalidArgumentError):
+    """A source or frame carries another number of channels than its sensor model declares."""
+
+
+class RateMismatchError(InvalidArgumentError):
+    """A source samples at another rate than its sensor model's native rate (or frames are not 128 Hz)."""
+
+
 class CertificateReason(StrEnum):
     """Why a certificate (or a revocation list) was refused: stable, machine-readable values."""
 

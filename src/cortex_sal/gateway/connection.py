@@ -35,14 +35,17 @@ from ..errors import (
 from ..keros.certificate import TrustStore, VerifiedCertificate
 from ..keros.framing import EOF, NEED_DATA, Close, CloseReason, Record, RecordReader, RecordType, RecordWriter
 from ..keros.noise.transport import NoiseTransport
-from ..keros.registry import SensorRegistry
+from ..keros.registry import MAX_CHANNELS, SensorRegistry
 from ..keros.v2 import V1_HELLO_SIZE, GatewayV2, SensorV2
+from ..sal.frame import FRAME_PAYLOAD_BYTES
 from ..sal.results import FrameResult, RefusalReason, Refused, Registered
 from ..sal.shield import CognitiveShield
 
 log = logging.getLogger("cortex_sal.gateway")
 
 __all__ = [
+    "MAX_HANDSHAKE_RECORD",
+    "MAX_RECORD",
     "REASONS",
     "Admitted",
     "Ended",
@@ -115,6 +118,11 @@ class Ended:
 
 Event = Send | Admitted | FrameHandled | Ended
 
+MAX_HANDSHAKE_RECORD = 4096  # the largest handshake record body (Noise XX messages are < 1 KiB)
+# the largest DATA record body: a frame of MAX_CHANNELS channels (32 x 1024 bytes) and its channel's
+# overhead (16 bytes, 24 for a lossy transport), with room to spare; Noise messages are <= 65535
+MAX_RECORD = MAX_CHANNELS * FRAME_PAYLOAD_BYTES + 256
+
 _CHANNEL_REFUSALS = frozenset({RefusalReason.FRAME_AUTH, RefusalReason.REPLAY, RefusalReason.CHANNEL_ERROR})
 
 
@@ -130,17 +138,25 @@ class GatewayConnection:
         shield: CognitiveShield,
         registry: SensorRegistry | None = None,
         clock: Clock = SYSTEM_CLOCK,
-        max_record: int = 4096,
+        max_record: int = MAX_RECORD,
         transport_options: dict[str, object] | None = None,
         supersede: Callable[[str], None] | None = None,
         ephemeral: X25519PrivateKey | None = None,
+        max_handshake_record: int = MAX_HANDSHAKE_RECORD,
     ) -> None:
         # ``ephemeral``: an injected Noise ephemeral (known-answer tests, the residue proof), taken
         # over by the handshake (purged with it); None: drawn in locked memory, as in production
         self._shield = shield
-        # one read brings at most read_size bytes (4 records); a partial record may be held before it
-        self.read_size = 4 * max_record
-        self._reader = RecordReader(max_body=max_record, max_buffer=self.read_size + 3 + max_record)
+        # one read brings at most read_size bytes (4 records); a partial record may be held before it.
+        # DATA records (frames: up to 32 channels, 32 KiB) are bounded by max_record, HANDSHAKE
+        # records by max_handshake_record (4096, as before multi-channel); before the sensor is
+        # admitted a read brings at most 4 handshake records
+        self._max_record = max_record
+        self._max_handshake_record = min(max_handshake_record, max_record)
+        self._reader = RecordReader(
+            max_body=max_record, max_buffer=4 * max_record + 3 + max_record,
+            max_handshake_body=self._max_handshake_record,
+        )  # fmt: skip
         self._writer = RecordWriter()
         self._handshake: GatewayV2 | None = GatewayV2(
             static_key, certificate, trust, registry=registry if registry is not None else shield.registry, clock=clock,
@@ -153,6 +169,11 @@ class GatewayConnection:
         self.log_id: str | None = None
         self.frames = 0
         self.ended: Ended | None = None
+
+    @property
+    def read_size(self) -> int:
+        """The most one read should bring: 4 records (handshake records until the sensor is admitted)."""
+        return 4 * (self._max_record if self.stage is Stage.STREAMING else self._max_handshake_record)
 
     # -- input ------------------------------------------------------------------------------
 

@@ -36,7 +36,7 @@ from ..sal.results import Released
 from ..store.base import Store
 from ..store.runtime import open_shield
 from .api import ApiServer
-from .connection import Admitted, Ended, FrameHandled, GatewayConnection, Send, Stage
+from .connection import MAX_HANDSHAKE_RECORD, MAX_RECORD, Admitted, Ended, FrameHandled, GatewayConnection, Send, Stage
 from .metrics import GatewayMetrics
 
 log = logging.getLogger("cortex_sal.gateway")
@@ -59,7 +59,8 @@ class GatewayLimits:
     handshake_timeout_s: float = 5.0  # from accept to the sensor admitted
     idle_timeout_s: float = 30.0  # no record for this long ends a streaming connection (a frame is every 2 s)
     write_timeout_s: float = 5.0  # a peer that stops reading is dropped after this
-    max_record: int = 4096  # the largest record body (a 1-channel frame is 1,040 bytes)
+    max_record: int = MAX_RECORD  # the largest DATA record body: a 32-channel v2 frame (32,784 bytes) fits
+    max_handshake_record: int = MAX_HANDSHAKE_RECORD  # the largest HANDSHAKE record body (as before: 4096)
     rate_per_address: float = 200.0  # new connections per second per source address (token bucket)
     burst_per_address: int = 2000
     queue_size: int = 4096  # released results held per subscriber before the oldest is dropped
@@ -71,6 +72,7 @@ class GatewayLimits:
         int_in_range(self.max_connections, "max_connections", 1, 1_000_000)
         int_in_range(self.max_handshakes, "max_handshakes", 1, 1_000_000)
         int_in_range(self.max_record, "max_record", 64, 65535)
+        int_in_range(self.max_handshake_record, "max_handshake_record", 64, 65535)
         int_in_range(self.burst_per_address, "burst_per_address", 1, 1_000_000)
         int_in_range(self.queue_size, "queue_size", 1, 10_000_000)
         for name in ("handshake_timeout_s", "idle_timeout_s", "write_timeout_s", "rate_per_address",
@@ -403,6 +405,7 @@ class Gateway:
         conn = GatewayConnection(
             static_key=self._key, certificate=self._certificate, trust=self.trust, shield=self.shield,
             clock=self._clock, max_record=self.limits.max_record, supersede=self._supersede,
+            max_handshake_record=self.limits.max_handshake_record,
             ephemeral=self._ephemeral_keys() if self._ephemeral_keys is not None else None,
         )  # fmt: skip
         live = _Live(conn, writer, address, started=asyncio.get_running_loop().time())
@@ -540,8 +543,11 @@ class Gateway:
             "state": r.state_label,
             "coherency": float(r.coherency_index),
             "liveness": bool(r.liveness_proven),
-            "features": [[float(x) for x in row] for row in r.tensor.reshape(1, -1)],
+            # one row per released channel: (5,) for a one-channel model (one row, as before), (R, 5) else
+            "features": [[float(x) for x in row] for row in r.tensor.reshape(-1, r.tensor.shape[-1])],
         }
+        if r.tensor.ndim == 2:  # a multi-channel model: name the rows (a one-channel row is kept as before)
+            values["channels"] = list(r.channels)
         try:
             self.store.record_release(subject, "biometric", item.seq, values)
         except CortexError as exc:

@@ -107,9 +107,14 @@ def _byte_view(data: object, what: str) -> memoryview:
     return memoryview(b"") if empty else view
 
 
-def _body_limit(kind: RecordType, max_body: int) -> int:
-    """The largest body a record of ``kind`` may have: a CLOSE's is fixed, the others' ``max_body``."""
-    return MAX_CLOSE_BODY if kind is RecordType.CLOSE else max_body
+def _body_limit(kind: RecordType, max_body: int, max_handshake: int | None = None) -> int:
+    """The largest body a record of ``kind`` may have: a CLOSE's is fixed, a HANDSHAKE's
+    ``max_handshake`` (``max_body`` when not given), a DATA record's ``max_body``."""
+    if kind is RecordType.CLOSE:
+        return MAX_CLOSE_BODY
+    if kind is RecordType.HANDSHAKE and max_handshake is not None:
+        return max_handshake
+    return max_body
 
 
 def _close_body(reason: object, text: object) -> bytes:
@@ -135,10 +140,19 @@ class RecordReader:
     record), so a loop that reads at most 1 MiB at a time and drains the reader after each
     read cannot be made to hold more. Feeding without draining past that limit is
     refused with :class:`~cortex_sal.errors.LocalProtocolError` and buffers nothing.
+
+    ``max_handshake_body`` bounds HANDSHAKE records on their own (default: ``max_body``): a
+    gateway lets large DATA records through (a 32-channel frame is 32 KiB) while handshake
+    messages stay as small as they are.
     """
 
-    def __init__(self, *, max_body: int = MAX_BODY, max_buffer: int | None = None) -> None:
+    def __init__(
+        self, *, max_body: int = MAX_BODY, max_buffer: int | None = None, max_handshake_body: int | None = None
+    ) -> None:
         self._max_body = int_in_range(max_body, "max_body", 1, MAX_BODY)
+        self._max_handshake = (
+            None if max_handshake_body is None else int_in_range(max_handshake_body, "max_handshake_body", 1, MAX_BODY)
+        )
         largest = HEADER_SIZE + max(self._max_body, MAX_CLOSE_BODY)  # a CLOSE may exceed a small max_body
         limit = DEFAULT_MAX_BUFFER + largest if max_buffer is None else max_buffer
         self._max_buffer = int_in_range(limit, "max_buffer", largest, 2**30)
@@ -230,7 +244,7 @@ class RecordReader:
             kind = RecordType(code)
         except ValueError:
             self._fail(f"unknown record type 0x{code:02x}")
-        limit = _body_limit(kind, self._max_body)
+        limit = _body_limit(kind, self._max_body, self._max_handshake)
         if length > limit:
             self._fail(f"a {kind.name} record of {length} bytes, at most {limit}")
         return kind, length

@@ -59,6 +59,7 @@ __all__ = [
     "coherency_batch",
     "phase_a",
     "phase_a_batch",
+    "phase_a_channels",
     "spectral_bins",
     "spectral_bins_batch",
     "state_label",
@@ -278,6 +279,56 @@ def phase_a_batch(samples: Array) -> Array:
             env[...] = 0.0
 
 
+def phase_a_channels(samples: Array, work: Array, rows: Array | None = None) -> tuple[Array, Array]:
+    """Phase A and the spectral bins of every channel of one frame (C, n), vectorised across channels.
+
+    ``work`` (C, n) float64 - the shield passes a locked buffer's array - receives the normalised
+    signal (so it never lives on the heap) and is zeroed on return, success or error. ``rows``
+    (bool, (C,)) selects the channels to compute: the others (bad samples, which may hold NaN) are
+    never read, their rows of ``work`` are 0 and their features and bins are meaningless (the
+    caller drops them). Returns ``(features (C, 5), bins (C, 8))``; a computed row is
+    bit-identical to ``phase_a`` / ``spectral_bins`` of that channel alone (the same operations,
+    along axis 1 as the batch functions). Same input rules as ``phase_a_batch``; a non-finite
+    sample in a selected row raises ``InvalidArgumentError``.
+    """
+    x = _check_samples(samples, 2, "samples")
+    w = _check_work(work, x)
+    if rows is None:
+        mask = np.ones(x.shape[0], dtype=bool)
+    else:
+        mask = np.asarray(rows)
+        if mask.dtype != np.bool_ or mask.shape != (x.shape[0],):
+            raise InvalidArgumentError(
+                f"rows must be a bool array of shape ({x.shape[0]},), got {mask.dtype} {mask.shape}"
+            )
+    if x.shape[-1] < MIN_SPECTRAL_SAMPLES:
+        raise InvalidArgumentError(
+            f"spectral bins need at least {MIN_SPECTRAL_SAMPLES} samples per frame, got {x.shape[-1]}"
+        )
+    analytic: Array | None = None
+    env: Array | None = None
+    try:
+        w[...] = 0.0
+        with np.errstate(over="ignore"):  # a longdouble beyond float64 becomes inf: refused just below
+            np.copyto(w, x, where=mask[:, None], casting="unsafe")
+        if not np.isfinite(w).all():
+            raise InvalidArgumentError("samples must be finite (NaN or infinity found, or a value beyond float64)")
+        np.add(w, _OFFSET_UV, out=w)
+        np.divide(w, _SCALE_UV, out=w)
+        np.clip(w, 0.0, 1.0, out=w)
+        bins = _band_power_of(w)
+        analytic = scipy.signal.hilbert(w, axis=1)
+        env = _envelope(analytic)
+        analytic[...] = 0
+        return _stats_2d(env), bins
+    finally:
+        w[...] = 0.0
+        if analytic is not None:
+            analytic[...] = 0
+        if env is not None:
+            env[...] = 0.0
+
+
 # -- spectral bins --------------------------------------------------------------------------
 
 
@@ -295,12 +346,21 @@ def _relative_band_power(samples: Array, what: str) -> Array:
     if n < MIN_SPECTRAL_SAMPLES:
         raise InvalidArgumentError(f"spectral bins need at least {MIN_SPECTRAL_SAMPLES} samples per frame, got {n}")
     norm = np.empty(samples.shape, dtype=np.float64)
+    try:
+        _normalise_into(samples, norm, what)
+        return _band_power_of(norm)
+    finally:
+        norm[...] = 0.0
+
+
+def _band_power_of(norm: Array) -> Array:
+    """The relative band powers of an already normalised signal (1-D or 2-D, along the last axis).
+    ``norm`` is left as it is (the caller wipes it); every spectrum is zeroed before it is dropped."""
+    n = norm.shape[-1]
     spectrum: Array | None = None
     power: Array | None = None
     try:
-        _normalise_into(samples, norm, what)
         spectrum = scipy.fft.rfft(norm, axis=-1)
-        norm[...] = 0.0
         parts = spectrum.view(np.float64)  # re, im interleaved
         np.multiply(parts, parts, out=parts)
         power = np.add(parts[..., 0::2], parts[..., 1::2])
@@ -313,7 +373,6 @@ def _relative_band_power(samples: Array, what: str) -> Array:
         bands[...] = 0.0
         return out
     finally:
-        norm[...] = 0.0
         if spectrum is not None:
             spectrum[...] = 0
         if power is not None:

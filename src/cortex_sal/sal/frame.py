@@ -1,6 +1,9 @@
 """``RawBiometricFrame``: one frame of raw samples in locked memory, zeroed on exit.
 
-Samples are float32 little-endian microvolts (a 256-sample frame is a 1024-byte payload).
+Samples are float32 little-endian microvolts at 128 Hz: 256 per channel, channel-major, so a
+frame of C channels is a ``C x 1024``-byte payload (C = 1: exactly the 1024-byte frame of the
+design). The buffer's shape is ``(256,)`` for one channel (as before multi-channel) and
+``(C, 256)`` for more; :attr:`RawBiometricFrame.channels_view` is always ``(C, 256)``.
 They arrive either straight from the channel - a v1 session or a v2 transport writes the
 plaintext into this frame's own locked buffer, so no other copy is ever made - or,
 through the seed's ``ingest_raw_data``, copied once from the caller's array. Processing
@@ -14,8 +17,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import FrameFormatError, InvalidArgumentError
+from ..errors import FrameFormatError, InvalidArgumentError, WrongTypeError
 from ..keros.channel import Channel
+from ..keros.registry import MAX_CHANNELS
 from ..securemem import SecureTensorBuffer
 
 SAMPLES_PER_FRAME = 256
@@ -39,22 +43,34 @@ class RawBiometricFrame:
 
     __slots__ = ("_buffer",)
 
-    def __init__(self, n_samples: int = SAMPLES_PER_FRAME) -> None:
-        self._buffer = SecureTensorBuffer((n_samples,), SAMPLE_DTYPE)
+    def __init__(self, n_samples: int = SAMPLES_PER_FRAME, channels: int = 1) -> None:
+        if isinstance(channels, bool) or not isinstance(channels, int):
+            raise WrongTypeError(f"channels must be an int, got {type(channels).__name__}")
+        if not 1 <= channels <= MAX_CHANNELS:
+            raise InvalidArgumentError(f"channels must be within 1..{MAX_CHANNELS}, got {channels}")
+        shape = (n_samples,) if channels == 1 else (channels, n_samples)
+        self._buffer = SecureTensorBuffer(shape, SAMPLE_DTYPE)
 
     @classmethod
-    def from_channel(cls, channel: Channel, message: bytes) -> RawBiometricFrame:
-        """Decrypt a channel message of exactly 256 samples straight into a new frame's locked buffer.
+    def from_channel(cls, channel: Channel, message: bytes, channels: int = 1) -> RawBiometricFrame:
+        """Decrypt a channel message of exactly ``channels`` x 256 samples straight into a new frame's
+        locked buffer.
 
         ``channel`` is any :class:`~cortex_sal.keros.channel.Channel`: a v1 session or a v2
-        Noise transport; the size is checked against its overhead before anything is decrypted."""
-        wire = channel.overhead + FRAME_PAYLOAD_BYTES
+        Noise transport; the size is checked against its overhead before anything is decrypted, and a
+        message of another size is a ``FrameFormatError`` naming the channel count expected."""
+        if isinstance(channels, bool) or not isinstance(channels, int) or not 1 <= channels <= MAX_CHANNELS:
+            raise InvalidArgumentError(f"channels must be an int within 1..{MAX_CHANNELS}, got {channels!r}")
+        payload = channels * FRAME_PAYLOAD_BYTES
+        wire = channel.overhead + payload
         if not isinstance(message, bytes) or len(message) != wire:
             size = len(message) if isinstance(message, bytes) else type(message).__name__
+            what = "" if channels == 1 else f" ({channels} channels x {SAMPLES_PER_FRAME} samples)"
             raise FrameFormatError(
-                f"a raw frame carries exactly {FRAME_PAYLOAD_BYTES} payload bytes ({wire} on the wire), got {size}"
+                f"a raw frame of this sensor carries exactly {payload} payload bytes{what} ({wire} on the wire), "
+                f"got {size}"
             )
-        raw = cls()
+        raw = cls(channels=channels)
         try:
             channel.open_into(message, raw._buffer)
         except BaseException:
@@ -64,16 +80,19 @@ class RawBiometricFrame:
 
     @classmethod
     def from_samples(cls, samples: npt.ArrayLike) -> RawBiometricFrame:
-        """Copy samples (1-D, finite) in once; the caller's array is theirs to wipe."""
+        """Copy samples (1-D, or (channels, samples); finite) in once; the caller's array is theirs to wipe.
+
+        A (1, n) array gives the one-channel (n,) buffer, as a 1-D array does."""
         arr = sample_array(samples)
-        if arr.ndim != 1 or arr.size == 0:
-            raise InvalidArgumentError(f"raw samples must be a non-empty 1-D array, got shape {arr.shape}")
+        if arr.ndim not in (1, 2) or arr.size == 0:
+            raise InvalidArgumentError(f"raw samples must be a non-empty 1-D or (channels, samples) array, "
+                                       f"got shape {arr.shape}")  # fmt: skip
         if arr.dtype.kind not in "iuf":
             raise InvalidArgumentError(f"raw samples must be numeric, got dtype {arr.dtype}")
-        raw = cls(arr.size)
+        raw = cls(arr.shape[-1], 1 if arr.ndim == 1 else arr.shape[0])
         try:
             with np.errstate(over="ignore"):  # a value beyond float32 becomes inf: refused just below
-                np.copyto(raw._buffer.array, arr, casting="unsafe")
+                np.copyto(raw._buffer.array.reshape(arr.shape), arr, casting="unsafe")
             if not np.isfinite(raw._buffer.array).all():
                 raise InvalidArgumentError(
                     "raw samples must be finite (NaN or infinity found, or a value beyond float32)"
@@ -87,6 +106,12 @@ class RawBiometricFrame:
     def samples(self) -> np.ndarray[Any, Any]:
         """A view of the locked samples (no copy). Invalid after the frame is closed."""
         return self._buffer.array
+
+    @property
+    def channels_view(self) -> np.ndarray[Any, Any]:
+        """The locked samples as ``(C, n)`` (a view, no copy; C = 1 for a one-channel frame)."""
+        arr = self._buffer.array
+        return arr if arr.ndim == 2 else arr.reshape(1, -1)
 
     def close(self) -> None:
         """Zero the samples and release the buffer. Idempotent."""

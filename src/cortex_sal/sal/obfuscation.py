@@ -29,6 +29,17 @@ Choices the design leaves open (what a demanding caller expects):
 * A wrong key type is a ``WrongTypeError``; a purged key a ``PurgedBufferError``, checked
   before any work.
 
+Multi-channel (docs/sal.md "Multi-channel"): ``obfuscate_channels`` keys the rows of one frame's
+``(C, 5)`` features per channel. Channel 0 is exactly ``obfuscate`` (the single-channel bytes);
+channel ``c >= 1`` appends ``b"_ch" || c as u16 big-endian`` to *both* messages::
+
+    d1_c = HMAC-SHA256(K, m_c || b"_primary"   || b"_ch" || u16be(c))
+    d2_c = HMAC-SHA256(K, m_c || b"_secondary" || b"_ch" || u16be(c))
+
+The four message families (primary or secondary, channel 0 or not) have four distinct lengths
+(80, 82, 85, 87 bytes with a 32-byte hash), and within one family the suffix differs, so no
+two channels (and no channel and the single-channel path) ever share an HMAC input.
+
 ``obfuscate_batch`` computes row ``i`` exactly (bit for bit) as ``obfuscate`` would. The
 only per-row Python work is the unavoidable pair of HMAC calls on two prebuilt ``bytes``
 messages; encoding, message assembly, u64 decoding, scaling and the product are vectorised.
@@ -52,6 +63,8 @@ N_FEATURES = 5
 SENSOR_HASH_SIZE = 32
 PRIMARY = b"_primary"
 SECONDARY = b"_secondary"
+CHANNEL_TAG = b"_ch"
+_PACK_U16 = struct.Struct(">H").pack
 
 _SCALE = 2.0**-64  # exact: multiplying by it equals dividing by 2**64
 _BELOW_ONE = float(np.nextafter(1.0, 0.0))  # 1 - 2**-53
@@ -128,15 +141,55 @@ def obfuscate(features: npt.ArrayLike, sensor_hash: bytes, key: SecureKeyBuffer)
     """
     key = _check_key(key)
     h = _check_hash(sensor_hash)
-    fb = features_be(features)
+    return _obfuscate_fb(features_be(features), h, key, b"")
+
+
+def _obfuscate_fb(fb: bytes, h: bytes, key: SecureKeyBuffer, suffix: bytes) -> np.ndarray[Any, Any]:
+    """Phase B of one row whose features are already encoded (``fb``); ``suffix`` is the channel's."""
     message = fb + h
-    d1 = hmac_sha256(key, message + PRIMARY)
-    d2 = hmac_sha256(key, message + SECONDARY)
+    d1 = hmac_sha256(key, message + PRIMARY + suffix)
+    d2 = hmac_sha256(key, message + SECONDARY + suffix)
     # plain Python floats: float(int) is the correctly rounded conversion numpy's cast also
     # makes, and scaling by 2**-64 is exact, so this equals the batch's vectorised path bit
     # for bit (the tests check both against an independent oracle)
     u = _UNPACK5(d1 + d2[:8])
     return np.array([x * min(v * _SCALE, _BELOW_ONE) for x, v in zip(_UNPACK5F(fb), u, strict=True)])
+
+
+def channel_suffix(channel: int) -> bytes:
+    """The HMAC suffix of channel ``channel`` (public): empty for 0, ``b"_ch" || u16be(c)`` otherwise."""
+    if isinstance(channel, bool) or not isinstance(channel, int):
+        raise WrongTypeError(f"channel must be an int, got {type(channel).__name__}")
+    if not 0 <= channel <= 0xFFFF:
+        raise InvalidArgumentError(f"channel must be within 0..65535, got {channel}")
+    return b"" if channel == 0 else CHANNEL_TAG + _PACK_U16(channel)
+
+
+def obfuscate_channels(
+    features: npt.ArrayLike,
+    sensor_hash: bytes,
+    key: SecureKeyBuffer,
+    channels: Sequence[int] | None = None,
+) -> np.ndarray[Any, Any]:
+    """Phase B of one frame's channels: row ``i`` of ``features`` (R, 5) keyed as channel
+    ``channels[i]`` (default ``range(R)``); float64 (R, 5). A row keyed as channel 0 is exactly
+    ``obfuscate`` of it. Every row is checked before any HMAC."""
+    key = _check_key(key)
+    h = _check_hash(sensor_hash)
+    arr = np.asarray(features)
+    if arr.dtype.kind not in _REAL_KINDS:
+        raise WrongTypeError(f"features must be real numbers, got dtype {arr.dtype}")
+    if arr.ndim != 2 or arr.shape[1] != N_FEATURES:
+        raise InvalidArgumentError(f"features must have shape (channels, {N_FEATURES}), got {arr.shape}")
+    index = list(range(arr.shape[0])) if channels is None else list(channels)
+    if len(index) != arr.shape[0] or len(set(index)) != len(index):
+        raise InvalidArgumentError(f"{arr.shape[0]} feature rows need as many distinct channel numbers")
+    suffixes = [channel_suffix(c) for c in index]
+    encoded = [features_be(row) for row in arr.astype(np.float64, copy=False)]
+    out = np.empty((len(index), N_FEATURES), dtype=np.float64)
+    for i, (fb, suffix) in enumerate(zip(encoded, suffixes, strict=True)):
+        out[i] = _obfuscate_fb(fb, h, key, suffix)
+    return out
 
 
 def obfuscate_batch(
@@ -213,4 +266,14 @@ def _hash_matrix(sensor_hashes: object, n: int) -> np.ndarray[Any, Any]:
     return np.frombuffer(b"".join(items), dtype=np.uint8).reshape(n, SENSOR_HASH_SIZE)
 
 
-__all__ = ["N_FEATURES", "PRIMARY", "SECONDARY", "SENSOR_HASH_SIZE", "obfuscate", "obfuscate_batch"]
+__all__ = [
+    "CHANNEL_TAG",
+    "N_FEATURES",
+    "PRIMARY",
+    "SECONDARY",
+    "SENSOR_HASH_SIZE",
+    "channel_suffix",
+    "obfuscate",
+    "obfuscate_batch",
+    "obfuscate_channels",
+]

@@ -26,8 +26,10 @@ the same thing compare equal (``tensor`` is compared by identity, as numpy array
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -75,6 +77,19 @@ class RefusalReason(StrEnum):
     """The frame's features are outside the bridge bounds (std, p75, peak)."""
     CONSENT_INACTIVE = "consent_inactive"
     """Consent is no longer active for the sensor (revoked by drift, expired, capacity NONE)."""
+    OUT_OF_RANGE = "out_of_range"
+    """A channel holds a sample beyond +/-10,000 uV (10 mV): no scalp EEG is that large (``sal.quality``)."""
+    FLAT_LINE = "flat_line"
+    """A channel is flat (peak-to-peak <= 0.01 uV): a disconnected electrode or a dead input."""
+    SATURATED = "saturated"
+    """A channel sits at its maximum or minimum for 16 samples or more: the amplifier at its rail."""
+    CHANNEL_COUNT = "channel_count"
+    """The samples carry another number of channels than the sensor's model declares."""
+    RATE_MISMATCH = "rate_mismatch"
+    """The samples are declared at another rate than the frames' 128 Hz (resample at the source)."""
+
+
+_EMPTY: Mapping[str, RefusalReason] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,11 +101,21 @@ class Released:
     liveness_proven: bool
     capacity: str
     tensor: np.ndarray[Any, Any]
-    """The obfuscated five-value tensor (Phase B): the only thing derived from the samples that leaves."""
+    """The obfuscated Phase B tensor, the only thing derived from the samples that leaves: shape (5,)
+    for a one-channel model (as before multi-channel), (R, 5) for a model of C > 1 channels, one row
+    per released channel (R <= C, in channel order, labelled by ``channels``)."""
     tensor_norm: float
     research_payload: bytes | None
     """The router's 41-byte research payload, or ``None`` when the router has none for the frame."""
     processing_time_ms: float = field(default=0.0, compare=False)
+    channels: tuple[str, ...] = ()
+    """The electrode labels of the released rows, in the tensor's row order (docs/sal.md "Multi-channel")."""
+    channel_coherency: tuple[float, ...] = ()
+    """The coherency of each released channel (``coherency_index`` is their mean)."""
+    channel_states: tuple[str, ...] = ()
+    """The state label of each released channel (``state_label`` is the label of the mean)."""
+    refused_channels: Mapping[str, RefusalReason] = field(default_factory=lambda: _EMPTY)
+    """Label -> reason of each channel of the frame that released nothing (bad samples, bridge)."""
 
     @property
     def consent_active(self) -> bool:
@@ -110,6 +135,8 @@ class Refused:
     consent_active: bool = False
     """Whether consent is still active for the sensor (``False`` for a sensor refused at registration)."""
     processing_time_ms: float = field(default=0.0, compare=False)
+    refused_channels: Mapping[str, RefusalReason] = field(default_factory=lambda: _EMPTY)
+    """For a frame refused because no channel passed: label -> reason of each channel."""
 
 
 @dataclass(frozen=True, slots=True)

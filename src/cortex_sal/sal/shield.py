@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -48,6 +50,7 @@ from ..governance.quorum import EnactedBundle, NodeRegistry, apply_bundle
 from ..keros import SecureBusSession, SensorRegistry, establish_in_process
 from ..keros.certificate import VerifiedCertificate
 from ..keros.channel import Channel, check_channel
+from ..keros.registry import FRAME_RATE_HZ, MAX_CHANNELS, SensorModel
 from ..securemem import SecureKeyBuffer, SecureTensorBuffer
 from .consent import ANY_APP, DEFAULT_APP, ConsentLedger
 from .drift import DriftDetector
@@ -58,6 +61,7 @@ from .features import (
     coherency_batch,
     phase_a,
     phase_a_batch,
+    phase_a_channels,
     spectral_bins,
     spectral_bins_batch,
     state_label,
@@ -65,7 +69,8 @@ from .features import (
 )
 from .frame import SAMPLES_PER_FRAME, RawBiometricFrame, sample_array
 from .liveness import LivenessProver
-from .obfuscation import obfuscate, obfuscate_batch
+from .obfuscation import obfuscate, obfuscate_batch, obfuscate_channels
+from .quality import channel_faults, fault_detail
 from .results import (
     CustodyReport,
     DestroyReport,
@@ -79,6 +84,15 @@ from .results import (
 from .router import TelemetryRouter
 
 log = logging.getLogger("cortex_sal.sal")
+
+# when no channel of a frame passes, the frame's reason is the first of these its channels have
+_PRECEDENCE = (
+    RefusalReason.NON_FINITE,
+    RefusalReason.OUT_OF_RANGE,
+    RefusalReason.FLAT_LINE,
+    RefusalReason.SATURATED,
+    RefusalReason.BRIDGE_BOUNDS,
+)
 
 SESSION_LOG_LIMIT = 10_000  # the newest entries of the session log; older ones are dropped
 LOG_ID_HEX = 16  # the session log keeps the first 8 bytes of SHA-256(sensor id), in hex
@@ -108,6 +122,7 @@ class _Sensor:
     gateway: Channel  # the shield's end: a v1 session (register_sensor) or any channel (attach_sensor)
     endpoint: SecureBusSession | None  # the sensor's side, for in-process sensors (demo, tests)
     drift: DriftDetector
+    model: SensorModel
     frame_seq: int = 0
     blocked: bool = False
     keys: list[SecureKeyBuffer] = field(default_factory=list)
@@ -150,9 +165,11 @@ class CognitiveShield:
         self._thresholds = thresholds
         self._policy = policy if policy is not None else PolicyInForce(thresholds)
         self._applied_digests: set[bytes] = set(self._policy.applied_digests)
-        self.registry = registry or SensorRegistry(
-            SensorRegistry.default().models(), min_snr_db=thresholds.min_snr_db, min_bits=thresholds.min_bits
-        )
+        if registry is None:
+            registry = SensorRegistry.default()  # a fresh copy: the minima below are this shield's
+            registry.min_snr_db = float(thresholds.min_snr_db)
+            registry.min_bits = int(thresholds.min_bits)
+        self.registry = registry
         self._clock = clock
         self._gateway_id = gateway_id
         self._scopes = tuple(consent_scopes)
@@ -167,6 +184,7 @@ class CognitiveShield:
         self._consent_app: str | None = DEFAULT_APP if consent is None else ANY_APP
         self._router = TelemetryRouter(clock=clock)
         self._work = SecureTensorBuffer((SAMPLES_PER_FRAME,), np.float64)  # normalised samples
+        self._works: dict[int, SecureTensorBuffer] = {}  # (C, 256) work buffers of multi-channel models
         self._log: deque[dict[str, Any]] = deque(maxlen=SESSION_LOG_LIMIT)  # bounded: a gateway runs for months
         self._issued_keys: list[SecureKeyBuffer] = []
         self._attached: list[Channel] = []  # channels of attach_sensor: their keys are the channel's own
@@ -239,7 +257,7 @@ class CognitiveShield:
         if sensor_id in self._sensors:
             return Refused(RefusalReason.ALREADY_REGISTERED, _ALREADY_REGISTERED)
         try:
-            self.registry.admit(sensor_id, snr_db=snr, bits=bits)
+            model = self.registry.admit(sensor_id, snr_db=snr, bits=bits)
         except SensorNotCertifiedError as exc:
             return Refused(RefusalReason.NOT_CERTIFIED, str(exc))
         try:
@@ -248,7 +266,7 @@ class CognitiveShield:
             )
         except CortexError as exc:
             return Refused(RefusalReason.HANDSHAKE_FAILED, f"handshake failed: {exc}")
-        state = self._add_sensor(sensor_id, gateway_session, endpoint)
+        state = self._add_sensor(sensor_id, gateway_session, endpoint, model)
         for session in (gateway_session, endpoint):
             state.keys += session.owned_keys()
         self._issued_keys += state.keys
@@ -280,11 +298,11 @@ class CognitiveShield:
             channel.close()
             return Refused(RefusalReason.ALREADY_REGISTERED, _ALREADY_REGISTERED)
         try:
-            self.registry.admit(sensor_id)
+            model = self.registry.admit(sensor_id)
         except SensorNotCertifiedError as exc:
             channel.close()
             return Refused(RefusalReason.NOT_CERTIFIED, str(exc))
-        state = self._add_sensor(sensor_id, channel, None)
+        state = self._add_sensor(sensor_id, channel, None, model)
         self._attached.append(channel)
         return Registered(sensor_id, state.log_id)
 
@@ -311,7 +329,9 @@ class CognitiveShield:
             raise
         return result
 
-    def _add_sensor(self, sensor_id: str, channel: Channel, endpoint: SecureBusSession | None) -> _Sensor:
+    def _add_sensor(
+        self, sensor_id: str, channel: Channel, endpoint: SecureBusSession | None, model: SensorModel
+    ) -> _Sensor:
         id_hash = hashlib.sha256(sensor_id.encode("utf-8")).digest()
         state = _Sensor(
             sensor_id=sensor_id,
@@ -320,6 +340,7 @@ class CognitiveShield:
             gateway=channel,
             endpoint=endpoint,
             drift=DriftDetector(thresholds=self._thresholds, clock=self._clock),
+            model=model,
         )
         self.sessions_opened += 1
         self._sensors[sensor_id] = state
@@ -364,17 +385,20 @@ class CognitiveShield:
     def ingest_frame(self, sensor_id: str, frame: bytes) -> FrameResult:
         """Decrypt an encrypted frame straight into locked memory and run the pipeline.
 
-        :class:`Released`, or :class:`Refused`: the channel's refusal of the message
-        (``FRAME_FORMAT``, ``FRAME_AUTH``, ``REPLAY``, ``CHANNEL_EXPIRED``, ``CHANNEL_ERROR``;
-        the detail names the error class), ``NON_FINITE`` for a frame that opened but holds a NaN or
-        an infinite sample, or a gate of the pipeline (see :meth:`_process`).
-        A ``frame`` that is not ``bytes`` raises ``WrongTypeError``, an unknown sensor ``ShieldError``."""
+        The frame holds the sensor model's C channels (``C x 1024`` payload bytes). :class:`Released`,
+        or :class:`Refused`: the channel's refusal of the message (``FRAME_FORMAT`` - also for a frame
+        of another channel count, the detail naming the count expected -, ``FRAME_AUTH``, ``REPLAY``,
+        ``CHANNEL_EXPIRED``, ``CHANNEL_ERROR``; the detail names the error class), ``NON_FINITE``
+        for a frame that opened but none of whose channels is finite, or a gate of the pipeline (see
+        :meth:`_process`). A ``frame`` that is not ``bytes`` raises ``WrongTypeError``, an unknown
+        sensor ``ShieldError``."""
         state = self._sensor(sensor_id)
         if not isinstance(frame, bytes):
             raise WrongTypeError(f"frame must be bytes, got {type(frame).__name__}")
         started = time.perf_counter()
+        channels = state.model.channels
         try:
-            raw = RawBiometricFrame.from_channel(state.gateway, frame)
+            raw = RawBiometricFrame.from_channel(state.gateway, frame, channels)
         except SensorBusError as exc:
             self._log.append({"event": "frame_refused", "sensor": state.log_id, "error": type(exc).__name__})
             return Refused(
@@ -384,30 +408,73 @@ class CognitiveShield:
                 processing_time_ms=_elapsed_ms(started),
             )
         with raw:
-            if not np.isfinite(raw.samples).all():  # bytes off a wire: refused, not raised (phase_a would)
-                return self._refuse(state, RefusalReason.NON_FINITE, "a NaN or infinite sample", started)
-            return self._process(state, raw.samples, started)
+            view = raw.channels_view
+            # bytes off a wire: refused, not raised; a frame none of whose channels is finite never
+            # reaches the pipeline (one channel: the rule of the one-channel frame, unchanged)
+            if not np.isfinite(view).all(axis=1).any():
+                refused = {label: RefusalReason.NON_FINITE for label in state.model.labels}
+                return self._refuse(
+                    state, RefusalReason.NON_FINITE, "a NaN or infinite sample", started, refused=refused
+                )
+            return self._process(state, view, started)
 
-    def ingest_raw_data(self, sensor_id: str, raw: npt.ArrayLike) -> FrameResult:
-        """The seed's entry: 256 raw samples, copied once into locked memory.
+    def ingest_raw_data(self, sensor_id: str, raw: npt.ArrayLike, *, rate_hz: float | None = None) -> FrameResult:
+        """The seed's entry: one frame of raw samples, copied once into locked memory.
 
-        Samples that are not a finite numeric array of 256 raise ``InvalidArgumentError``
-        (the caller's own array, not bytes off a wire); the result is as :meth:`ingest_frame`'s."""
+        ``raw`` is 256 samples (a one-channel model) or ``(C, 256)`` (C channels, channel-major).
+        Samples that are not a finite numeric array of that shape raise ``InvalidArgumentError`` (the
+        caller's own array, not bytes off a wire), except that a well-formed frame of another channel
+        count than the sensor's model is refused (``CHANNEL_COUNT``), and so is one declared at a
+        ``rate_hz`` other than the frames' 128 Hz (``RATE_MISMATCH``: resample at the source). The
+        result is as :meth:`ingest_frame`'s."""
         state = self._sensor(sensor_id)
         started = time.perf_counter()
         arr = sample_array(raw)
-        if arr.shape != (SAMPLES_PER_FRAME,):
-            raise InvalidArgumentError(f"a frame holds {SAMPLES_PER_FRAME} samples, got shape {arr.shape}")
+        n = 1 if arr.shape == (SAMPLES_PER_FRAME,) else arr.shape[0] if arr.ndim == 2 else 0
+        if not 1 <= n <= MAX_CHANNELS or arr.shape[-1] != SAMPLES_PER_FRAME:
+            raise InvalidArgumentError(
+                f"a frame holds {SAMPLES_PER_FRAME} samples per channel ((256,) or (channels, 256)), "
+                f"got shape {arr.shape}"
+            )
+        if arr.dtype.kind not in "iuf":
+            raise InvalidArgumentError(f"raw samples must be numeric, got dtype {arr.dtype}")
+        rate = None if rate_hz is None else _rate(rate_hz)
+        model = state.model
+        if n != model.channels or (rate is not None and rate != FRAME_RATE_HZ):
+            state.frame_seq += 1
+            if n != model.channels:
+                detail = f"the model {model.model_id!r} has {model.channels} channel(s), the frame {n}"
+                return self._refuse(state, RefusalReason.CHANNEL_COUNT, detail, started)
+            detail = f"frames are {FRAME_RATE_HZ:g} Hz, these samples {rate:g} Hz (resample at the source)"
+            return self._refuse(state, RefusalReason.RATE_MISMATCH, detail, started)
         with RawBiometricFrame.from_samples(arr) as frame:
-            return self._process(state, frame.samples, started)
+            return self._process(state, frame.channels_view, started)
 
     def _process(self, state: _Sensor, samples: np.ndarray[Any, Any], started: float) -> FrameResult:
-        """The pipeline of one frame: refused with ``DRIFT_BLOCKED``, ``BRIDGE_BOUNDS`` or
-        ``CONSENT_INACTIVE``, else released."""
+        """The pipeline of one frame of ``(C, 256)`` samples: refused with ``DRIFT_BLOCKED``, a
+        bad-sample reason (``NON_FINITE``, ``OUT_OF_RANGE``, ``FLAT_LINE``, ``SATURATED``) or
+        ``BRIDGE_BOUNDS`` when no channel passes, or ``CONSENT_INACTIVE``; else released."""
         t = self._thresholds  # read once: a frame sees one policy, even if apply_policy runs meanwhile
         state.frame_seq += 1
         if state.blocked:
             return self._refuse(state, RefusalReason.DRIFT_BLOCKED, "drift: sensor blocked", started)
+        faults = channel_faults(samples)
+        if samples.shape[0] == 1:
+            return self._process_one(state, samples[0], faults[0], t, started)
+        return self._process_many(state, samples, faults, t, started)
+
+    def _process_one(
+        self,
+        state: _Sensor,
+        samples: np.ndarray[Any, Any],
+        fault: RefusalReason | None,
+        t: ClinicalThresholds,
+        started: float,
+    ) -> FrameResult:
+        """One channel: the design's pipeline, exactly as before multi-channel (tensor (5,))."""
+        label0 = state.model.labels[0]
+        if fault is not None:
+            return self._refuse(state, fault, fault_detail(fault), started, refused={label0: fault})
         work = self._work.array
         try:
             features = phase_a(samples, work)
@@ -416,7 +483,10 @@ class CognitiveShield:
         bins = spectral_bins(samples)
         reason = bridge_check(features, t)
         if reason is not None:
-            return self._refuse(state, RefusalReason.BRIDGE_BOUNDS, f"bridge: {reason}", started)
+            return self._refuse(
+                state, RefusalReason.BRIDGE_BOUNDS, f"bridge: {reason}", started,
+                refused={label0: RefusalReason.BRIDGE_BOUNDS},
+            )  # fmt: skip
         c = coherency(features)
         label = state_label(c, t)
         gate = self._gate(state, features, c, label, started)
@@ -436,10 +506,93 @@ class CognitiveShield:
             }
         )
         norm = float(np.linalg.norm(tensor))
-        return self._release(state, c, label, live, capacity, tensor, norm, routed.get("research_payload"), started)
+        return self._release(
+            state, c, label, live, capacity, tensor, norm, routed.get("research_payload"), started,
+            channels=(label0,), channel_coherency=(c,), channel_states=(label,),
+        )  # fmt: skip
+
+    def _process_many(
+        self,
+        state: _Sensor,
+        samples: np.ndarray[Any, Any],
+        faults: list[RefusalReason | None],
+        t: ClinicalThresholds,
+        started: float,
+    ) -> FrameResult:
+        """C > 1 channels (docs/sal.md "Multi-channel"): Phase A, bridge, coherency and labels per
+        channel, vectorised across channels; a channel with bad samples or past the bridge releases
+        nothing and is named; liveness and drift run once per frame over the mean of the channels
+        that passed; Phase B keys each row by its channel."""
+        labels = state.model.labels
+        refused: dict[str, RefusalReason] = {labels[i]: f for i, f in enumerate(faults) if f is not None}
+        notes = [f"{labels[i]} {f.value}" for i, f in enumerate(faults) if f is not None]
+        ok = np.array([f is None for f in faults], dtype=bool)
+        if not ok.any():
+            return self._refuse_all(state, refused, notes, started)
+        work = self._work_for(samples.shape).array
+        features, bins = phase_a_channels(samples, work, ok)  # zeroes work on return
+        rows = np.flatnonzero(ok)
+        bridge = bridge_check_batch(features[rows], t)
+        passed: list[int] = []
+        for i, why in zip(rows.tolist(), bridge, strict=True):
+            if why is None:
+                passed.append(i)
+            else:
+                refused[labels[i]] = RefusalReason.BRIDGE_BOUNDS
+                notes.append(f"{labels[i]} bridge ({why})")
+        if not passed:
+            return self._refuse_all(state, refused, notes, started)
+        kept = features[passed]
+        coh = coherency_batch(kept)
+        states = state_label_batch(coh, t)
+        c = math.fsum(coh.tolist()) / len(passed)
+        label = state_label(c, t)
+        gate = self._gate(state, kept.mean(axis=0), c, label, started, refused=refused)
+        if isinstance(gate, Refused):
+            return gate
+        live, capacity = gate
+        tensor = obfuscate_channels(kept, state.id_hash, self._salt, passed)
+        routed = self._router.ingest_from_bridge(
+            {
+                "features": tensor.mean(axis=0),
+                "coherency": c,
+                "polyvagal_state": label,
+                "timestamp": self._clock.time(),
+                "frame_seq": state.frame_seq,
+                "sensor_id_hash": state.log_id,
+                "spectral_bins": bins[passed].mean(axis=0),
+            }
+        )
+        bins[...] = 0.0
+        norm = float(np.linalg.norm(tensor))
+        return self._release(
+            state, c, label, live, capacity, tensor, norm, routed.get("research_payload"), started,
+            channels=tuple(labels[i] for i in passed), channel_coherency=tuple(coh.tolist()),
+            channel_states=tuple(states), refused_channels=refused,
+        )  # fmt: skip
+
+    def _refuse_all(
+        self, state: _Sensor, refused: dict[str, RefusalReason], notes: list[str], started: float
+    ) -> Refused:
+        """No channel of the frame passed: refused with the first reason of ``_PRECEDENCE`` present."""
+        reason = next(r for r in _PRECEDENCE if r in refused.values())
+        return self._refuse(state, reason, "no channel passed: " + ", ".join(notes), started, refused=refused)
+
+    def _work_for(self, shape: tuple[int, ...]) -> SecureTensorBuffer:
+        """The locked (C, 256) float64 work buffer of a channel count (one per count, reused)."""
+        buf = self._works.get(shape[0])
+        if buf is None:
+            buf = self._works[shape[0]] = SecureTensorBuffer(shape, np.float64)
+        return buf
 
     def _gate(
-        self, state: _Sensor, features: np.ndarray[Any, Any], c: float, label: str, started: float
+        self,
+        state: _Sensor,
+        features: np.ndarray[Any, Any],
+        c: float,
+        label: str,
+        started: float,
+        refused: dict[str, RefusalReason] | None = None,
     ) -> tuple[bool, str] | Refused:
         """Liveness, drift and consent for one frame past the bridge: ``(liveness, capacity)``,
         or the refusal when consent is no longer active."""
@@ -454,6 +607,7 @@ class CognitiveShield:
                 f"consent not active (capacity {drift.capacity})",
                 started,
                 label=label,
+                refused=refused,
             )
         return live, drift.capacity
 
@@ -468,17 +622,34 @@ class CognitiveShield:
         norm: float,
         research_payload: bytes | None,
         started: float,
+        *,
+        channels: tuple[str, ...],
+        channel_coherency: tuple[float, ...],
+        channel_states: tuple[str, ...],
+        refused_channels: dict[str, RefusalReason] | None = None,
     ) -> Released:
         """Log a released frame (truncated hash and label only) and build its result."""
         self._log.append({"event": "frame", "sensor": state.log_id, "seq": state.frame_seq, "state": label})
-        return Released(c, label, live, capacity, tensor, norm, research_payload, _elapsed_ms(started))
+        return Released(
+            c, label, live, capacity, tensor, norm, research_payload, _elapsed_ms(started),
+            channels=channels, channel_coherency=channel_coherency, channel_states=channel_states,
+            refused_channels=MappingProxyType(dict(refused_channels or {})),
+        )  # fmt: skip
 
     def _refuse(
-        self, state: _Sensor, reason: RefusalReason, detail: str, started: float, label: str | None = None
+        self,
+        state: _Sensor,
+        reason: RefusalReason,
+        detail: str,
+        started: float,
+        label: str | None = None,
+        refused: dict[str, RefusalReason] | None = None,
     ) -> Refused:
         self._log.append({"event": "refused", "sensor": state.log_id, "seq": state.frame_seq, "reason": detail})
         active = self._consent.is_active(state.log_id, "biometric", self._consent_app)
-        return Refused(reason, detail, label, active, _elapsed_ms(started))
+        return Refused(
+            reason, detail, label, active, _elapsed_ms(started), refused_channels=MappingProxyType(dict(refused or {}))
+        )
 
     # -- batch -----------------------------------------------------------------------
 
@@ -488,13 +659,21 @@ class CognitiveShield:
         Phase A, spectral bins, bridge, coherency, labels and Phase B run vectorised along
         the sensor axis with the same rule functions as the single path (``features``'
         ``*_batch``); the per-sensor state (drift, consent, liveness, router) is updated
-        row by row. Results equal the single path's, row for row.
+        row by row. Results equal the single path's, row for row (the bad-sample rules included).
+        The batch is for one-channel sensors (the many-sensor fan-in): a sensor whose model has more
+        channels raises ``InvalidArgumentError`` (give its frames to :meth:`ingest_raw_data`).
         """
         if isinstance(sensor_ids, str) or not isinstance(sensor_ids, Iterable):
             raise WrongTypeError(f"sensor_ids must be a sequence of sensor ids, got {type(sensor_ids).__name__}")
         states = [self._sensor(s) for s in sensor_ids]
         if len({id(s) for s in states}) != len(states):
             raise InvalidArgumentError("a batch holds at most one frame per sensor")
+        wide = next((s.model for s in states if s.model.channels != 1), None)
+        if wide is not None:
+            raise InvalidArgumentError(
+                f"ingest_batch takes one-channel sensors; model {wide.model_id!r} has {wide.channels} channels "
+                "(give its frames to ingest_raw_data or ingest_frame)"
+            )
         arr = sample_array(raw)
         if arr.shape != (len(states), SAMPLES_PER_FRAME):
             raise InvalidArgumentError(f"batch must have shape ({len(states)}, {SAMPLES_PER_FRAME}), got {arr.shape}")
@@ -509,6 +688,7 @@ class CognitiveShield:
                 raise InvalidArgumentError(
                     "raw samples must be finite (NaN or infinity found, or a value beyond float32)"
                 )
+            faults = channel_faults(buffer.array)
             features = phase_a_batch(buffer.array)
             bins = spectral_bins_batch(buffer.array)
         tensors = obfuscate_batch(features, [s.id_hash for s in states], self._salt)
@@ -523,9 +703,17 @@ class CognitiveShield:
             if state.blocked:
                 results[i] = self._refuse(state, RefusalReason.DRIFT_BLOCKED, "drift: sensor blocked", started)
                 continue
+            label0 = state.model.labels[0]
+            fault = faults[i]
+            if fault is not None:
+                results[i] = self._refuse(state, fault, fault_detail(fault), started, refused={label0: fault})
+                continue
             reason = bridge[i]
             if reason is not None:
-                results[i] = self._refuse(state, RefusalReason.BRIDGE_BOUNDS, f"bridge: {reason}", started)
+                results[i] = self._refuse(
+                    state, RefusalReason.BRIDGE_BOUNDS, f"bridge: {reason}", started,
+                    refused={label0: RefusalReason.BRIDGE_BOUNDS},
+                )  # fmt: skip
                 continue
             gate = self._gate(state, features[i], float(coh[i]), labels[i], started)
             if isinstance(gate, Refused):
@@ -546,7 +734,8 @@ class CognitiveShield:
             for (i, live, capacity), route in zip(released, routed, strict=True):
                 results[i] = self._release(
                     states[i], float(coh[i]), labels[i], live, capacity, tensors[i], float(norms[i]),
-                    route.get("research_payload"), started,
+                    route.get("research_payload"), started, channels=(states[i].model.labels[0],),
+                    channel_coherency=(float(coh[i]),), channel_states=(labels[i],),
                 )  # fmt: skip
         return [r for r in results if r is not None]
 
@@ -577,6 +766,9 @@ class CognitiveShield:
         self._salt.secure_purge()
         self._liveness.purge()
         self._work.secure_purge()
+        for buf in self._works.values():
+            buf.secure_purge()
+        self._works.clear()
 
     def __enter__(self) -> CognitiveShield:
         return self
@@ -605,6 +797,16 @@ class CognitiveShield:
             self._detached[0] + len(self._attached),
             self._detached[1] + sum(not c.is_open for c in self._attached),
         )
+
+
+def _rate(rate_hz: object) -> float:
+    """A declared sample rate: a finite real > 0 (not a bool), else a specific error."""
+    if isinstance(rate_hz, bool) or not isinstance(rate_hz, int | float):
+        raise WrongTypeError(f"rate_hz must be a real number of Hz, got {type(rate_hz).__name__}")
+    rate = float(rate_hz)
+    if not math.isfinite(rate) or rate <= 0:
+        raise InvalidArgumentError(f"rate_hz must be finite and > 0, got {rate_hz!r}")
+    return rate
 
 
 def _elapsed_ms(started: float) -> float:
