@@ -28,7 +28,7 @@ import queue
 import random
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -99,10 +99,13 @@ class Features:
     state: str
     coherency: float
     liveness: bool
+    channels: tuple[str, ...] = ()  # the labels of the tensor's rows (the channels released)
+    refused: dict[str, str] = field(default_factory=dict)  # the frame's other channels: label -> why
 
     @property
     def values(self) -> list[Any]:
-        return [[list(r) for r in self.tensor], self.state, self.coherency, self.liveness]
+        return [[list(r) for r in self.tensor], self.state, self.coherency, self.liveness, list(self.channels),
+                dict(self.refused)]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,10 +379,11 @@ def _message(msg: dict[str, Any], sensor: str) -> Message:
     if "dropped" in msg:
         return Dropped(msg["stream"], msg["sid"], sensor, int(msg["dropped"]))
     if msg["stream"] == "features":
-        tensor, state, coherency, liveness = msg["values"]
+        tensor, state, coherency, liveness, channels, refused = msg["values"]
         return Features(msg["sid"], sensor, int(msg["seq"]), float(msg["time"]),
                         tuple(tuple(float(x) for x in row) for row in tensor), str(state), float(coherency),
-                        bool(liveness))  # fmt: skip
+                        bool(liveness), tuple(str(c) for c in channels),
+                        {str(k): str(v) for k, v in refused.items()})  # fmt: skip
     return Opaque(msg["stream"], msg["sid"], sensor, int(msg["seq"]), float(msg["time"]),
                   base64.b64decode(msg["values"][0]))  # fmt: skip
 

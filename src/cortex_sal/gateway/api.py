@@ -773,17 +773,24 @@ def _failed(stream: str, name: str, message: str) -> dict[str, Any]:
 
 
 def _feature_values(result: Any) -> list[Any]:
+    """``[tensor, state, coherency, liveness, channels, refused]``: the (R, 5) tensor of the R released
+    channels (``channels`` names its rows) and ``refused`` the frame's other channels with why."""
     tensor = np.atleast_2d(np.asarray(result.tensor, dtype=np.float64))
-    return [tensor.tolist(), result.state_label, float(result.coherency_index), bool(result.liveness_proven)]
+    refused = {str(label): str(reason.value) for label, reason in result.refused_channels.items()}
+    return [tensor.tolist(), result.state_label, float(result.coherency_index), bool(result.liveness_proven),
+            list(result.channels), refused]  # fmt: skip
 
 
 def _describe(stream: str, labels: list[str] | None) -> dict[str, Any]:
     if stream == "features" or stream == "clinical":
-        described = {
-            "cols": ["tensor", "state", "coherency", "liveness"],
+        described: dict[str, Any] = {
+            "cols": ["tensor", "state", "coherency", "liveness", "channels", "refused"],
             "tensor": {"rows": labels, "cols": list(FEATURE_COLS)},
+            "channels": labels,
             "units": {"tensor": "obfuscated envelope statistics (unitless)", "state": "label",
-                      "coherency": "std/mean of the envelope", "liveness": "bool"},
+                      "coherency": "std/mean of the envelope", "liveness": "bool",
+                      "channels": "the labels of the tensor's rows (the released channels)",
+                      "refused": "label -> why, for the frame's channels that released nothing"},
             "rate_hz": 0.5,
             "bounds": {"tensor": [0.0, 1.0], "coherency": [0.0, None]},
         }  # fmt: skip

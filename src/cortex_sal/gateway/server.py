@@ -243,9 +243,9 @@ class Gateway:
         out = {}
         for live in self._by_sensor.values():
             if live.peer is not None and live.conn.log_id is not None:
-                model = live.peer.model_id or ""
-                labels = getattr(models.get(model), "labels", None)  # the registry model's channel labels
-                out[live.conn.log_id] = SensorInfo(model, tuple(labels) if labels else ("ch0",))
+                model = models.get(live.peer.model_id or "")
+                labels = model.labels if model is not None else ()
+                out[live.conn.log_id] = SensorInfo(live.peer.model_id or "", tuple(labels))
         return out
 
     async def shutdown(self) -> None:
