@@ -2,7 +2,9 @@
 
 :func:`run_sensor` connects to a gateway, runs the KEROS v2 handshake through
 :class:`~.connection.SensorConnection`, then sends one frame per record at the source's real
-rate (256 samples at 128 Hz: one frame every 2 s) or as fast as the gateway takes them. When the
+rate (256 samples at 128 Hz: one frame every 2 s) or as fast as the gateway takes them. A frame
+is ``(256,)`` or ``(C, 256)`` float32 microvolts, channel-major (``C * 1024`` bytes on the wire);
+the locked buffer is sized from the first frame and every later frame must have its shape. When the
 connection drops or the gateway shuts down, it reconnects with exponential backoff and full
 jitter and resumes with a new handshake (a frame that was being sent when the connection broke is
 lost, and counted). A refusal (certificate, not admitted, a gateway whose certified name is not
@@ -54,6 +56,22 @@ class SensorReport:
         )
 
 
+MAX_CHANNELS = 1024
+
+
+def _frame_shape(frame: np.ndarray) -> tuple[int, ...]:
+    """``(256,)`` (one channel, the shield's frame today) or ``(C, 256)``: channel-major frames."""
+    shape = np.shape(frame)
+    if shape == (SAMPLES_PER_FRAME,) or (
+        len(shape) == 2 and shape[1] == SAMPLES_PER_FRAME and 1 <= shape[0] <= MAX_CHANNELS
+    ):
+        return tuple(int(n) for n in shape)
+    raise InvalidArgumentError(
+        f"a frame is ({SAMPLES_PER_FRAME},) or (C, {SAMPLES_PER_FRAME}) samples with 1 <= C <= {MAX_CHANNELS}, "
+        f"got shape {shape}"
+    )
+
+
 async def _handshake(
     conn: SensorConnection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, timeout: float
 ) -> Ended | None:
@@ -96,9 +114,10 @@ async def run_sensor(
     report = SensorReport()
     period = SAMPLES_PER_FRAME / rate_hz
     source = iter(frames)
-    pending: np.ndarray | None = None
+    pending: np.ndarray | None = next(source, None)  # the first frame sizes the locked buffer
+    shape = _frame_shape(pending) if pending is not None else (SAMPLES_PER_FRAME,)
     attempt = 0
-    with SecureTensorBuffer((SAMPLES_PER_FRAME,), SAMPLE_DTYPE) as plain:
+    with SecureTensorBuffer(shape, SAMPLE_DTYPE) as plain:
         while total is None or report.frames_sent < total:
             try:
                 reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), handshake_timeout_s)
@@ -143,6 +162,10 @@ async def run_sensor(
                         except StopIteration:
                             total = report.frames_sent
                             break
+                    if np.shape(pending) != shape:
+                        raise InvalidArgumentError(
+                            f"every frame must have the first frame's shape {shape}, got {np.shape(pending)}"
+                        )
                     np.copyto(plain.array, np.asarray(pending, dtype=SAMPLE_DTYPE), casting="same_kind")
                     writer.write(conn.frame(plain))
                     plain.array[...] = 0.0
