@@ -49,8 +49,10 @@ PARAMS: dict[str, type] = {
 STREAMING_BOARD_ID = -2
 PLAYBACK_BOARD_ID = -3
 POLL_S = 0.05
-#: seconds without a sample after which a live board is given up (a playback file has ended)
+#: seconds without a sample after which a live board is given up
 STALL_S = 5.0
+#: seconds without a sample after which a playback file has ended
+PLAYBACK_END_S = 1.0
 
 
 def _brainflow() -> Any:
@@ -168,7 +170,7 @@ class BrainFlowSource(Source):
         while not self.closed:
             data = self._shim.get_board_data()
             if data.shape[1] == 0:
-                if time.monotonic() - idle_since > STALL_S:
+                if time.monotonic() - idle_since > (STALL_S if self.live else PLAYBACK_END_S):
                     if self.live:
                         raise SourceError(f"{self.name}: no sample for {STALL_S:g} s: the board stopped sending")
                     return  # a playback file ended

@@ -9,7 +9,6 @@ sample periods is a gap. The whole stream is read at open (XDF has no index to s
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -44,10 +43,10 @@ class XdfSource(Source):
             prop, value = "name", stream
         if prop not in ("name", "type", "source_id") or not value:
             raise SourceError(f"an XDF stream is chosen by NAME, name=, type= or source_id=, got {stream!r}")
-        logging.getLogger("pyxdf").setLevel(logging.WARNING)
         try:
             streams, _ = pyxdf.load_xdf(path, synchronize_clocks=True, dejitter_timestamps=False)
-        except Exception as exc:  # pyxdf raises what its parser meets (struct, XML, EOF errors)
+        except Exception as exc:  # pyxdf raises what its parser meets (struct, XML, EOF errors); a file of
+            # garbage is read as no stream at all (refused below)
             raise SourceError(f"{path!r} is not a readable XDF file: {type(exc).__name__}") from None
         what = f"XDF {os.path.basename(path)!r}"
         infos = [s["info"] for s in streams]
