@@ -104,8 +104,15 @@ def scenario_stream() -> dict[str, object]:
         "frame0": frames[0][0].astype(float).tolist() if frames else [],
         "sockets": own_sockets(),
     }
+    del out  # the outlet goes away: the source ends with a SourceError, not pylsl's LostError
+    from cortex_sal.errors import SourceError
+
+    try:
+        while True:
+            next(it)
+    except SourceError as exc:
+        result["lost"] = str(exc)
     src.close()
-    del out
     return result
 
 

@@ -77,6 +77,7 @@ def test_an_lsl_outlet_of_8_channels_at_256_hz_framed_with_a_pause_as_a_gap() ->
     assert abs(np.abs(frame0).max() - 20.0) < 0.5  # 20 uV
     sockets = got["sockets"]
     assert isinstance(sockets, dict) and sockets["udp6"] == [] and sockets["tcp6"] == []
+    assert got["lost"] == "lsl:cortex-test-eeg: the stream was lost (its outlet closed or went away)"
 
 
 def test_a_stream_nobody_publishes_is_refused_after_the_timeout() -> None:

@@ -167,8 +167,12 @@ class BrainFlowSource(Source):
         last_ts: float | None = None
         last_package: int | None = None
         idle_since = time.monotonic()
+        bf = _brainflow()
         while not self.closed:
-            data = self._shim.get_board_data()
+            try:
+                data = self._shim.get_board_data()
+            except bf.BrainFlowError as exc:
+                raise SourceError(f"{self.name}: the board stopped: {exc}") from None
             if data.shape[1] == 0:
                 if time.monotonic() - idle_since > (STALL_S if self.live else PLAYBACK_END_S):
                     if self.live:

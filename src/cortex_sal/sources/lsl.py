@@ -125,7 +125,10 @@ class LslSource(Source):
     def blocks(self) -> Iterator[Block]:
         last: float | None = None
         while not self.closed:
-            data, stamps = self._inlet.pull_chunk(timeout=0.2, max_samples=CHUNK)
+            try:
+                data, stamps = self._inlet.pull_chunk(timeout=0.2, max_samples=CHUNK)
+            except self._pylsl.util.LostError:
+                raise SourceError(f"{self.name}: the stream was lost (its outlet closed or went away)") from None
             if len(stamps) == 0:
                 continue
             samples = np.asarray(data, dtype=np.float64).T[self._picked] * self._scale
