@@ -392,3 +392,13 @@ def test_the_demo_in_process_streams_the_synthetic_and_the_bundled_edf() -> None
     text = out.getvalue()
     assert "real scalp EEG, channel Fp1, 128 Hz" in text and "synthetic EEG (alpha + theta + noise)" in text
     assert "keys purged" in text
+
+
+def test_the_sensors_seed_option_seeds_a_synthetic_spec_without_a_seed_of_its_own() -> None:
+    from cortex_sal.cli.gateway import open_source
+
+    want = _digest(frames(open_spec("synthetic:seed=5"), max_frames=2))
+    for spec in ("synthetic", "synthetic:", "synthetic:rate=128"):
+        assert _digest(frames(open_source(spec, 5), max_frames=2)) == want
+    assert _digest(frames(open_source("synthetic:seed=3", 5), max_frames=4)) == SYNTHETIC_SEED3_4  # the spec's own wins
+    assert _digest(frames(open_source("synthetic", 1), max_frames=8)) == SYNTHETIC_SEED1_8

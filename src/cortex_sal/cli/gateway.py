@@ -134,7 +134,7 @@ def open_source(spec: str, seed: int = 1) -> Source:
     synthetic spec that names no seed of its own."""
     kind = spec.partition(":")[0].strip().lower()
     if kind == "synthetic" and "seed=" not in spec and seed != 1:
-        spec = f"{spec}{',' if ':' in spec else ':'}seed={seed}"
+        spec = f"{spec}{'' if spec.endswith(':') else ',' if ':' in spec else ':'}seed={seed}"
     return open_spec(spec)
 
 
