@@ -88,3 +88,17 @@ def test_frames_that_are_not_256_samples_per_channel_are_refused_before_connecti
 
     with pytest.raises(InvalidArgumentError, match=r"a frame is \(256,\) or \(C, 256\) samples"):
         asyncio.run(scenario())
+
+
+def test_today_the_one_channel_gateway_ends_a_multichannel_stream_and_the_sensor_says_so(
+    pki: Path, tmp_path: Path
+) -> None:
+    """Pins the state before the multi-channel shield (issue #15): an 8-channel frame is 8192 bytes
+    and today's gateway ends the connection on it. When the shield takes (C, 256) frames, this test
+    turns into the 8-channel end-to-end one: every frame released."""
+    grant(tmp_path / "D", "SN-0001")
+    framed = frames(open_spec("synthetic:channels=8,rate=250,seed=3"), max_frames=3)
+    report, results = _stream(pki, tmp_path / "D", framed, 3)
+    assert results == []  # nothing reached the shield
+    assert "record" in report.reasons  # type: ignore[attr-defined]
+    assert "(connections ended: record)" in report.summary()  # type: ignore[attr-defined]

@@ -50,9 +50,11 @@ class SensorReport:
     reasons: list[str] = field(default_factory=list)  # why each connection ended
 
     def summary(self) -> str:
+        ended = ", ".join(sorted({r for r in self.reasons if r != "normal"}))  # e.g. a refused frame size
         return (
             f"{self.frames_sent} frames sent to gateway {self.gateway!r} over {self.connections} connection(s)"
             f"{f', {self.frames_lost} lost' if self.frames_lost else ''}"
+            f"{f' (connections ended: {ended})' if ended else ''}"
         )
 
 
@@ -195,7 +197,7 @@ async def run_sensor(
                         data = closed.result() if closed.done() else b""
                     why, detail = "normal", "done"
                     for event in conn.receive_data(data or b""):  # a refusal that crossed the last frames
-                        if isinstance(event, Ended) and event.reason in FINAL:
+                        if isinstance(event, Ended) and (event.reason in FINAL or not event.normal):
                             why, detail = event.reason, event.detail
                     report.reasons.append(why)
                     if why in FINAL:
