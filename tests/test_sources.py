@@ -402,3 +402,30 @@ def test_the_sensors_seed_option_seeds_a_synthetic_spec_without_a_seed_of_its_ow
         assert _digest(frames(open_source(spec, 5), max_frames=2)) == want
     assert _digest(frames(open_source("synthetic:seed=3", 5), max_frames=4)) == SYNTHETIC_SEED3_4  # the spec's own wins
     assert _digest(frames(open_source("synthetic", 1), max_frames=8)) == SYNTHETIC_SEED1_8
+
+
+def test_the_building_blocks_refuse_bad_arguments() -> None:
+    from cortex_sal.errors import InvalidArgumentError
+
+    with pytest.raises(SourceError, match=r"samples \(C, n\) and timestamps \(n,\), got \(2, 3\) and \(4,\)"):
+        Block(np.zeros((2, 3)), np.zeros(4))
+    with pytest.raises(SourceError, match=r"got \(3,\) and \(3,\)"):
+        Block(np.zeros(3), np.zeros(3))
+    for bad in (0, 1025, 2.0, True, "8"):
+        with pytest.raises(InvalidArgumentError, match="n_channels must be an int from 1 to 1024"):
+            Framer(bad, 128.0)  # type: ignore[arg-type]
+    framer = Framer(2, 128.0)
+    with pytest.raises(SourceError, match=r"does not have the framer's 2 channels"):
+        framer.push(Block(np.zeros((3, 10)), np.arange(10.0)))
+    with pytest.raises(InvalidArgumentError, match="needs n_channels and rate_hz"):
+        next(frames([Block(np.zeros((1, 10)), np.arange(10.0))]))
+    for bad_max in (0, -1, 1.5, True):
+        with pytest.raises(InvalidArgumentError, match="max_frames must be a positive int"):
+            next(frames(open_spec("synthetic"), max_frames=bad_max))  # type: ignore[arg-type]
+    for kwargs in ({"channels": 0}, {"channels": 257}, {"rate_hz": 0.5}, {"rate_hz": "128"}, {"seed": -1},
+                   {"seed": 1.5}, {"n_blocks": 0}):  # fmt: skip
+        with pytest.raises(InvalidArgumentError):
+            SyntheticSource(**kwargs)  # type: ignore[arg-type]
+    for n in (0, -3, 2.0, True):
+        with pytest.raises(InvalidArgumentError, match="n_frames must be a positive int"):
+            synthetic_eeg(n)  # type: ignore[arg-type]
