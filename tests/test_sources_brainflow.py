@@ -1,7 +1,8 @@
 """BrainFlow boards for real: the synthetic board (16 EEG channels at 250 Hz) read through the
 source and framed; a playback-file board replaying a capture this test recorded with BrainFlow
 itself (``DataFilter.write_file``), also with rows cut out (a gap, from the package numbers); and
-``cortex-sal sensor --source brainflow:synthetic#Fz`` streaming through a real gateway on loopback.
+``cortex-sal sensor --source brainflow:synthetic#Fz`` streaming through a real gateway on loopback
+(the second frame read in a worker thread, as the sensor reads every live source).
 
 BrainFlow's synthetic board runs in real time: each test collects a few seconds, no more. The
 streaming board is never used (it multicasts): the spec parser refuses it (tests/test_sources.py)."""
@@ -129,12 +130,12 @@ def test_cortex_sal_sensor_streams_one_brainflow_channel_through_a_gateway(pki: 
         sensor = subprocess.run(
             _cli("sensor", "--gateway", f"127.0.0.1:{port.group(1)}", "--identity", str(pki / "sensors/sn-0001"),
                  "--trust", str(pki / "ca/maker"), "--trust", str(pki / "ca/site"),
-                 "--source", "brainflow:synthetic#Fz", "--frames", "1", "--as-fast-as-possible"),
+                 "--source", "brainflow:synthetic#Fz", "--frames", "2", "--as-fast-as-possible"),
             capture_output=True, text=True, timeout=60, env=env, check=False,
         )  # fmt: skip
         assert sensor.returncode == 0, sensor.stdout + sensor.stderr
         assert re.fullmatch(
-            r"1 frames sent to gateway 'gw-ward3' over 1 connection\(s\) in [0-9.]+ s; "
+            r"2 frames sent to gateway 'gw-ward3' over 1 connection\(s\) in [0-9.]+ s; "
             r"0 gap\(s\), 0 frame\(s\) dropped at gaps\n",
             sensor.stdout,
         ), sensor.stdout
@@ -145,10 +146,10 @@ def test_cortex_sal_sensor_streams_one_brainflow_channel_through_a_gateway(pki: 
             handled = sum(
                 float(v) for v in re.findall(r'^cortex_sal_frames_total\{outcome="[a-z_]+"\} ([0-9.e+]+)$', text, re.M)
             )
-            if handled >= 1 or time.monotonic() > deadline:
+            if handled >= 2 or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
-        assert handled == 1, text  # the shield took the 1-channel frame (a wrong size ends the connection uncounted)
+        assert handled == 2, text  # the shield took the 1-channel frames (a wrong size ends the connection uncounted)
     finally:
         gateway.send_signal(signal.SIGTERM)
         out, err = gateway.communicate(timeout=30)

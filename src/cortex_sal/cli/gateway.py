@@ -157,7 +157,7 @@ def cmd_sensor(args: argparse.Namespace, console: Console) -> int:
                     *args.gateway, static_key=static_key, certificate=certificate, trust=trust,
                     frames=frames(source, counter=counter, max_frames=args.frames), total=args.frames,
                     rate_hz=OUTPUT_RATE_HZ * args.speed, as_fast_as_possible=args.as_fast_as_possible,
-                    expect_gateway=args.expect_gateway,
+                    expect_gateway=args.expect_gateway, source_in_thread=source.live,
                 )
             )  # fmt: skip
     finally:

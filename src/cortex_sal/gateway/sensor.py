@@ -108,15 +108,19 @@ async def run_sensor(
     backoff_cap_s: float = 10.0,
     handshake_timeout_s: float = 10.0,
     rng: random.Random | None = None,
+    source_in_thread: bool = False,
 ) -> SensorReport:
-    """Stream ``total`` frames (all the source gives when ``None``); raise :class:`GatewayError` on a refusal."""
+    """Stream ``total`` frames (all the source gives when ``None``); raise :class:`GatewayError` on a refusal.
+
+    ``source_in_thread``: take each frame after the first from ``frames`` in a worker thread (a live
+    source blocks until its samples arrive; the event loop meanwhile sees the gateway close)."""
     if total is not None and (isinstance(total, bool) or not isinstance(total, int) or total < 1):
         raise InvalidArgumentError(f"total must be a positive number of frames, got {total!r}")
     rng = rng or random.Random()
     report = SensorReport()
     period = SAMPLES_PER_FRAME / rate_hz
     source = iter(frames)
-    pending: np.ndarray | None = next(source, None)  # the first frame sizes the locked buffer
+    pending: np.ndarray | None = next(source, None)  # the first frame sizes the locked buffer (before connecting)
     shape = _frame_shape(pending) if pending is not None else (SAMPLES_PER_FRAME,)
     attempt = 0
     with SecureTensorBuffer(shape, SAMPLE_DTYPE) as plain:
@@ -159,9 +163,11 @@ async def run_sensor(
                     if closed.done():
                         break
                     if pending is None:
-                        try:
-                            pending = next(source)
-                        except StopIteration:
+                        if source_in_thread:  # a live source waits for its samples: the loop keeps running
+                            pending = await asyncio.to_thread(next, source, None)
+                        else:
+                            pending = next(source, None)
+                        if pending is None:
                             total = report.frames_sent
                             break
                     if np.shape(pending) != shape:

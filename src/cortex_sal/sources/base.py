@@ -60,6 +60,8 @@ class Source(ABC):
     #: the spec kind (``synthetic``, ``edf``, ``bdf``, ``brainflow``, ``lsl``, ``xdf``)
     kind: str = ""
     units: str = "uV"
+    #: blocks arrive in real time (a device, a stream): reading one waits for the samples
+    live: bool = False
 
     def __init__(self, *, name: str, labels: Sequence[str], rate_hz: float, description: str) -> None:
         self.name = name

@@ -87,6 +87,7 @@ class BrainFlowSource(Source):
     """A BrainFlow board, prepared and streaming from construction until :meth:`close`."""
 
     kind = "brainflow"
+    live = True  # a board (also a playback board) delivers in real time
 
     def __init__(
         self, board: str | int, *, options: Mapping[str, str] | None = None, channels: Sequence[str] | None = None
@@ -130,7 +131,7 @@ class BrainFlowSource(Source):
             names = [f"EEG{i + 1}" for i in range(len(rows))]
         picked = select_channels(names, channels, what=f"BrainFlow board {board!r}")
         self._rows = [rows[i] for i in picked]
-        self.live = self.board_id != PLAYBACK_BOARD_ID
+        self._playback = self.board_id == PLAYBACK_BOARD_ID
         rate = float(shim.get_sampling_rate(describe))
         label = bf.BoardIds(self.board_id).name.lower()
         super().__init__(
@@ -174,8 +175,8 @@ class BrainFlowSource(Source):
             except bf.BrainFlowError as exc:
                 raise SourceError(f"{self.name}: the board stopped: {exc}") from None
             if data.shape[1] == 0:
-                if time.monotonic() - idle_since > (STALL_S if self.live else PLAYBACK_END_S):
-                    if self.live:
+                if time.monotonic() - idle_since > (PLAYBACK_END_S if self._playback else STALL_S):
+                    if not self._playback:
                         raise SourceError(f"{self.name}: no sample for {STALL_S:g} s: the board stopped sending")
                     return  # a playback file ended
                 time.sleep(POLL_S)

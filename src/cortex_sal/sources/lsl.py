@@ -72,6 +72,7 @@ class LslSource(Source):
     """One LSL stream, resolved by ``prop`` (name, type or source_id) equal to ``value``."""
 
     kind = "lsl"
+    live = True
 
     def __init__(self, prop: str, value: str, *, timeout: float = 5.0, channels: Sequence[str] | None = None) -> None:
         if prop not in PROPS:
