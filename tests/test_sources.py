@@ -215,7 +215,7 @@ def test_bdf_all_selected_channels_must_share_one_rate() -> None:
     with pytest.raises(SourceError, match=r"do not share one sampling rate \(sine 5Hz 1000 Hz, square 13Hz 800 Hz"):
         open_spec(f"bdf:{BDF_1000}")
     with open_spec(f"bdf:{BDF_1000}#sine 5Hz") as src:
-        assert src.labels == ("sine 5Hz",) and src.rate_hz == 1000.0
+        assert src.labels == ("sine 5Hz",) and src.rate_hz == 1000.0 and src.kind == "bdf" and not src.live
 
 
 # --- XDF ----------------------------------------------------------------------------------------

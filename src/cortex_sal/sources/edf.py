@@ -70,6 +70,7 @@ class EdfSource(Source):
             reader.close()
             raise
         self.path = path
+        self.kind = "bdf" if path.lower().endswith(".bdf") else "edf"
 
     @property
     def n_samples(self) -> int:
