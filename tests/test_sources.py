@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -429,3 +430,34 @@ def test_the_building_blocks_refuse_bad_arguments() -> None:
     for n in (0, -3, 2.0, True):
         with pytest.raises(InvalidArgumentError, match="n_frames must be a positive int"):
             synthetic_eeg(n)  # type: ignore[arg-type]
+
+
+def test_every_source_in_docs_sources_md_opens_or_fails_only_for_want_of_its_device(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ``--source`` values of docs/sources.md's commands, as written (``$DATA`` as the doc sets it):
+    each opens, or (a Cyton, an XDF recording, a playback file the doc records first) is refused for
+    the missing device or file, never for its spec. LSL specs are left out: resolving one from this
+    process would query the network (the LSL tests resolve in a namespace of their own)."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "sources.md").read_text(encoding="utf-8")
+    text = "\n".join(re.findall(r"```sh\n(.*?)```", doc, re.S))  # the shell blocks
+    monkeypatch.chdir(tmp_path)  # no rec.csv here: the doc records it first
+    specs = [a or b or c for a, b, c in re.findall(r"--source (?:'([^']+)'|\"([^\"]+)\"|([^\s'\"]+))", text)]
+    assert len(specs) >= 10
+    missing = {"brainflow:cyton": "UNABLE_TO_OPEN_PORT", "xdf:": "no XDF file", "brainflow:playback": "did not start"}
+    opened = []
+    for written in specs:
+        spec = written.replace("$DATA", str(DATA))
+        if spec.startswith("lsl:"):
+            continue
+        want = next((why for prefix, why in missing.items() if spec.startswith(prefix)), None)
+        if want is None:
+            with open_spec(spec) as src:
+                opened.append(src.kind)
+                if not src.live:
+                    assert next(frames(src)).shape[1] == 256
+        else:
+            with pytest.raises(SourceError, match=want) as caught:
+                open_spec(spec).close()
+            assert not isinstance(caught.value, SourceSpecError)
+    assert {"synthetic", "edf", "bdf", "brainflow"} <= set(opened)
