@@ -2,18 +2,26 @@
 shared KEROS v2 world (``tests/v2_world.py``) and ``fuzz/`` on ``sys.path``, once, so that the
 fuzz properties import the targets of ``fuzz/fuzzlib/`` as ``import fuzzlib``.
 
-``ci`` is loaded here, before any test module is imported, so the README's test command is
-deterministic; ``--hypothesis-profile=explore`` replaces it when pytest configures itself.
+liblsl is put on the machine scope (``LSLAPICFG``, ``cortex_sal.sources.lsl.use_machine_scope``)
+before any test imports pylsl. ``ci`` is loaded here, before any test module is imported, so the
+README's test command is deterministic; ``--hypothesis-profile=explore`` replaces it when pytest configures itself.
 """
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from cortex_sal.sources.lsl import use_machine_scope
 from hypothesis_profiles import register
 from v2_world import World, make_world
+
+# liblsl on the machine scope for every test, before anything imports pylsl (liblsl reads its
+# configuration once, at first use): nothing multicasts to the site network (docs/sources.md)
+use_machine_scope()
+assert os.environ["LSLAPICFG"].endswith("lsl_machine.cfg")
 
 register()
 

@@ -315,3 +315,25 @@ class SubscriptionClosedError(ApiError):
 
 class RateLimitedError(ApiError):
     """Too many requests, or a request too large: slow down."""
+
+
+# --- sample sources (devices, files, streams) --------------------------------------
+
+
+class SourceError(InvalidArgumentError):
+    """A sample source cannot be opened or read: a file, a device, a stream, a rate that cannot be
+    resampled to 128 Hz. The message says what was wrong; it never carries a sample value."""
+
+
+class SourceSpecError(SourceError):
+    """A ``--source`` spec (``cortex_sal.sources.open_spec``) is malformed: an unknown kind, option or
+    board, a bad value; the message lists what is valid."""
+
+
+class SourceDependencyError(SourceError):
+    """The optional package a source needs is not installed; the message names the extra to install."""
+
+
+class UnsupportedRateError(SourceError):
+    """A native sampling rate whose ratio to 128 Hz is not p/q with p, q <= 1000 (or not a positive
+    finite number): it cannot be resampled exactly."""

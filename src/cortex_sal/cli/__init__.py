@@ -201,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .gateway import add_gateway_parsers
 
     add_gateway_parsers(sub)
+    from .sources import add_sources_parser
+
+    add_sources_parser(sub)
     return parser
 
 

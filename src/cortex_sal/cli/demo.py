@@ -29,7 +29,8 @@ from ..sal.frame import SAMPLE_DTYPE
 from ..sal.results import RefusalReason, Refused, Released
 from ..sal.shield import CognitiveShield
 from ..securemem import status
-from ..sources import Source, bundled_edf_path, edf_file, synthetic_eeg
+from ..sources import EdfSource, Source, SyntheticSource, bundled_edf_path
+from ..sources import frames as source_frames
 from ..store.base import subject_of
 from ..store.runtime import open_shield
 from ..store.sqlite import SqliteStore
@@ -67,15 +68,27 @@ def _flag(value: object) -> str:
     return "[green]yes[/green]" if value else "[red]no[/red]"
 
 
+def sensor_model(source: Source) -> str:
+    """The certified model the demo registers a source as (the registry's two one-channel EEG models)."""
+    return "eeg_fp1_certified_v1" if source.labels in (("Fp1",), ("synthetic",)) else "eeg_occipital_certified_v1"
+
+
+def _description(source: Source) -> str:
+    if isinstance(source, EdfSource):
+        return f"real scalp EEG, channel {', '.join(source.labels)}, {source.rate_hz:.0f} Hz"
+    return "synthetic EEG (alpha + theta + noise), 128 Hz"
+
+
 def stream(shield: CognitiveShield, source: Source, n_frames: int, clock: ManualClock, console: Console,
            delay_s: float, grant: Callable[[str], str]) -> dict[str, int]:  # fmt: skip
-    model = shield.registry.admit(source.sensor_model)
-    sensor_id = f"{source.sensor_model}/demo-{source.name.split(':')[0]}"
+    model_id = sensor_model(source)
+    model = shield.registry.admit(model_id)
+    sensor_id = f"{model_id}/demo-{source.name.split(':')[0]}"
     reg = shield.register_sensor(sensor_id, model.snr_db, model.bits)
     if isinstance(reg, Refused):
-        console.print(f"[bold]{source.description}[/bold] -> sensor ?: refused ({reg.detail})")
+        console.print(f"[bold]{_description(source)}[/bold] -> sensor ?: refused ({reg.detail})")
         return {"ok": 0, "refused": 0}
-    console.print(f"[bold]{source.description}[/bold] -> sensor {reg.log_id}: registered, session {reg.session}")
+    console.print(f"[bold]{_description(source)}[/bold] -> sensor {reg.log_id}: registered, session {reg.session}")
     console.print(f"consent for {DEMO_APP} (biometric): receipt {grant(sensor_id)}")
     endpoint = shield.sensor_endpoint(sensor_id)
     rows: list[tuple[str, ...]] = []
@@ -84,14 +97,14 @@ def stream(shield: CognitiveShield, source: Source, n_frames: int, clock: Manual
     task = progress.add_task(f"encrypted frames from {source.name}", total=n_frames)
     title = f"{source.name}: frames through the shield (only obfuscated features leave)"
     with Live(Group(progress, _frames_table(rows, title)), console=console, refresh_per_second=12) as live:
-        for seq, samples in enumerate(source.frames, start=1):
+        for seq, samples in enumerate(source_frames(source, max_frames=n_frames), start=1):
             payload = np.asarray(samples, dtype=SAMPLE_DTYPE).tobytes()  # the sensor device's own buffer
             result = shield.ingest_frame(sensor_id, endpoint.encrypt_frame(payload))
             counts["ok" if isinstance(result, Released) else "refused"] += 1
             rows.append(_row(seq, result))
             progress.advance(task)
             live.update(Group(progress, _frames_table(rows, title)))
-            clock.advance(len(samples) / source.rate_hz)  # the shield's clock follows the data
+            clock.advance(samples.shape[-1] / 128.0)  # the shield's clock follows the data (frames are 128 Hz)
             if delay_s:
                 time.sleep(delay_s)
             if seq >= n_frames:
@@ -107,10 +120,10 @@ def run_demo(
     console: Console, *, frames: int = 24, delay_s: float = 0.03, use_edf: bool = True, data_dir: Path | None = None
 ) -> int:
     clock = ManualClock(start=time.time())
-    sources = [synthetic_eeg(frames)]
+    sources: list[Source] = [SyntheticSource()]
     edf = bundled_edf_path() if use_edf else None
     if edf is not None:
-        sources.append(edf_file(edf, max_frames=frames))
+        sources.append(EdfSource(edf))
     else:
         console.print("[dim](install the optional pyedflib to also stream the real scalp EEG it ships)[/dim]")
     with tempfile.TemporaryDirectory(prefix="cortex-sal-demo-") as scratch:
@@ -126,8 +139,9 @@ def run_demo(
 
             totals = {"ok": 0, "refused": 0}
             for source in sources:
-                for key, value in stream(shield, source, frames, clock, console, delay_s, grant).items():
-                    totals[key] += value
+                with source:
+                    for key, value in stream(shield, source, frames, clock, console, delay_s, grant).items():
+                        totals[key] += value
             destroyed = shield.destroy_session()
             report = shield.custody_report()
             check = store.check()
@@ -200,7 +214,8 @@ def run_network_demo(
     sources = [("synthetic", "eeg_fp1_certified_v1", "synthetic EEG (alpha + theta + noise)")]
     edf = bundled_edf_path() if use_edf else None
     if edf is not None:
-        model = edf_file(edf, max_frames=1).sensor_model
+        with EdfSource(edf) as opened:
+            model = sensor_model(opened)
         sources.append(("edf", model, "the real scalp EEG shipped inside pyedflib"))
     else:
         console.print("[dim](install the optional pyedflib to also stream the real scalp EEG it ships)[/dim]")

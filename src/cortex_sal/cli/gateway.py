@@ -30,13 +30,15 @@ from ..gateway.metrics import GatewayMetrics
 from ..gateway.sensor import run_sensor
 from ..gateway.server import Gateway, GatewayLimits
 from ..securemem import harden_process, status
-from ..sources import Source, bundled_edf_path, edf_file, synthetic_eeg
+from ..sources import OUTPUT_RATE_HZ, FrameCounter, Source, frames, open_spec
 from ..store.keros import load_identity, load_trust
 from ..store.runtime import stored_registry
 from ..store.sqlite import SqliteStore
 from ._common import guarded
 
-__all__ = ["add_gateway_parsers", "address_arg"]
+__all__ = ["add_gateway_parsers", "address_arg", "open_source"]
+
+log = logging.getLogger("cortex_sal.cli.sensor")
 
 
 def address_arg(text: str) -> tuple[str, int]:
@@ -163,16 +165,13 @@ def cmd_gateway(args: argparse.Namespace, console: Console) -> int:
     return asyncio.run(_serve(args))
 
 
-def open_source(spec: str, frames: int | None, seed: int) -> Source:
-    """``synthetic``, ``edf`` (the real EEG pyedflib ships) or ``edf:PATH``."""
-    if spec == "synthetic":
-        return synthetic_eeg(frames if frames is not None else 2**62, seed=seed)
-    if spec == "edf" or spec.startswith("edf:"):
-        path = spec[4:] if spec.startswith("edf:") else bundled_edf_path()
-        if not path:
-            raise CliInputError("--source edf needs the optional pyedflib (pip install 'cortex-sal[edf]') or edf:PATH")
-        return edf_file(path, max_frames=frames)
-    raise CliInputError(f"unknown source {spec!r}; this version has: synthetic, edf, edf:PATH")
+def open_source(spec: str, seed: int = 1) -> Source:
+    """The source of ``--source SPEC`` (``cortex_sal.sources.open_spec``); ``--seed`` seeds a
+    synthetic spec that names no seed of its own."""
+    kind = spec.partition(":")[0].strip().lower()
+    if kind == "synthetic" and "seed=" not in spec and seed != 1:
+        spec = f"{spec}{'' if spec.endswith(':') else ',' if ':' in spec else ':'}seed={seed}"
+    return open_spec(spec)
 
 
 def cmd_sensor(args: argparse.Namespace, console: Console) -> int:
@@ -180,21 +179,26 @@ def cmd_sensor(args: argparse.Namespace, console: Console) -> int:
         raise CliInputError("--frames must be at least 1")
     if not (args.speed > 0 and args.speed < 1e6):
         raise CliInputError("--speed must be a factor > 0")
-    source = open_source(args.source, args.frames, args.seed)
+    if args.seed < 0:
+        raise CliInputError("--seed must be a non-negative integer")
     static_key, certificate = load_identity(args.identity)
     try:
         trust = load_trust(*args.trust)
-        started = time.monotonic()
-        report = asyncio.run(
-            run_sensor(
-                *args.gateway, static_key=static_key, certificate=certificate, trust=trust, frames=source.frames,
-                total=args.frames, rate_hz=source.rate_hz * args.speed, as_fast_as_possible=args.as_fast_as_possible,
-                expect_gateway=args.expect_gateway,
-            )
-        )  # fmt: skip
+        counter = FrameCounter()
+        with open_source(args.source, args.seed) as source:
+            log.info("source %s: %s", source.name, source.description)
+            started = time.monotonic()
+            report = asyncio.run(
+                run_sensor(
+                    *args.gateway, static_key=static_key, certificate=certificate, trust=trust,
+                    frames=frames(source, counter=counter, max_frames=args.frames), total=args.frames,
+                    rate_hz=OUTPUT_RATE_HZ * args.speed, as_fast_as_possible=args.as_fast_as_possible,
+                    expect_gateway=args.expect_gateway, source_in_thread=source.live,
+                )
+            )  # fmt: skip
     finally:
         static_key.purge()
-    _say(f"{report.summary()} in {time.monotonic() - started:.1f} s")
+    _say(f"{report.summary()} in {time.monotonic() - started:.1f} s; {counter.summary()}")
     return 0
 
 
@@ -227,7 +231,9 @@ def add_gateway_parsers(sub: Any) -> None:
     p.add_argument("--gateway", type=address_arg, required=True, help="HOST:PORT")
     p.add_argument("--identity", required=True, help="the sensor's identity directory (cortex-sal ca issue-sensor)")
     p.add_argument("--trust", required=True, action="append", help="a CA directory or root.json (repeatable)")
-    p.add_argument("--source", default="synthetic", help="synthetic, edf (the EEG pyedflib ships) or edf:PATH")
+    p.add_argument("--source", default="synthetic", metavar="SPEC",
+                   help="synthetic, edf, edf:PATH, bdf:PATH, brainflow:BOARD, lsl:type=EEG, xdf:PATH#STREAM ... "
+                   "(cortex-sal sources list; docs/sources.md)")  # fmt: skip
     p.add_argument("--frames", type=int, help="stop after N frames (default: run until interrupted)")
     p.add_argument("--seed", type=int, default=1, help="the synthetic source's seed")
     p.add_argument("--as-fast-as-possible", action="store_true", help="do not pace frames at the source's rate")

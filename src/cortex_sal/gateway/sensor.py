@@ -2,7 +2,9 @@
 
 :func:`run_sensor` connects to a gateway, runs the KEROS v2 handshake through
 :class:`~.connection.SensorConnection`, then sends one frame per record at the source's real
-rate (256 samples at 128 Hz: one frame every 2 s) or as fast as the gateway takes them. When the
+rate (256 samples at 128 Hz: one frame every 2 s) or as fast as the gateway takes them. A frame
+is ``(256,)`` or ``(C, 256)`` float32 microvolts, channel-major (``C * 1024`` bytes on the wire);
+the locked buffer is sized from the first frame and every later frame must have its shape. When the
 connection drops or the gateway shuts down, it reconnects with exponential backoff and full
 jitter and resumes with a new handshake (a frame that was being sent when the connection broke is
 lost, and counted). A refusal (certificate, not admitted, a gateway whose certified name is not
@@ -48,10 +50,28 @@ class SensorReport:
     reasons: list[str] = field(default_factory=list)  # why each connection ended
 
     def summary(self) -> str:
+        ended = ", ".join(sorted({r for r in self.reasons if r != "normal"}))  # e.g. a refused frame size
         return (
             f"{self.frames_sent} frames sent to gateway {self.gateway!r} over {self.connections} connection(s)"
             f"{f', {self.frames_lost} lost' if self.frames_lost else ''}"
+            f"{f' (connections ended: {ended})' if ended else ''}"
         )
+
+
+MAX_CHANNELS = 1024
+
+
+def _frame_shape(frame: np.ndarray) -> tuple[int, ...]:
+    """``(256,)`` (one channel, the shield's frame today) or ``(C, 256)``: channel-major frames."""
+    shape = np.shape(frame)
+    if shape == (SAMPLES_PER_FRAME,) or (
+        len(shape) == 2 and shape[1] == SAMPLES_PER_FRAME and 1 <= shape[0] <= MAX_CHANNELS
+    ):
+        return tuple(int(n) for n in shape)
+    raise InvalidArgumentError(
+        f"a frame is ({SAMPLES_PER_FRAME},) or (C, {SAMPLES_PER_FRAME}) samples with 1 <= C <= {MAX_CHANNELS}, "
+        f"got shape {shape}"
+    )
 
 
 async def _handshake(
@@ -88,17 +108,22 @@ async def run_sensor(
     backoff_cap_s: float = 10.0,
     handshake_timeout_s: float = 10.0,
     rng: random.Random | None = None,
+    source_in_thread: bool = False,
 ) -> SensorReport:
-    """Stream ``total`` frames (all the source gives when ``None``); raise :class:`GatewayError` on a refusal."""
+    """Stream ``total`` frames (all the source gives when ``None``); raise :class:`GatewayError` on a refusal.
+
+    ``source_in_thread``: take each frame after the first from ``frames`` in a worker thread (a live
+    source blocks until its samples arrive; the event loop meanwhile sees the gateway close)."""
     if total is not None and (isinstance(total, bool) or not isinstance(total, int) or total < 1):
         raise InvalidArgumentError(f"total must be a positive number of frames, got {total!r}")
     rng = rng or random.Random()
     report = SensorReport()
     period = SAMPLES_PER_FRAME / rate_hz
     source = iter(frames)
-    pending: np.ndarray | None = None
+    pending: np.ndarray | None = next(source, None)  # the first frame sizes the locked buffer (before connecting)
+    shape = _frame_shape(pending) if pending is not None else (SAMPLES_PER_FRAME,)
     attempt = 0
-    with SecureTensorBuffer((SAMPLES_PER_FRAME,), SAMPLE_DTYPE) as plain:
+    with SecureTensorBuffer(shape, SAMPLE_DTYPE) as plain:
         while total is None or report.frames_sent < total:
             try:
                 reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), handshake_timeout_s)
@@ -138,11 +163,17 @@ async def run_sensor(
                     if closed.done():
                         break
                     if pending is None:
-                        try:
-                            pending = next(source)
-                        except StopIteration:
+                        if source_in_thread:  # a live source waits for its samples: the loop keeps running
+                            pending = await asyncio.to_thread(next, source, None)
+                        else:
+                            pending = next(source, None)
+                        if pending is None:
                             total = report.frames_sent
                             break
+                    if np.shape(pending) != shape:
+                        raise InvalidArgumentError(
+                            f"every frame must have the first frame's shape {shape}, got {np.shape(pending)}"
+                        )
                     np.copyto(plain.array, np.asarray(pending, dtype=SAMPLE_DTYPE), casting="same_kind")
                     writer.write(conn.frame(plain))
                     plain.array[...] = 0.0
@@ -172,7 +203,7 @@ async def run_sensor(
                         data = closed.result() if closed.done() else b""
                     why, detail = "normal", "done"
                     for event in conn.receive_data(data or b""):  # a refusal that crossed the last frames
-                        if isinstance(event, Ended) and event.reason in FINAL:
+                        if isinstance(event, Ended) and (event.reason in FINAL or not event.normal):
                             why, detail = event.reason, event.detail
                     report.reasons.append(why)
                     if why in FINAL:
