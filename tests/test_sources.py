@@ -23,6 +23,7 @@ from scipy.signal import resample_poly
 from cortex_sal.cli import main
 from cortex_sal.errors import (
     CortexError,
+    InvalidArgumentError,
     SourceDependencyError,
     SourceError,
     SourceSpecError,
@@ -169,6 +170,28 @@ def test_rates_without_a_small_rational_ratio_to_128_are_refused(rate: float) ->
         resampling_factors(rate)
     with pytest.raises(UnsupportedRateError):
         Framer(1, rate)
+
+
+def test_the_optional_high_pass_removes_an_offset_and_keeps_a_10_hz_sine() -> None:
+    """A 250 Hz stream of 150 uV offset + a 10 Hz, 20 uV sine, in blocks of 37 samples: high-passed at
+    0.5 Hz, the frames after the first carry no offset (|mean| < 0.5 uV) and the sine (amplitude
+    within 2 %, measured by a least-squares fit written here, not the framer's code)."""
+    rate, n = 250.0, 250 * 12
+    t = np.arange(n) / rate
+    x = (150.0 + 20.0 * np.sin(2 * np.pi * 10.0 * t))[None, :]
+    blocks = [Block(x[:, i : i + 37], t[i : i + 37]) for i in range(0, n, 37)]
+    plain = list(frames(blocks, n_channels=1, rate_hz=rate))
+    passed = list(frames(blocks, n_channels=1, rate_hz=rate, highpass_hz=0.5))
+    assert len(plain) == len(passed) >= 4
+    assert abs(float(plain[2].mean()) - 150.0) < 0.5  # without it the offset stays
+    tt = np.arange(256) / 128.0
+    basis = np.stack([np.sin(2 * np.pi * 10 * tt), np.cos(2 * np.pi * 10 * tt), np.ones(256)], axis=1)
+    for frame in passed[2:]:
+        (a, b, c), *_ = np.linalg.lstsq(basis, frame[0].astype(np.float64), rcond=None)
+        assert abs(c) < 0.5 and abs(np.hypot(a, b) - 20.0) < 0.4, (a, b, c)
+    for bad in (0.0, -1.0, 25.0, float("nan"), True, "0.5"):
+        with pytest.raises(InvalidArgumentError, match="highpass_hz"):
+            Framer(1, 128.0, highpass_hz=bad)  # type: ignore[arg-type]
 
 
 def test_a_gap_drops_the_frame_in_progress_and_is_counted() -> None:

@@ -1,6 +1,6 @@
 """The sensor client with framed sources: ``(C, 256)`` frames from ``cortex_sal.sources.frames``
-through a real gateway on loopback (C = 1 today: the shield takes one channel until the
-multi-channel shield lands), and the shapes ``run_sensor`` refuses."""
+through a real gateway on loopback (C = 1, and C = 8 from a sensor certified as an 8-channel
+model), and the shapes ``run_sensor`` refuses."""
 
 from __future__ import annotations
 
@@ -14,10 +14,17 @@ import pytest
 from cortex_sal.cli import main
 from cortex_sal.errors import InvalidArgumentError
 from cortex_sal.gateway.sensor import run_sensor
+from cortex_sal.governance import DEFAULT_THRESHOLDS
+from cortex_sal.keros.registry import SensorRegistry
 from cortex_sal.sal.results import Released
 from cortex_sal.sources import frames, open_spec, synthetic_eeg
+from cortex_sal.store.base import subject_of
 from cortex_sal.store.keros import load_identity
+from cortex_sal.store.runtime import durable_ledger
+from cortex_sal.store.sqlite import SqliteStore
 from service_world import MODEL, grant, start_gateway, trust
+
+CYTON = "openbci_cyton_v1"
 
 
 @pytest.fixture(scope="module")
@@ -31,15 +38,19 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     ca("init", "--kind", "site", "--name", "Ward 3", "--out", str(d / "ca/site"))
     ca("issue-sensor", "--ca", str(d / "ca/maker"), "--model", MODEL, "--serial", "SN-0001", "--days", "30",
        "--out", str(d / "sensors/sn-0001"))  # fmt: skip
+    ca("issue-sensor", "--ca", str(d / "ca/maker"), "--model", CYTON, "--serial", "CY-1", "--days", "30",
+       "--out", str(d / "sensors/cy-1"))  # fmt: skip
     ca("issue-gateway", "--ca", str(d / "ca/site"), "--name", "gw-ward3", "--days", "30", "--out", str(d / "gw"))
     yield d
 
 
-def _stream(pki: Path, data: Path, source: Iterator[np.ndarray], total: int | None) -> tuple[object, list[object]]:
+def _stream(
+    pki: Path, data: Path, source: Iterator[np.ndarray], total: int | None, sensor: str = "sensors/sn-0001"
+) -> tuple[object, list[object]]:
     async def scenario() -> tuple[object, list[object]]:
         gw = await start_gateway(pki, data)
         sub = gw.subscribe()
-        key, cert = load_identity(pki / "sensors/sn-0001")
+        key, cert = load_identity(pki / sensor)
         try:
             assert gw.address is not None
             report = await run_sensor(*gw.address, static_key=key, certificate=cert, trust=trust(pki),
@@ -90,15 +101,27 @@ def test_frames_that_are_not_256_samples_per_channel_are_refused_before_connecti
         asyncio.run(scenario())
 
 
-def test_today_the_one_channel_gateway_ends_a_multichannel_stream_and_the_sensor_says_so(
-    pki: Path, tmp_path: Path
-) -> None:
-    """Pins the state before the multi-channel shield (issue #15): an 8-channel frame is 8192 bytes
-    and today's gateway ends the connection on it. When the shield takes (C, 256) frames, this test
-    turns into the 8-channel end-to-end one: every frame released."""
+def test_a_sensor_certified_one_channel_that_streams_eight_is_ended(pki: Path, tmp_path: Path) -> None:
+    """A frame's size is its model's: 8 channels from a sensor whose certificate names a 1-channel
+    model are refused at the record (the gateway's record bound after admission) and nothing is released."""
     grant(tmp_path / "D", "SN-0001")
     framed = frames(open_spec("synthetic:channels=8,rate=250,seed=3"), max_frames=3)
     report, results = _stream(pki, tmp_path / "D", framed, 3)
     assert results == []  # nothing reached the shield
     assert "record" in report.reasons  # type: ignore[attr-defined]
     assert "(connections ended: record)" in report.summary()  # type: ignore[attr-defined]
+
+
+def test_eight_channels_at_250_hz_from_a_cyton_certified_sensor_are_released_row_by_row(
+    pki: Path, tmp_path: Path
+) -> None:
+    with SqliteStore(tmp_path / "D") as store:
+        durable_ledger(store, DEFAULT_THRESHOLDS).grant(subject_of(f"{CYTON}/CY-1"), ["biometric"], 3600,
+                                                        app="test-app", purpose="tests")  # fmt: skip
+    framed = frames(open_spec("synthetic:channels=8,rate=250,seed=3"), max_frames=6)
+    report, results = _stream(pki, tmp_path / "D", framed, 6, sensor="sensors/cy-1")
+    assert report.frames_sent == 6 and len(results) == 6  # type: ignore[attr-defined]
+    labels = SensorRegistry.default().admit(f"{CYTON}/CY-1").labels
+    for r in results:
+        assert isinstance(r, Released) and r.tensor.shape == (8, 5) and r.channels == labels
+        assert not r.refused_channels

@@ -30,7 +30,7 @@ from ..gateway.metrics import GatewayMetrics
 from ..gateway.sensor import run_sensor
 from ..gateway.server import Gateway, GatewayLimits
 from ..securemem import harden_process, status
-from ..sources import OUTPUT_RATE_HZ, FrameCounter, Source, frames, open_spec
+from ..sources import OUTPUT_RATE_HZ, FrameCounter, Framer, Source, frames, open_spec
 from ..store.keros import load_identity, load_trust
 from ..store.runtime import stored_registry
 from ..store.sqlite import SqliteStore
@@ -181,6 +181,8 @@ def cmd_sensor(args: argparse.Namespace, console: Console) -> int:
         raise CliInputError("--speed must be a factor > 0")
     if args.seed < 0:
         raise CliInputError("--seed must be a non-negative integer")
+    if args.highpass is not None:
+        Framer(1, OUTPUT_RATE_HZ, highpass_hz=args.highpass)  # refused before anything is opened
     static_key, certificate = load_identity(args.identity)
     try:
         trust = load_trust(*args.trust)
@@ -191,7 +193,8 @@ def cmd_sensor(args: argparse.Namespace, console: Console) -> int:
             report = asyncio.run(
                 run_sensor(
                     *args.gateway, static_key=static_key, certificate=certificate, trust=trust,
-                    frames=frames(source, counter=counter, max_frames=args.frames), total=args.frames,
+                    frames=frames(source, counter=counter, max_frames=args.frames, highpass_hz=args.highpass),
+                    total=args.frames,
                     rate_hz=OUTPUT_RATE_HZ * args.speed, as_fast_as_possible=args.as_fast_as_possible,
                     expect_gateway=args.expect_gateway, source_in_thread=source.live,
                 )
@@ -236,6 +239,8 @@ def add_gateway_parsers(sub: Any) -> None:
                    "(cortex-sal sources list; docs/sources.md)")  # fmt: skip
     p.add_argument("--frames", type=int, help="stop after N frames (default: run until interrupted)")
     p.add_argument("--seed", type=int, default=1, help="the synthetic source's seed")
+    p.add_argument("--highpass", type=float, metavar="HZ",
+                   help="high-pass the 128 Hz frames (e.g. 0.5: a live amplifier's DC offset and drift)")  # fmt: skip
     p.add_argument("--as-fast-as-possible", action="store_true", help="do not pace frames at the source's rate")
     p.add_argument("--speed", type=float, default=1.0, help="play the source this many times faster than real time")
     p.add_argument("--expect-gateway", help="refuse any gateway whose certified name is not this")

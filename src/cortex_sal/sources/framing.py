@@ -15,6 +15,13 @@ whole-signal ``resample_poly`` would compute: frame boundaries do not click. The
 a stream (and of each stretch after a gap) is warm-up and makes no output (at most ``M`` input
 samples, well under a second); the same margin at the end of a live stream is latency.
 
+**High-pass (optional).** ``highpass_hz`` (``cortex-sal sensor --highpass HZ``) removes the DC
+offset and slow drift that live amplifiers carry (the shield's normalisation,
+``clip((x + 50) / 100)``, assumes a signal around 0 µV): a 2nd-order Butterworth high-pass run
+causally on the 128 Hz output, its state carried from block to block (and started at the first
+sample's steady state, so a DC offset makes no transient), reset after a gap. Off by default, so
+files and the synthetic source reach the shield exactly as recorded.
+
 **Gaps.** A block that starts with ``gap_before`` (the source saw lost samples) drops the frame in
 progress (it would straddle the gap: counted in :attr:`FrameCounter.frames_dropped`), counts the
 gap, and restarts the resampler on the samples after it. A frame is never built across a gap.
@@ -84,9 +91,20 @@ class FrameCounter:
 class Framer:
     """Blocks of ``n_channels`` at ``rate_hz`` in, ``(C, 256)`` float32 frames at 128 Hz out."""
 
-    def __init__(self, n_channels: int, rate_hz: float, *, counter: FrameCounter | None = None) -> None:
+    def __init__(
+        self, n_channels: int, rate_hz: float, *, counter: FrameCounter | None = None, highpass_hz: float | None = None
+    ) -> None:
         if isinstance(n_channels, bool) or not isinstance(n_channels, int) or not 1 <= n_channels <= 1024:
             raise InvalidArgumentError(f"n_channels must be an int from 1 to 1024, got {n_channels!r}")
+        self._sos: np.ndarray[Any, Any] | None = None
+        if highpass_hz is not None:
+            if (isinstance(highpass_hz, bool) or not isinstance(highpass_hz, int | float)
+                    or not math.isfinite(highpass_hz) or not 0.01 <= highpass_hz <= 20.0):  # fmt: skip
+                raise InvalidArgumentError(f"highpass_hz must be from 0.01 to 20 Hz, got {highpass_hz!r}")
+            from scipy.signal import butter
+
+            self._sos = butter(2, float(highpass_hz), btype="highpass", fs=OUTPUT_RATE_HZ, output="sos")
+        self.highpass_hz = highpass_hz
         self.n_channels = n_channels
         self.rate_hz = float(rate_hz)
         self.up, self.down = resampling_factors(rate_hz)
@@ -106,6 +124,7 @@ class Framer:
         self._input = np.zeros((self.n_channels, 0))  # native samples from input index _start - margin
         self._out = np.zeros((self.n_channels, 0))  # resampled samples of the frame in progress
         self._fresh = True
+        self._zi: np.ndarray[Any, Any] | None = None  # the high-pass's state, started at the first sample
 
     @property
     def pending(self) -> int:
@@ -130,11 +149,21 @@ class Framer:
         self.counter.samples_in += samples.shape[1]
         x = np.asarray(samples, dtype=np.float64)
         if self._passthrough:
-            self._out = np.concatenate((self._out, x), axis=1)
+            self._append(x)
         else:
             self._input = np.concatenate((self._input, x), axis=1)
             self._resample()
         return self._cut()
+
+    def _append(self, y: np.ndarray[Any, Any]) -> None:
+        """Resampled samples, high-passed when asked, onto the frame in progress."""
+        if self._sos is not None and y.shape[1]:
+            from scipy.signal import sosfilt, sosfilt_zi
+
+            if self._zi is None:  # the steady state of the first sample: a DC offset makes no transient
+                self._zi = sosfilt_zi(self._sos)[:, None, :] * y[None, :, 0, None]
+            y, self._zi = sosfilt(self._sos, y, axis=1, zi=self._zi)
+        self._out = np.concatenate((self._out, y), axis=1)
 
     def _resample(self) -> None:
         from scipy.signal import resample_poly
@@ -149,7 +178,7 @@ class Framer:
             produced.append(y[:, a : a + c * self.up // self.down])
             self._input = self._input[:, c:]
         if produced:
-            self._out = np.concatenate((self._out, *produced), axis=1)
+            self._append(np.concatenate(produced, axis=1))
 
     def _cut(self) -> list[np.ndarray[Any, Any]]:
         out = []
@@ -168,9 +197,11 @@ def frames(
     rate_hz: float | None = None,
     counter: FrameCounter | None = None,
     max_frames: int | None = None,
+    highpass_hz: float | None = None,
 ) -> Iterator[np.ndarray[Any, Any]]:
     """The 128 Hz frames of a source (its channels and rate), ``(C, 256)`` float32 each, at most
-    ``max_frames``. ``counter`` (a :class:`FrameCounter`) is updated as frames go out."""
+    ``max_frames``. ``counter`` (a :class:`FrameCounter`) is updated as frames go out;
+    ``highpass_hz``: the optional high-pass of :class:`Framer`."""
     if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1):
         raise InvalidArgumentError(f"max_frames must be a positive int or None, got {max_frames!r}")
     if isinstance(source, Source):
@@ -179,7 +210,7 @@ def frames(
         if n_channels is None or rate_hz is None:
             raise InvalidArgumentError("frames() of bare blocks needs n_channels and rate_hz")
         blocks = iter(source)
-    framer = Framer(n_channels, rate_hz, counter=counter)
+    framer = Framer(n_channels, rate_hz, counter=counter, highpass_hz=highpass_hz)
     sent = 0
     for block in blocks:
         for frame in framer.push(block):
