@@ -78,6 +78,27 @@ def test_a_v2_sensor_streams_through_the_shield_as_the_raw_path_does(world: Worl
     up.close()
 
 
+def test_every_frame_gives_its_locked_slot_back(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    """A view of a frame's samples left alive when the frame closes makes the arena retire its slot
+    (zeroed, never reused): over a long session the arena would run dry. Released and refused frames
+    alike must return theirs."""
+    from cortex_sal.securemem.arena import arena
+
+    data = frames(40)
+    data[5] = np.full(256, np.nan, SAMPLE_DTYPE).tobytes()  # a refused frame (non-finite) among them
+    up, down, peer = v2_pair(world)
+    with caplog.at_level("WARNING", logger="cortex_sal.securemem"), CognitiveShield(clock=ManualClock()) as shield:
+        shield.attach_sensor(down, peer)  # type: ignore[arg-type]
+        shield.ingest_frame(SENSOR_ID, seal(up, data[0]))
+        live_before = arena().live_slots()[0]
+        results = [shield.ingest_frame(SENSOR_ID, seal(up, x)) for x in data[1:]]
+        live_after = arena().live_slots()[0]
+    up.close()
+    assert sum(isinstance(r, Released) for r in results) >= 30 and isinstance(results[4], Refused)
+    assert "outlived" not in caplog.text, caplog.text
+    assert live_after == live_before
+
+
 def test_v2_frames_that_fail_are_refused_with_the_reason(world: World) -> None:
     up, down, peer = v2_pair(world)
     payload = frames(1)[0]

@@ -409,14 +409,19 @@ class CognitiveShield:
             )
         with raw:
             view = raw.channels_view
-            # bytes off a wire: refused, not raised; a frame none of whose channels is finite never
-            # reaches the pipeline (one channel: the rule of the one-channel frame, unchanged)
-            if not np.isfinite(view).all(axis=1).any():
-                refused = {label: RefusalReason.NON_FINITE for label in state.model.labels}
-                return self._refuse(
-                    state, RefusalReason.NON_FINITE, "a NaN or infinite sample", started, refused=refused
-                )
-            return self._process(state, view, started)
+            try:
+                # bytes off a wire: refused, not raised; a frame none of whose channels is finite never
+                # reaches the pipeline (one channel: the rule of the one-channel frame, unchanged)
+                if not np.isfinite(view).all(axis=1).any():
+                    refused = {label: RefusalReason.NON_FINITE for label in state.model.labels}
+                    result = self._refuse(
+                        state, RefusalReason.NON_FINITE, "a NaN or infinite sample", started, refused=refused
+                    )
+                else:
+                    result = self._process(state, view, started)
+            finally:
+                del view  # no view of the locked samples may outlive the frame: its slot would be retired
+        return result
 
     def ingest_raw_data(self, sensor_id: str, raw: npt.ArrayLike, *, rate_hz: float | None = None) -> FrameResult:
         """The seed's entry: one frame of raw samples, copied once into locked memory.
