@@ -144,6 +144,89 @@ def scenario_missing() -> dict[str, object]:
     return {"error": None}
 
 
+def scenario_gateway_outlet() -> dict[str, object]:
+    """A gateway with ``serve_lsl()``, two sensors streaming, one wearer granting app ``lsl``: one
+    outlet, read by an inlet; the consent revoked from another connection: the outlet is gone."""
+    import asyncio
+    import tempfile
+    import time
+    from pathlib import Path
+
+    import numpy as np
+    import pylsl
+
+    from cortex_sal.gateway.sensor import run_sensor
+    from cortex_sal.governance import DEFAULT_THRESHOLDS
+    from cortex_sal.sources import synthetic_eeg
+    from cortex_sal.store.base import subject_of
+    from cortex_sal.store.keros import load_identity
+    from cortex_sal.store.runtime import durable_ledger
+    from cortex_sal.store.sqlite import SqliteStore
+    from service_world import MODEL, make_pki, start_gateway, trust
+
+    root = Path(tempfile.mkdtemp(prefix="cortex-sal-lsl-"))
+    pki, data = make_pki(root / "pki", ("SN-0001", "SN-0002")), root / "D"
+    with SqliteStore(data) as store:
+        ledger = durable_ledger(store, DEFAULT_THRESHOLDS)
+        ledger.grant(subject_of(f"{MODEL}/SN-0001"), ["biometric"], 3600, app="lsl", purpose="lab tools")
+        ledger.grant(subject_of(f"{MODEL}/SN-0002"), ["biometric"], 3600, app="other-app", purpose="not LSL")
+    raw = {float(x) for f in synthetic_eeg(400, seed=3).frames for x in np.asarray(f, np.float32)}
+    result: dict[str, object] = {}
+
+    async def run() -> None:
+        gw = await start_gateway(pki, data)
+        gw.serve_lsl()
+        keys = [load_identity(pki / f"sensors/{s}") for s in ("sn-0001", "sn-0002")]
+        assert gw.address is not None
+        sensors = [asyncio.create_task(run_sensor(*gw.address, static_key=k, certificate=c, trust=trust(pki),
+                                                  frames=synthetic_eeg(400, seed=3).frames, total=400,
+                                                  rate_hz=256 / 0.25)) for k, c in keys]  # fmt: skip
+        try:
+            # 4 frames a second from each sensor, so that the drift rule (60 s window) does not block them
+            # before the scenario ends (it would end every consent, the LSL outlet's too)
+            found = await asyncio.to_thread(pylsl.resolve_byprop, "type", "Features", 1, 5.0)
+            again = await asyncio.to_thread(pylsl.resolve_byprop, "type", "Features", 2, 1.5)  # still one
+            result["streams"] = [len(found), len(again)]
+            info = found[0]
+            inlet = pylsl.StreamInlet(info)
+            full = await asyncio.to_thread(inlet.info, 5.0)
+            result["name"], result["source_id"] = full.name(), full.source_id()
+            result["labels"], result["units"] = full.get_channel_labels(), full.get_channel_units()
+            result["pseudonym"] = full.desc().child_value("pseudonym")
+            result["expected_pseudonym"] = gw.store.pairwise_id("lsl", subject_of(f"{MODEL}/SN-0001"))
+            samples = []
+            while len(samples) < 5:
+                sample, _ = await asyncio.to_thread(inlet.pull_sample, 5.0)
+                if sample is None:
+                    break
+                samples.append(sample)
+            result["samples"] = samples
+            result["raw_in_samples"] = sum(1 for s in samples for x in s if float(np.float32(x)) in raw)
+            with SqliteStore(data) as other:  # as `cortex-sal consent revoke --app lsl` would
+                durable_ledger(other, DEFAULT_THRESHOLDS).revoke(subject_of(f"{MODEL}/SN-0001"), "study over",
+                                                                 app="lsl")  # fmt: skip
+            revoked = time.monotonic()
+            while gw.lsl.outlets and time.monotonic() - revoked < 3.0:
+                await asyncio.sleep(0.01)
+            result["closed_after_s"] = time.monotonic() - revoked
+            result["outlets_after"] = gw.lsl.outlets
+            gone = await asyncio.to_thread(pylsl.resolve_byprop, "type", "Features", 0, 1.5)
+            result["streams_after"] = len(gone)
+            result["pushed"] = gw.lsl.pushed
+            del inlet
+        finally:
+            for t in sensors:
+                t.cancel()
+            await asyncio.gather(*sensors, return_exceptions=True)
+            for k, _ in keys:
+                k.purge()
+            await gw.shutdown()
+            gw._test_key.purge()  # type: ignore[attr-defined]
+
+    asyncio.run(run())
+    return result
+
+
 if __name__ == "__main__":
     enter_namespace()
     name = sys.argv[1]
@@ -153,6 +236,8 @@ if __name__ == "__main__":
         print(json.dumps(scenario_sockets(True)))
     elif name == "missing":
         print(json.dumps(scenario_missing()))
+    elif name == "gateway_outlet":
+        print(json.dumps(scenario_gateway_outlet()))
     elif name == "sockets-default":
         print(json.dumps(scenario_sockets(False)))
     else:

@@ -114,3 +114,23 @@ def test_use_machine_scope_is_idempotent_in_the_suite() -> None:
         from cortex_sal.sources.lsl import LslSource
 
         LslSource("hostname", "x")
+
+
+def test_the_gateways_lsl_outlet_carries_consented_features_only_and_ends_with_consent() -> None:
+    """``cortex-sal gateway --lsl-outlet`` (``Gateway.serve_lsl``), two sensors streaming: one outlet,
+    for the wearer who granted app ``lsl`` only, named by a pairwise pseudonym, 5 obfuscated features
+    per channel and coherency (no raw sample among its values); revoked from another connection of the
+    store, the outlet is gone within a poll and no resolver finds it."""
+    got = _in_namespace("gateway_outlet")
+    assert got["streams"] == [1, 1]  # the other sensor's wearer granted another app, not `lsl`
+    pseudonym = got["expected_pseudonym"]
+    assert isinstance(pseudonym, str) and len(pseudonym) == 32
+    assert got["source_id"] == got["pseudonym"] == pseudonym and got["name"] == f"cortex-sal features {pseudonym}"
+    assert got["labels"] == ["Fp1_mean", "Fp1_std", "Fp1_p25", "Fp1_p75", "Fp1_max", "coherency"]
+    assert got["units"] == ["obfuscated"] * 6
+    samples = got["samples"]
+    assert isinstance(samples, list) and len(samples) == 5
+    assert all(len(s) == 6 and all(0.0 <= x <= 1.0 for x in s[:5]) for s in samples)
+    assert got["raw_in_samples"] == 0
+    assert got["outlets_after"] == 0 and got["streams_after"] == 0
+    assert isinstance(got["closed_after_s"], float) and got["closed_after_s"] < 1.0

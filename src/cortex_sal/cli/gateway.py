@@ -69,10 +69,7 @@ def _say(text: str) -> None:
     sys.stdout.flush()
 
 
-async def _serve(args: argparse.Namespace) -> int:
-    tls = _tls(args) if args.api is not None else None  # a refusal before anything is opened
-    if args.api is None and (args.tls_cert or args.tls_key or args.allow_origin):
-        raise CliInputError("--tls-cert, --tls-key and --allow-origin are options of --api")
+async def _serve(args: argparse.Namespace, tls: ssl.SSLContext | None) -> int:
     static_key, certificate = load_identity(args.identity)
     try:
         trust = load_trust(*args.trust)
@@ -97,6 +94,8 @@ async def _serve(args: argparse.Namespace) -> int:
                     *args.api, limits=ApiLimits(token_ttl_s=args.token_ttl), allowed_origins=args.allow_origin or (),
                     ssl_context=tls,
                 )  # fmt: skip
+            if args.lsl_outlet:
+                gateway.serve_lsl()
         except BaseException:  # nothing half-started: every socket closed, every key purged, the store's lock freed
             await gateway.shutdown()
             raise
@@ -149,6 +148,10 @@ def _tls(args: argparse.Namespace) -> ssl.SSLContext | None:
 
 
 def cmd_gateway(args: argparse.Namespace, console: Console) -> int:
+    # the options are refused before anything is opened or the process is hardened
+    if args.api is None and (args.tls_cert or args.tls_key or args.allow_origin):
+        raise CliInputError("--tls-cert, --tls-key and --allow-origin are options of --api")
+    tls = _tls(args) if args.api is not None else None
     root = logging.getLogger()
     if args.log_json:
         handler = logging.StreamHandler(sys.stderr)
@@ -162,7 +165,7 @@ def cmd_gateway(args: argparse.Namespace, console: Console) -> int:
         each.addFilter(redact)
     if not args.no_harden:
         harden_process()
-    return asyncio.run(_serve(args))
+    return asyncio.run(_serve(args, tls))
 
 
 def open_source(spec: str, seed: int = 1) -> Source:
@@ -222,6 +225,11 @@ def add_gateway_parsers(sub: Any) -> None:
     p.add_argument("--allow-origin", action="append", metavar="ORIGIN",
                    help="a browser origin allowed to call the API, e.g. https://app.example (repeatable)")  # fmt: skip
     p.add_argument("--token-ttl", type=float, default=ApiLimits().token_ttl_s, help="API token lifetime, seconds")
+    p.add_argument(
+        "--lsl-outlet",
+        action="store_true",
+        help="publish released features on LSL (machine scope) for wearers who granted app 'lsl'",
+    )
     defaults = GatewayLimits()
     p.add_argument("--max-connections", type=int, default=defaults.max_connections)
     p.add_argument("--handshake-timeout", type=float, default=defaults.handshake_timeout_s, help="seconds")

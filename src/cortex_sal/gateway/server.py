@@ -152,6 +152,7 @@ class _Live:
     address: str
     peer: VerifiedCertificate | None = None
     started: float = 0.0  # the event loop's time at accept
+    labels: tuple[str, ...] = ()  # the channel labels of the admitted sensor's model
 
 
 class Gateway:
@@ -201,6 +202,7 @@ class Gateway:
         self._send_version = self._version
         self._api_version = self._version
         self.api: ApiServer | None = None
+        self.lsl: Any = None  # LslOutlets, when serve_lsl() was called
         self._closing = False
         self.address: tuple[str, int] | None = None
         self.metrics.bind_keys(self.shield)
@@ -228,6 +230,13 @@ class Gateway:
         self.api = ApiServer(self, **options)
         return await self.api.start(host, port)
 
+    def serve_lsl(self) -> None:
+        """Publish released features of consenting wearers on LSL outlets (:mod:`.lsl_outlet`)."""
+        from .lsl_outlet import LslOutlets  # pylsl is optional: imported only when asked for
+
+        if self.lsl is None:
+            self.lsl = LslOutlets(self)
+
     @property
     def clock(self) -> Clock:
         return self._clock
@@ -239,14 +248,11 @@ class Gateway:
 
     def sensors(self) -> dict[str, SensorInfo]:
         """The admitted, connected sensors: pseudonym -> model and channel labels."""
-        models = {m.model_id: m for m in self.shield.registry.models()}
-        out = {}
-        for live in self._by_sensor.values():
-            if live.peer is not None and live.conn.log_id is not None:
-                model = models.get(live.peer.model_id or "")
-                labels = model.labels if model is not None else ()
-                out[live.conn.log_id] = SensorInfo(live.peer.model_id or "", tuple(labels))
-        return out
+        return {
+            live.conn.log_id: SensorInfo(live.peer.model_id or "", live.labels)
+            for live in self._by_sensor.values()
+            if live.peer is not None and live.conn.log_id is not None
+        }
 
     async def shutdown(self) -> None:
         """Stop accepting, end every connection, purge every key, close the store. Idempotent."""
@@ -255,6 +261,8 @@ class Gateway:
         self._closing = True
         if self.api is not None:
             await self.api.shutdown()
+        if self.lsl is not None:
+            self.lsl.close()
         if self._server is not None:
             self._server.close()
         if self._watcher is not None:
@@ -310,6 +318,9 @@ class Gateway:
                 if self.api is not None:  # revocations, expiries, capacity NONE, tokens: even when no frame flows
                     self.api.recheck(store_changed=self._sync_consent() or version != self._api_version)
                     self._api_version = version
+                if self.lsl is not None:
+                    self._sync_consent()
+                    self.lsl.recheck()
             except CortexError as exc:  # a store that fails to answer must not stop the gateway
                 log.warning("revocation poll failed: %s", exc)
 
@@ -494,6 +505,8 @@ class Gateway:
         m = self.metrics
         if isinstance(event, Admitted):
             live.peer = event.peer
+            model = {m.model_id: m for m in self.shield.registry.models()}.get(event.peer.model_id or "")
+            live.labels = tuple(model.labels) if model is not None else ()
             self._by_sensor[event.sensor_id] = live
             m.handshake("admitted")
             m.sensors_connected(len(self._by_sensor))
@@ -504,10 +517,13 @@ class Gateway:
                 latency = time.perf_counter() - event.received
                 m.frame("released", latency)
                 item = ReleasedFrame(live.conn.log_id or "", event.seq, float(self._clock.time()), result, latency)
-                if self.api is not None and live.conn.log_id is not None:
-                    if self._sync_consent():
+                if (self.api is not None or self.lsl is not None) and live.conn.log_id is not None:
+                    if self._sync_consent() and self.api is not None:
                         self.api.recheck()
-                    self.api.deliver(live.conn.log_id, event.seq, item.time, result)
+                    if self.api is not None:
+                        self.api.deliver(live.conn.log_id, event.seq, item.time, result)
+                    if self.lsl is not None:
+                        self.lsl.deliver(live.conn.log_id, result, live.peer.model_id if live.peer else "", live.labels)
                 for sub in self._subscribers:
                     if not sub.put(item):
                         m.queue_drop()

@@ -409,6 +409,7 @@ class CognitiveShield:
             )
         with raw:
             view = raw.channels_view
+            result: FrameResult
             try:
                 # bytes off a wire: refused, not raised; a frame none of whose channels is finite never
                 # reaches the pipeline (one channel: the rule of the one-channel frame, unchanged)
