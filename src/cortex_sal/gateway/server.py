@@ -189,6 +189,7 @@ class Gateway:
         self._retention = set(store.retention())
         self._conns: set[_Live] = set()
         self._by_sensor: dict[str, _Live] = {}
+        self._by_log_id: dict[str, _Live] = {}  # the same connections by pseudonym (the API's subject)
         self._in_handshake: dict[_Live, None] = {}  # connections in their handshake, oldest first
         self._buckets: dict[str, tuple[float, float]] = {}
         self._subscribers: list[Subscription] = []
@@ -240,10 +241,15 @@ class Gateway:
         out = {}
         for live in self._by_sensor.values():
             if live.peer is not None and live.conn.log_id is not None:
-                model = live.peer.model_id or ""
-                labels = getattr(models.get(model), "labels", None)  # the registry model's channel labels
-                out[live.conn.log_id] = SensorInfo(model, tuple(labels) if labels else ("ch0",))
+                out[live.conn.log_id] = _info(live.peer, models)
         return out
+
+    def sensor(self, log_id: str) -> SensorInfo | None:
+        """One admitted, connected sensor by pseudonym (None: not connected), without walking them all."""
+        live = self._by_log_id.get(log_id)
+        if live is None or live.peer is None or self._by_sensor.get(live.conn.sensor_id or "") is not live:
+            return None
+        return _info(live.peer, {m.model_id: m for m in self.shield.registry.models()})
 
     async def shutdown(self) -> None:
         """Stop accepting, end every connection, purge every key, close the store. Idempotent."""
@@ -450,6 +456,9 @@ class Gateway:
 
     def _forget(self, live: _Live) -> None:
         self._conns.discard(live)
+        log_id = live.conn.log_id
+        if log_id is not None and self._by_log_id.get(log_id) is live:
+            del self._by_log_id[log_id]
         sensor_id = live.conn.sensor_id
         if sensor_id is not None and self._by_sensor.get(sensor_id) is live:
             del self._by_sensor[sensor_id]
@@ -491,6 +500,7 @@ class Gateway:
         if isinstance(event, Admitted):
             live.peer = event.peer
             self._by_sensor[event.sensor_id] = live
+            self._by_log_id[event.log_id] = live
             m.handshake("admitted")
             m.sensors_connected(len(self._by_sensor))
             log.info("sensor %s admitted (model %s)", event.log_id, event.peer.model_id)
@@ -545,6 +555,12 @@ class Gateway:
             self.store.record_release(subject, "biometric", item.seq, values)
         except CortexError as exc:
             log.warning("a released result could not be kept: %s", exc)
+
+
+def _info(peer: VerifiedCertificate, models: dict[str, Any]) -> SensorInfo:
+    model = peer.model_id or ""
+    labels = getattr(models.get(model), "labels", None)  # the registry model's channel labels
+    return SensorInfo(model, tuple(labels) if labels else ("ch0",))
 
 
 class _Gate(asyncio.StreamReaderProtocol):
