@@ -294,6 +294,9 @@ async def _serve(cfg: dict[str, Any]) -> int:
             gc.freeze()
         say(f"listening on {host}:{port}")
         say(f"metrics on http://{HOST}:{metrics.serve(HOST, 0)}/metrics")
+        if cfg.get("api"):  # the applications' API (bench/api.py), as ``cortex-sal gateway --api`` serves it
+            api_host, api_port = await gateway.serve_api(HOST, 0)
+            say(f"api on ws://{api_host}:{api_port}")
         sub = gateway.subscribe()
 
         async def consume() -> None:  # a consumer that keeps up; records go to a file, not to this heap
@@ -331,10 +334,21 @@ async def _serve(cfg: dict[str, Any]) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        api = gateway.api
+        if api is not None:  # bench/api.py's windows: SIGUSR1 takes the API off the release path, SIGUSR2 puts it back
+
+            def attach(on: bool) -> None:
+                gateway.api = api if on else None
+
+            loop.add_signal_handler(signal.SIGUSR1, attach, False)
+            loop.add_signal_handler(signal.SIGUSR2, attach, True)
+        # bench/api.py gives the process a deadline: it stops itself even if the parent never signals
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), cfg.get("max_s"))
         lag.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await lag
+        gateway.api = api  # attached again, so that the shutdown closes it
         await gateway.shutdown()
         await consumer
         gc.callbacks.remove(gc_pause)
@@ -353,10 +367,19 @@ async def _serve(cfg: dict[str, Any]) -> int:
 
 class GatewayProcess:
     def __init__(
-        self, world: dict[str, Any], root: Path, limits: dict[str, Any], profile: str | None, gc_freeze: bool = False
+        self,
+        world: dict[str, Any],
+        root: Path,
+        limits: dict[str, Any],
+        profile: str | None,
+        gc_freeze: bool = False,
+        api: bool = False,
+        max_s: float | None = None,
     ) -> None:
         cfg = {k: world[k] for k in ("data_dir", "identity", "trust")}
         cfg.update(
+            api=api,
+            max_s=max_s,
             gc_freeze=gc_freeze,
             limits=limits,
             releases=str(root / "releases.bin"),
@@ -390,6 +413,14 @@ class GatewayProcess:
             self.stop()
             raise SystemExit(f"no metrics address: {second!r}")
         self.metrics_url = mu.group(1)
+        self.api_url = ""
+        if api:
+            third = self.proc.stdout.readline()
+            ma = re.fullmatch(r"api on (ws://127\.0\.0\.1:\d+)\n", third)
+            if ma is None:
+                self.stop()
+                raise SystemExit(f"no API address: {third!r} {self.stderr_path.read_text()[-2000:]}")
+            self.api_url = ma.group(1)
         self.pid = self.proc.pid
         self.stopped_line = ""
 
@@ -487,16 +518,19 @@ class _Client:
             await asyncio.sleep(min(10.0, 0.2 * 2**attempt) * random.random())
         return False
 
-    async def stream(self, first_at: float, stop_at: float, frames: np.ndarray, plain: Any, sent: list[Any]) -> None:
+    async def stream(self, first_at: float, stop: list[float], frames: np.ndarray, plain: Any, sent: list[Any]) -> None:
+        """One frame per 2 s from ``first_at`` until ``stop[0]`` (which the parent may bring forward)."""
         k, next_at = 0, first_at
-        while next_at < stop_at:
+        while next_at < stop[0]:
             delay = next_at - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
+                if next_at >= stop[0]:
+                    return
             if self.closed is None or self.closed.done():  # the gateway ended this connection
                 self.stream_reasons.append("ended by the gateway")
                 await self._close()
-                if time.perf_counter() >= stop_at or not await self.connect():
+                if time.perf_counter() >= stop[0] or not await self.connect():
                     return
             assert self.conn is not None and self.writer is not None
             np.copyto(plain.array, frames[frame_at(self.index, k)])
@@ -597,9 +631,26 @@ async def _worker(wid: int, port: int, sensors: list[tuple[int, str]], trust_dir
             )
         )
         _, phases, stop_at = await loop.run_in_executor(None, pipe.recv)
+        stop = [stop_at]
+
+        async def early_stop() -> None:  # ("stop",) from the parent ends the streams now (bench/api.py)
+            while True:
+                await asyncio.sleep(0.1)
+                try:
+                    kind = pipe.recv()[0] if pipe.poll() else None
+                except (EOFError, OSError):  # the parent is gone: stop too
+                    kind = "stop"
+                if kind == "stop":
+                    stop[0] = time.perf_counter()
+                    return
+
+        stopper = asyncio.create_task(early_stop())
         sent: list[Any] = []
-        with SecureTensorBuffer((SAMPLES_PER_FRAME,), SAMPLE_DTYPE) as plain:
-            await asyncio.gather(*(c.stream(phases[c.index], stop_at, frames, plain, sent) for c in clients))
+        try:
+            with SecureTensorBuffer((SAMPLES_PER_FRAME,), SAMPLE_DTYPE) as plain:
+                await asyncio.gather(*(c.stream(phases[c.index], stop, frames, plain, sent) for c in clients))
+        finally:
+            stopper.cancel()
         await asyncio.gather(*(c.finish() for c in clients))
         pipe.send(
             (

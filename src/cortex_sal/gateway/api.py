@@ -41,10 +41,11 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from .. import strict_json
 from ..checks import int_in_range
@@ -178,6 +179,7 @@ class _Conn:
     subs: dict[tuple[str, str], _Sub] = field(default_factory=dict)  # (subject, stream) -> subscription
     out: deque[tuple[str, _Sub | None]] = field(default_factory=deque)  # (message, its data subscription)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    sending: bool = False  # the writer is in a send
     closed: bool = False
 
 
@@ -393,6 +395,8 @@ class ApiServer:
     def _push(self, conn: _Conn, message: str, sub: _Sub | None) -> None:
         if conn.closed:
             return
+        if not conn.out and not conn.sending and (sub is None or not sub.dropped) and _write_now(conn.ws, message):
+            return
         if sub is not None and len(conn.out) >= self.limits.queue_size:
             # the oldest data message gives way (answers and notices are never dropped)
             for i, (_, held) in enumerate(conn.out):
@@ -415,15 +419,21 @@ class ApiServer:
                 await conn.ready.wait()
                 continue
             message, sub = conn.out.popleft()
-            if sub is not None and sub.dropped:
-                notice = {"stream": sub.stream, "sid": sub.sid, "dropped": sub.dropped}
-                sub.dropped = 0
-                await self._send(conn, json.dumps(notice, separators=(",", ":")))
-            await self._send(conn, message)
+            conn.sending = True
+            try:
+                if sub is not None and sub.dropped:
+                    notice = {"stream": sub.stream, "sid": sub.sid, "dropped": sub.dropped}
+                    sub.dropped = 0
+                    await self._send(conn, json.dumps(notice, separators=(",", ":")))
+                await self._send(conn, message)
+            finally:
+                conn.sending = False
 
     async def _send(self, conn: _Conn, message: str) -> None:
         try:
-            await asyncio.wait_for(conn.ws.send(message), self.limits.stall_s)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for wraps every send in a task of its own
+            async with asyncio.timeout(self.limits.stall_s):
+                await conn.ws.send(message)
         except TimeoutError:
             self.count("slow_reader_closed")
             conn.closed = True
@@ -508,7 +518,7 @@ class ApiServer:
         subject, sensor = self._visible(app, params.get("sensor"))
         streams = self._streams(params)
         success, failure = [], []
-        model = self.gateway.sensors().get(subject)
+        model = self.gateway.sensor(subject)  # this one only: walking every connection made subscribing O(sensors)
         labels = list(model.labels) if model is not None else None
         for stream in streams:
             scope = STREAMS.get(stream)
@@ -766,6 +776,21 @@ class ApiServer:
     @property
     def subscriptions(self) -> int:
         return sum(len(v) for v in self._by_subject.values())
+
+
+def _write_now(ws: ServerConnection, message: str) -> bool:
+    """Write ``message`` now if nothing waits for this connection: what ``websockets.broadcast`` does,
+    without waking the writer task and awaiting a send for each message (bench/api.py). Only when
+    the transport's buffer is empty, so the order is kept and a reader that lags gets its messages
+    through the queue and the writer, where the queue's bound and the stall limit apply."""
+    transport = ws.transport
+    if ws.protocol.state is not State.OPEN or transport.is_closing() or transport.get_write_buffer_size():
+        return False
+    try:
+        broadcast([ws], message, raise_exceptions=True)
+    except ExceptionGroup:
+        return False  # the writer sends it, and meets the reason
+    return True
 
 
 def _failed(stream: str, name: str, message: str) -> dict[str, Any]:

@@ -192,6 +192,7 @@ class Gateway:
         self._retention = set(store.retention())
         self._conns: set[_Live] = set()
         self._by_sensor: dict[str, _Live] = {}
+        self._by_log_id: dict[str, _Live] = {}  # the same connections by pseudonym (the API's subject)
         self._in_handshake: dict[_Live, None] = {}  # connections in their handshake, oldest first
         self._buckets: dict[str, tuple[float, float]] = {}
         self._subscribers: list[Subscription] = []
@@ -253,6 +254,13 @@ class Gateway:
             for live in self._by_sensor.values()
             if live.peer is not None and live.conn.log_id is not None
         }
+
+    def sensor(self, log_id: str) -> SensorInfo | None:
+        """One admitted, connected sensor by pseudonym (None: not connected), without walking them all."""
+        live = self._by_log_id.get(log_id)
+        if live is None or live.peer is None or self._by_sensor.get(live.conn.sensor_id or "") is not live:
+            return None
+        return SensorInfo(live.peer.model_id or "", live.labels)
 
     async def shutdown(self) -> None:
         """Stop accepting, end every connection, purge every key, close the store. Idempotent."""
@@ -465,6 +473,9 @@ class Gateway:
 
     def _forget(self, live: _Live) -> None:
         self._conns.discard(live)
+        log_id = live.conn.log_id
+        if log_id is not None and self._by_log_id.get(log_id) is live:
+            del self._by_log_id[log_id]
         sensor_id = live.conn.sensor_id
         if sensor_id is not None and self._by_sensor.get(sensor_id) is live:
             del self._by_sensor[sensor_id]
@@ -508,6 +519,7 @@ class Gateway:
             model = {m.model_id: m for m in self.shield.registry.models()}.get(event.peer.model_id or "")
             live.labels = tuple(model.labels) if model is not None else ()
             self._by_sensor[event.sensor_id] = live
+            self._by_log_id[event.log_id] = live
             m.handshake("admitted")
             m.sensors_connected(len(self._by_sensor))
             log.info("sensor %s admitted (model %s)", event.log_id, event.peer.model_id)
