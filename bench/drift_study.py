@@ -78,13 +78,13 @@ _OUT_OF_REACH = 10**9
 
 def real_signal() -> np.ndarray:
     """The 698 s Fp1 recording pyedflib ships, float32 microvolts at 128 Hz (89,344 samples)."""
-    from cortex_sal.sources import bundled_edf_path, edf_file
+    from cortex_sal.sources import EdfSource, bundled_edf_path, frames
 
     path = bundled_edf_path()
     if path is None:
         raise SystemExit("the real EEG needs pyedflib (pip install 'cortex-sal[edf]')")
-    source = edf_file(path)
-    return np.concatenate(list(source.frames))
+    with EdfSource(path) as source:  # 128 Hz: passed through the framer untouched
+        return np.concatenate([frame[0] for frame in frames(source)])
 
 
 def synthetic_signal(path: Path = CAPTURE_NPY) -> np.ndarray:
