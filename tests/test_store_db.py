@@ -22,6 +22,7 @@ from cortex_sal.errors import (
     ConsentError,
     InvalidArgumentError,
     PolicyVerificationError,
+    StoreCorruptError,
     StoreError,
     StoreLockedError,
     StoreSchemaError,
@@ -374,3 +375,36 @@ def test_capacity_none_after_one_app_was_revoked_issues_one_receipt_per_withdraw
     assert events[-2:] in (["consent_capacity", "consent_revoked"], ["consent_revoked", "consent_capacity"])
     assert records["one"].revocation_reason == "withdrawn" and records["one"].capacity == "NONE"
     assert records["two"].revoked and "capacity NONE" in (records["two"].revocation_reason or "")
+
+
+def test_a_multichannel_model_comes_back_whole_and_a_version_2_store_migrates(data_dir: Path) -> None:
+    """Schema 3 keeps a model's frame shape (channels, labels, native rate, the source of its figures):
+    a 16-channel model saved is the model read, and its frames are that size in a shield started from
+    the store. A version-2 database (one-channel rows, no shape) is migrated forward in place."""
+    from cortex_sal.keros.registry import SensorRegistry
+
+    models = SensorRegistry.default().models()
+    with SqliteStore(data_dir) as store:
+        store.save_sensor_models(models)
+        assert store.sensor_models() == sorted(models, key=lambda m: m.model_id)
+        board = {m.model_id: m for m in store.sensor_models()}["brainflow_synthetic_v1"]
+        assert board.channels == 16 and board.labels[:3] == ("Fz", "C3", "Cz") and board.synthetic
+    # a version-2 store as it was: the table without the shape column, a row of one channel
+    old = data_dir.parent / "v2"
+    with SqliteStore(old) as store:
+        store.save_sensor_models([SensorModel("eeg_fp1_certified_v1", "NeuroStandard", 35.0, 16)])
+    db = sqlite3.connect(old / DATABASE_FILE)
+    db.execute("ALTER TABLE sensor_models DROP COLUMN shape")
+    db.execute("PRAGMA user_version = 2")
+    db.commit()
+    db.close()
+    with SqliteStore(old) as store:
+        assert store.check().schema_version == SCHEMA_VERSION == 3
+        (model,) = store.sensor_models()
+        assert model == SensorModel("eeg_fp1_certified_v1", "NeuroStandard", 35.0, 16)
+    db = sqlite3.connect(old / DATABASE_FILE)  # a shape that is not a model's: refused as corrupt
+    db.execute("UPDATE sensor_models SET shape = '{\"channels\": 0}'")
+    db.commit()
+    db.close()
+    with SqliteStore(old) as store, pytest.raises(StoreCorruptError, match="eeg_fp1_certified_v1"):
+        store.sensor_models()

@@ -158,9 +158,17 @@ CREATE TABLE IF NOT EXISTS tokens (
 CREATE INDEX IF NOT EXISTS tokens_by_app ON tokens (app_id);
 """
 
+# version 3: a sensor model's frame shape (channels, labels, native rate, its figures' source), as JSON;
+# NULL for the rows of before, which are one-channel models
+_V3 = """
+ALTER TABLE sensor_models ADD COLUMN shape TEXT;
+"""
+
 # version N is reached by running _MIGRATIONS[N - 1] on a database at version N - 1
-_MIGRATIONS: tuple[str, ...] = (AUDIT_SCHEMA + _V1, _V2)
+_MIGRATIONS: tuple[str, ...] = (AUDIT_SCHEMA + _V1, _V2, _V3)
 SCHEMA_VERSION = len(_MIGRATIONS)
+
+_SHAPE_FIELDS = ("channels", "labels", "native_rate_hz", "source", "synthetic")  # SensorModel's, beyond the figures
 
 _CONSENT_COLUMNS = (
     "subject, app, scopes, purpose, granted_at, expires_at, capacity, revoked_at, revocation_reason, "
@@ -619,11 +627,22 @@ class SqliteStore(Store):
     def sensor_models(self) -> list[SensorModel]:
         rows = self._read(
             lambda db: db.execute(
-                "SELECT model_id, manufacturer, snr_db, bits FROM sensor_models ORDER BY model_id"
+                "SELECT model_id, manufacturer, snr_db, bits, shape FROM sensor_models ORDER BY model_id"
             ).fetchall(),
             "read the sensor models",
         )
-        return [SensorModel(str(m), str(f), float(s), int(b)) for m, f, s, b in rows]
+        models = []
+        for m, f, snr, b, shape in rows:
+            try:
+                extra = {} if shape is None else strict_json.loads(shape, StoreCorruptError, "a sensor model's shape")
+                if not isinstance(extra, dict) or set(extra) - set(_SHAPE_FIELDS):
+                    raise StoreCorruptError(f"the stored shape of sensor model {m!r} is malformed")
+                if "labels" in extra:
+                    extra["labels"] = tuple(extra["labels"])
+                models.append(SensorModel(str(m), str(f), float(snr), int(b), **extra))
+            except (CortexError, TypeError, ValueError) as exc:
+                raise StoreCorruptError(f"the stored sensor model {m!r} is malformed: {exc}") from None
+        return models
 
     def save_sensor_models(self, models: Sequence[SensorModel]) -> None:
         if isinstance(models, str | bytes) or not isinstance(models, Sequence):
@@ -631,11 +650,15 @@ class SqliteStore(Store):
         for m in models:
             if not isinstance(m, SensorModel):
                 raise WrongTypeError(f"models must be SensorModel values, got {type(m).__name__}")
+        rows = []
+        for m in models:
+            shape = {name: getattr(m, name) for name in _SHAPE_FIELDS}
+            shape["labels"] = list(m.labels)
+            rows.append((m.model_id, m.manufacturer, m.snr_db, m.bits, json.dumps(shape, sort_keys=True)))
         with self._write("store the sensor models") as db:
             db.execute("DELETE FROM sensor_models")
             db.executemany(
-                "INSERT INTO sensor_models (model_id, manufacturer, snr_db, bits) VALUES (?,?,?,?)",
-                [(m.model_id, m.manufacturer, m.snr_db, m.bits) for m in models],
+                "INSERT INTO sensor_models (model_id, manufacturer, snr_db, bits, shape) VALUES (?,?,?,?,?)", rows
             )
             self._audit_in(db, "registry_models_stored", {"model_count": len(models)})
 
