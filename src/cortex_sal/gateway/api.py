@@ -238,6 +238,8 @@ class ApiServer:
         self._closing = False
         self.address: tuple[str, int] | None = None
         self.counters: dict[str, int] = {}
+        self._checked_version = -1  # the consent ledger's version at the last full recheck
+        self._next_deadline = 0.0  # the first token or grant to end among the subscriptions then
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -558,6 +560,7 @@ class ApiServer:
             entry.update(_describe(stream, labels))
             conn.subs[(subject, stream)] = sub
             self._by_subject.setdefault(subject, []).append(sub)
+            self._next_deadline = 0.0  # its grant's and token's ends are taken at the next recheck
             success.append(entry)
             await self._audit("subscribed", app=app, sensor_hash=sensor[:16], stream=stream)
         return {"success": success, "failure": failure}
@@ -694,9 +697,13 @@ class ApiServer:
         and the consent ledger are checked, in memory."""
         ledger = self.gateway.shield.consent
         now = float(self.gateway.clock.time())
+        if not store_changed and ledger.version == self._checked_version and now < self._next_deadline:
+            return 0  # nothing can have changed: no consent change, no token or grant past its end
+        self._checked_version, deadline = ledger.version, math.inf
         closed = 0
         for conn in list(self._conns):
             if conn.app is not None and conn.subs:
+                deadline = min(deadline, conn.token_expires)
                 if now >= conn.token_expires:
                     for sub in list(conn.subs.values()):
                         self._close_sub(sub, "token_expired", "the token expired: authorize again and resubscribe")
@@ -720,6 +727,10 @@ class ApiServer:
                 if not ledger.is_active(sub.subject, sub.scope, sub.app):
                     self._close_for_consent(sub)
                     closed += 1
+                else:
+                    with contextlib.suppress(CortexError):
+                        deadline = min(deadline, ledger.record(sub.subject, sub.app).expires_at)
+        self._next_deadline = deadline
         return closed
 
     def _close_for_consent(self, sub: _Sub) -> None:

@@ -231,6 +231,7 @@ class ConsentLedger:
         self._lock = threading.Lock()
         self._records: dict[str, dict[str, ConsentRecord]] = {}  # subject -> application -> record
         self._capacity: dict[str, str] = {}  # subject -> the wearer's capacity last reported
+        self.version = 0  # counts the changes taken, this process's and the journal's: what a cache of answers keys on
 
     @property
     def durable(self) -> bool:
@@ -252,6 +253,7 @@ class ConsentLedger:
         for record in records:
             self._records.setdefault(record.sensor_key, {})[record.app] = record
             self._capacity[record.sensor_key] = record.capacity
+        self.version += 1
 
     def _get(self, sensor_key: str, app: str) -> ConsentRecord:
         record = self._records.get(sensor_key, {}).get(app)
@@ -380,6 +382,7 @@ class ConsentLedger:
             records = self._journal.changes(now=now)
             if records is not None:
                 self._records, self._capacity = _index(records)
+                self.version += 1
 
     def sync(self) -> None:
         """Take another writer's changes now, without waiting for the journal's poll interval: what
@@ -439,6 +442,7 @@ class ConsentLedger:
         with self._lock:
             self._records = loaded
             self._capacity = capacity
+            self.version += 1
 
     def revoke_all(self, reason: str) -> int:
         """Revoke every record not yet revoked; returns how many were revoked now."""
