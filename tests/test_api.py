@@ -509,3 +509,29 @@ def test_the_api_beyond_loopback_needs_tls_and_serves_wss(pki: Path, tmp_path: P
             await _stop(gw, sensor)
 
     asyncio.run(scenario())
+
+
+def test_the_shields_own_drift_block_closes_the_subscription(pki: Path, tmp_path: Path) -> None:
+    """Capacity NONE decided in the gateway's own process (the drift rule blocks a stream pushed 20
+    frames a second on the real clock): no other process wrote, and the frame that tripped it released
+    nothing, yet the subscription is closed with capacity_none."""
+    data = tmp_path / "D"
+    _apps(data, tmp_path, "drift-app")
+    _grant(data, "SN-0001", "drift-app", ["biometric"])
+
+    async def scenario() -> None:
+        gw = await _world(pki, data)
+        sensor = _sensor(pki, gw, "SN-0001", 2000, period_s=0.05)
+        try:
+            async with Client(_url(gw), tmp_path / "drift-app.key") as app:
+                (entry,) = await app.list_sensors()
+                got = 0
+                with pytest.raises(SubscriptionClosedError) as closed:
+                    async with asyncio.timeout(30):
+                        async for _ in app.subscribe(entry.sensor, ["features"]):
+                            got += 1
+                assert closed.value.name == "capacity_none" and got >= 1
+        finally:
+            await _stop(gw, sensor)
+
+    asyncio.run(scenario())
