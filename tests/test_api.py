@@ -145,6 +145,7 @@ def test_an_app_gets_features_in_order_until_the_wearer_revokes(pki: Path, tmp_p
                 assert app.last_failures[0]["name"] == "scope_not_granted"
                 assert closed.value.code == CODES["consent_revoked"] == -33020
                 assert closed.value.name == "consent_revoked"
+                assert (closed.value.sensor, closed.value.stream) == (entry.sensor, "features")  # which one ended
                 assert closed_after < 1.0, closed_after
                 assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # in order, no gap
             assert gw.api is not None and gw.api.subscriptions == 0

@@ -246,8 +246,9 @@ class Client:
                     p = msg["params"]
                     key = self._sids.get(p["sid"])
                     if key is not None:
-                        self._end(key, _ERRORS.get(p["name"], SubscriptionClosedError)(
-                            p["message"], code=int(p["code"]), name=p["name"]))  # fmt: skip
+                        error = _ERRORS.get(p["name"], SubscriptionClosedError)
+                        self._end(key, error(p["message"], code=int(p["code"]), name=p["name"], sensor=key[0],
+                                             stream=key[1]))  # fmt: skip
                 elif "sid" in msg:
                     key = self._sids.get(msg["sid"])
                     if key is not None and key in self._queues:

@@ -296,9 +296,13 @@ class GatewayError(CortexError):
 class ApiError(GatewayError):
     """An error answer of the applications' API; ``code`` and ``name`` are those of docs/api.md."""
 
-    def __init__(self, message: str, *, code: int = 0, name: str = "api_error") -> None:
+    def __init__(
+        self, message: str, *, code: int = 0, name: str = "api_error", sensor: str | None = None,
+        stream: str | None = None,
+    ) -> None:  # fmt: skip
         super().__init__(message)
         self.message, self.code, self.name = message, code, name
+        self.sensor, self.stream = sensor, stream  # the subscription it ends, when it ends one
 
 
 class NotAuthorizedError(ApiError):
