@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -65,8 +66,11 @@ def grant(data_dir: Path, *serials: str) -> None:
             ledger.grant(subject_of(f"{MODEL}/{serial}"), ["biometric"], 3600, app="test-app", purpose="tests")
 
 
-def make_pki(d: Path, serials: tuple[str, ...] = ("SN-0001", "SN-0002", "SN-0003")) -> Path:
-    """Two CAs, a gateway and sensors, made by ``cortex-sal ca`` as in docs/certificates.md."""
+def make_pki(
+    d: Path, serials: tuple[str, ...] = ("SN-0001", "SN-0002", "SN-0003"), *, others: tuple[tuple[str, str], ...] = ()
+) -> Path:
+    """Two CAs, a gateway and sensors (``serials`` of :data:`MODEL`, and ``(model, serial)`` of
+    ``others``, each in ``sensors/<serial lowercased>``), made by ``cortex-sal ca`` as in docs/certificates.md."""
     from cortex_sal.cli import main
 
     def ca(*args: str) -> None:
@@ -74,11 +78,16 @@ def make_pki(d: Path, serials: tuple[str, ...] = ("SN-0001", "SN-0002", "SN-0003
 
     ca("init", "--kind", "manufacturer", "--name", "NeuroStandard GmbH", "--out", str(d / "ca/maker"))
     ca("init", "--kind", "site", "--name", "Ward 3", "--out", str(d / "ca/site"))
-    for serial in serials:
-        ca("issue-sensor", "--ca", str(d / "ca/maker"), "--model", MODEL, "--serial", serial, "--days", "30",
+    for model, serial in [(MODEL, s) for s in serials] + list(others):
+        ca("issue-sensor", "--ca", str(d / "ca/maker"), "--model", model, "--serial", serial, "--days", "30",
            "--out", str(d / f"sensors/{serial.lower()}"))  # fmt: skip
     ca("issue-gateway", "--ca", str(d / "ca/site"), "--name", "gw-ward3", "--days", "30", "--out", str(d / "gw"))
     return d
+
+
+def cli_argv(*args: str) -> list[str]:
+    """``cortex-sal ARGS`` as a child process of this interpreter, warnings as errors."""
+    return [sys.executable, "-W", "error", "-m", "cortex_sal.cli", *args]
 
 
 def trust(pki: Path) -> TrustStore:

@@ -9,7 +9,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from cortex_sal.sources import synthetic_eeg
 from cortex_sal.store.base import subject_of
 from cortex_sal.store.keros import load_identity
 from cortex_sal.store.sqlite import SqliteStore
-from service_world import MODEL, grant, make_pki, start_gateway, trust
+from service_world import MODEL, cli_argv, grant, make_pki, start_gateway, trust
 
 
 @pytest.fixture(scope="module")
@@ -132,16 +131,12 @@ def test_a_revocation_in_the_store_ends_an_open_connection_within_a_second(pki: 
 # --- from a shell ----------------------------------------------------------------------------------
 
 
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-W", "error", "-m", "cortex_sal.cli", *args]
-
-
 def test_gateway_and_sensor_from_a_shell(pki: Path, tmp_path: Path) -> None:
     data = tmp_path / "D"
     grant(data, "SN-0001")
     env = {**os.environ, "COLUMNS": "200"}
     gateway = subprocess.Popen(
-        _cli("gateway", "--data-dir", str(data), "--identity", str(pki / "gw"), "--trust", str(pki / "ca/maker"),
+        cli_argv("gateway", "--data-dir", str(data), "--identity", str(pki / "gw"), "--trust", str(pki / "ca/maker"),
              "--trust", str(pki / "ca/site"), "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0",
              "--log-json"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
@@ -155,7 +150,7 @@ def test_gateway_and_sensor_from_a_shell(pki: Path, tmp_path: Path) -> None:
         murl = re.search(r"(http://127\.0\.0\.1:\d+/metrics)", metrics_line)
         assert murl is not None, metrics_line
         sensor = subprocess.run(
-            _cli("sensor", "--gateway", f"127.0.0.1:{port.group(1)}", "--identity", str(pki / "sensors/sn-0001"),
+            cli_argv("sensor", "--gateway", f"127.0.0.1:{port.group(1)}", "--identity", str(pki / "sensors/sn-0001"),
                  "--trust", str(pki / "ca/maker"), "--trust", str(pki / "ca/site"), "--source", "synthetic",
                  "--frames", "20", "--as-fast-as-possible"),
             capture_output=True, text=True, timeout=120, env=env, check=False,

@@ -15,7 +15,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from cortex_sal.governance import DEFAULT_THRESHOLDS
 from cortex_sal.store.base import subject_of
 from cortex_sal.store.runtime import durable_ledger
 from cortex_sal.store.sqlite import SqliteStore
+from service_world import cli_argv
 
 BOARD_MODEL = "brainflow_synthetic_v1"
 LABELS = ("Fz", "C3", "Cz", "C4", "Pz", "PO7", "Oz", "PO8", "F5", "F7", "F3", "F1", "F2", "F4", "F6", "F8")
@@ -47,10 +47,6 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield d
 
 
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-W", "error", "-m", "cortex_sal.cli", *args]
-
-
 def test_sixteen_brainflow_channels_through_a_gateway_to_an_app(pki: Path, tmp_path: Path) -> None:
     data = tmp_path / "D"
     assert main(["apps", "add", "lab-app", "--data-dir", str(data), "--out", str(tmp_path)]) == 0
@@ -59,7 +55,7 @@ def test_sixteen_brainflow_channels_through_a_gateway_to_an_app(pki: Path, tmp_p
                                                         app="lab-app", purpose="multi-channel test")  # fmt: skip
     env = {**os.environ, "COLUMNS": "200"}
     gateway = subprocess.Popen(
-        _cli("gateway", "--data-dir", str(data), "--identity", str(pki / "gw"), "--trust", str(pki / "ca/maker"),
+        cli_argv("gateway", "--data-dir", str(data), "--identity", str(pki / "gw"), "--trust", str(pki / "ca/maker"),
              "--trust", str(pki / "ca/site"), "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
@@ -75,7 +71,7 @@ def test_sixteen_brainflow_channels_through_a_gateway_to_an_app(pki: Path, tmp_p
                 assert not entry.connected and entry.channels is None  # visible by consent, not connected yet
                 sensor = asyncio.create_task(asyncio.to_thread(
                     subprocess.run,
-                    _cli("sensor", "--gateway", f"127.0.0.1:{port.group(1)}", "--identity", str(pki / "sensor"),
+                    cli_argv("sensor", "--gateway", f"127.0.0.1:{port.group(1)}", "--identity", str(pki / "sensor"),
                          "--trust", str(pki / "ca/maker"), "--trust", str(pki / "ca/site"),
                          "--source", "brainflow:synthetic", "--highpass", "0.5", "--frames", "4"),
                     capture_output=True, text=True, timeout=90, env=env, check=False,

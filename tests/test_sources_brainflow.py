@@ -13,7 +13,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -24,9 +23,8 @@ import pytest
 from brainflow.board_shim import BoardIds, BoardShim, BrainFlowInputParams
 from brainflow.data_filter import DataFilter
 
-from cortex_sal.cli import main
 from cortex_sal.sources import FrameCounter, frames, open_spec
-from service_world import MODEL, grant
+from service_world import cli_argv, grant, make_pki
 
 SYNTHETIC = BoardIds.SYNTHETIC_BOARD.value
 
@@ -95,21 +93,7 @@ def test_a_playback_with_rows_cut_out_is_a_counted_gap(recording: Path, tmp_path
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    d = tmp_path_factory.mktemp("pki")
-
-    def ca(*args: str) -> None:
-        assert main(["ca", *args]) == 0, args
-
-    ca("init", "--kind", "manufacturer", "--name", "NeuroStandard GmbH", "--out", str(d / "ca/maker"))
-    ca("init", "--kind", "site", "--name", "Ward 3", "--out", str(d / "ca/site"))
-    ca("issue-sensor", "--ca", str(d / "ca/maker"), "--model", MODEL, "--serial", "SN-0001", "--days", "30",
-       "--out", str(d / "sensors/sn-0001"))  # fmt: skip
-    ca("issue-gateway", "--ca", str(d / "ca/site"), "--name", "gw-ward3", "--days", "30", "--out", str(d / "gw"))
-    yield d
-
-
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-W", "error", "-m", "cortex_sal.cli", *args]
+    yield make_pki(tmp_path_factory.mktemp("pki"), ("SN-0001",))
 
 
 def test_cortex_sal_sensor_streams_one_brainflow_channel_through_a_gateway(pki: Path, tmp_path: Path) -> None:
@@ -117,7 +101,7 @@ def test_cortex_sal_sensor_streams_one_brainflow_channel_through_a_gateway(pki: 
     grant(data, "SN-0001")
     env = {**os.environ, "COLUMNS": "200"}
     gateway = subprocess.Popen(
-        _cli("gateway", "--data-dir", str(data), "--identity", str(pki / "gw"), "--trust", str(pki / "ca/maker"),
+        cli_argv("gateway", "--data-dir", str(data), "--identity", str(pki / "gw"), "--trust", str(pki / "ca/maker"),
              "--trust", str(pki / "ca/site"), "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
@@ -128,7 +112,7 @@ def test_cortex_sal_sensor_streams_one_brainflow_channel_through_a_gateway(pki: 
         murl = re.search(r"(http://127\.0\.0\.1:\d+/metrics)", gateway.stdout.readline())
         assert murl is not None
         sensor = subprocess.run(
-            _cli("sensor", "--gateway", f"127.0.0.1:{port.group(1)}", "--identity", str(pki / "sensors/sn-0001"),
+            cli_argv("sensor", "--gateway", f"127.0.0.1:{port.group(1)}", "--identity", str(pki / "sensors/sn-0001"),
                  "--trust", str(pki / "ca/maker"), "--trust", str(pki / "ca/site"),
                  "--source", "brainflow:synthetic#Fz", "--frames", "2", "--as-fast-as-possible"),
             capture_output=True, text=True, timeout=60, env=env, check=False,

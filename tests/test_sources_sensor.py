@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cortex_sal.cli import main
 from cortex_sal.errors import InvalidArgumentError
 from cortex_sal.gateway.sensor import run_sensor
 from cortex_sal.governance import DEFAULT_THRESHOLDS
@@ -22,26 +21,14 @@ from cortex_sal.store.base import subject_of
 from cortex_sal.store.keros import load_identity
 from cortex_sal.store.runtime import durable_ledger
 from cortex_sal.store.sqlite import SqliteStore
-from service_world import MODEL, grant, start_gateway, trust
+from service_world import grant, make_pki, start_gateway, trust
 
 CYTON = "openbci_cyton_v1"
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    d = tmp_path_factory.mktemp("pki")
-
-    def ca(*args: str) -> None:
-        assert main(["ca", *args]) == 0, args
-
-    ca("init", "--kind", "manufacturer", "--name", "NeuroStandard GmbH", "--out", str(d / "ca/maker"))
-    ca("init", "--kind", "site", "--name", "Ward 3", "--out", str(d / "ca/site"))
-    ca("issue-sensor", "--ca", str(d / "ca/maker"), "--model", MODEL, "--serial", "SN-0001", "--days", "30",
-       "--out", str(d / "sensors/sn-0001"))  # fmt: skip
-    ca("issue-sensor", "--ca", str(d / "ca/maker"), "--model", CYTON, "--serial", "CY-1", "--days", "30",
-       "--out", str(d / "sensors/cy-1"))  # fmt: skip
-    ca("issue-gateway", "--ca", str(d / "ca/site"), "--name", "gw-ward3", "--days", "30", "--out", str(d / "gw"))
-    yield d
+    yield make_pki(tmp_path_factory.mktemp("pki"), ("SN-0001",), others=((CYTON, "CY-1"),))
 
 
 def _stream(

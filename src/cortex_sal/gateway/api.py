@@ -159,7 +159,6 @@ class _Sub:
     conn: _Conn
     clinical: ClinicalChannel | None = None
     dropped: int = 0
-    last_seq: int = 0
 
 
 @dataclass(eq=False)
@@ -684,7 +683,6 @@ class ApiServer:
                 except ClinicalChannelError as exc:
                     self._close_sub(sub, "consent_expired", f"the clinical channel ended: {exc}")
                     continue
-            sub.last_seq = seq
             message = (f'{{"stream":"{sub.stream}","sid":"{sub.sid}","seq":{seq},"time":{at!r},'
                        f'"values":{values}}}')  # fmt: skip
             self._push(sub.conn, message, sub)
@@ -738,14 +736,12 @@ class ApiServer:
         with contextlib.suppress(CortexError):
             record = self.gateway.shield.consent.record(sub.subject, sub.app)
         now = float(self.gateway.clock.time())
-        if record is None or record.revoked_at is not None:
-            name = "capacity_none" if record is not None and record.capacity == "NONE" else "consent_revoked"
-        elif record.capacity == "NONE":
+        if record is not None and record.capacity == "NONE":
             name = "capacity_none"
-        elif record.expired_at(now):
+        elif record is not None and record.revoked_at is None and record.expired_at(now):
             name = "consent_expired"
         else:
-            name = "consent_revoked"  # the scope is no longer part of the grant
+            name = "consent_revoked"  # revoked, or the scope is no longer part of the grant
         texts = {"consent_revoked": "the wearer revoked this application's consent",
                  "capacity_none": "the wearer's capacity to consent dropped to NONE",
                  "consent_expired": "the wearer's consent expired"}  # fmt: skip
