@@ -28,11 +28,19 @@ from cortex_sal.crypto import (
     hkdf_sha256,
     hmac_sha256,
     hmac_sha256_into,
+    hmac_sha256_many,
     hmac_sha256_verify,
     x25519_public_key,
     x25519_shared_secret,
 )
-from cortex_sal.errors import DecryptionError, InvalidSignatureError, LowOrderPointError
+from cortex_sal.errors import (
+    DecryptionError,
+    InvalidSignatureError,
+    LowOrderPointError,
+    PurgedBufferError,
+    WrongLengthError,
+    WrongTypeError,
+)
 from cortex_sal.securemem import SecureBuffer, SecureKeyBuffer
 from hypothesis_profiles import examples
 
@@ -180,6 +188,39 @@ def test_hmac_fast_path_matches(key: bytes, message: bytes) -> None:
         assert hmac_sha256(k, message) == expected  # the per-thread tag buffer is reused safely
     with SecureBuffer.from_bytes(key) as k2:  # a 32-byte SecureBuffer (not a key buffer)
         assert hmac_sha256(k2, message) == expected
+
+
+@SETTINGS
+@given(key=key32, size=st.integers(1, 200), count=st.integers(0, 40), data=st.data())
+def test_hmac_many_matches_one_tag_per_message(key: bytes, size: int, count: int, data: st.DataObject) -> None:
+    """The batch path: ``count`` messages of ``size`` bytes end to end, one tag each, in order."""
+    blob = data.draw(st.binary(min_size=size * count, max_size=size * count))
+    with SecureKeyBuffer(key) as k:
+        tags = hmac_sha256_many(k, blob, size)
+    assert tags == b"".join(_c_hmac(key, blob[i : i + size]) for i in range(0, size * count, size))
+
+
+def test_hmac_many_refuses_bad_input_before_any_tag() -> None:
+    with SecureKeyBuffer(bytes(range(32))) as k:
+        with pytest.raises(WrongLengthError, match="not a whole number of 4-byte messages"):
+            hmac_sha256_many(k, b"12345", 4)
+        with pytest.raises(WrongLengthError, match="0-byte"):
+            hmac_sha256_many(k, b"1234", 0)
+        with pytest.raises(WrongTypeError, match="size must be an int"):
+            hmac_sha256_many(k, b"1234", True)
+        with pytest.raises(WrongTypeError, match="HMAC messages"):
+            hmac_sha256_many(k, "1234", 4)  # type: ignore[arg-type]
+        with pytest.raises(WrongTypeError, match="HMAC messages"):
+            hmac_sha256_many(k, SecureBuffer(4), 4)  # type: ignore[arg-type]  # a secret is never a message blob
+    with pytest.raises(WrongTypeError, match="never travel as bytes"):
+        hmac_sha256_many(bytes(32), b"1234", 4)  # type: ignore[arg-type]
+    dead = SecureKeyBuffer()
+    dead.secure_purge()
+    with pytest.raises(PurgedBufferError):
+        hmac_sha256_many(dead, b"1234", 4)
+    with SecureBuffer(16) as short:  # a 16-byte secure buffer is not a 32-byte key
+        with pytest.raises(WrongLengthError, match="exactly 32 bytes"):
+            hmac_sha256_many(short, b"1234", 4)  # type: ignore[arg-type]
 
 
 def test_hmac_tags_are_independent_objects() -> None:

@@ -486,3 +486,106 @@ def test_set_ttl_refuses_bad_input_and_keeps_the_old_one(prover: LivenessProver,
     with pytest.raises(error):
         prover.set_ttl(ttl)  # type: ignore[arg-type]
     assert prover.ttl == before
+
+
+# -- the batch path (the shield's ingest_batch) ----------------------------------------------
+
+
+class SteppingClock(SettableClock):
+    """The first reading moves the clock by ``step`` (negative: a clock stepping back between
+    the two readings of one batch); later readings do not move it."""
+
+    def __init__(self, step: float) -> None:
+        super().__init__()
+        self.step = step
+
+    def time(self) -> float:
+        now = self.now
+        self.now += self.step
+        self.step = 0.0
+        return now
+
+
+def test_batch_proofs_are_the_documented_tags_and_use_their_nonces(
+    prover: LivenessProver, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = np.array([FEATURES, OTHER, FEATURES * 2])
+    passes: list[tuple[bytes, bytes]] = []
+    real = liveness.hmac_sha256_many
+
+    def spying(key: SecureKeyBuffer, messages: bytes, size: int) -> bytes:
+        tags = real(key, messages, size)
+        passes.append((messages, tags))
+        return tags
+
+    monkeypatch.setattr(liveness, "hmac_sha256_many", spying)
+    assert prover.prove_and_verify_batch(rows) == [True, True, True]
+    assert len(passes) == 2 and passes[0] == passes[1]  # made, then checked over the same messages
+    messages, tags = passes[0]
+    assert len(messages) == 3 * 56 and len(tags) == 3 * 32
+    for i, row in enumerate(rows):  # each row's tag recomputed here from the master's bytes
+        message = messages[56 * i : 56 * (i + 1)]
+        nonce, stamp = message[32:48], struct.unpack(">d", message[48:])[0]
+        assert stamp == clock.time()
+        assert tags[32 * i : 32 * (i + 1)] == expected_tag(MASTER, row, nonce, stamp)
+    assert prover.held_nonces == 3  # used up as verify uses them
+    assert len({messages[56 * i + 32 : 56 * i + 48] for i in range(3)}) == 3  # three fresh nonces
+
+
+def test_batch_equals_the_single_path_row_for_row(clock: ManualClock) -> None:
+    rows = np.random.default_rng(7).uniform(-1, 1, (40, 5))
+    with (
+        LivenessProver(SecureKeyBuffer(MASTER), clock=clock) as a,
+        LivenessProver(SecureKeyBuffer(MASTER), clock=clock) as b,
+    ):
+        assert a.prove_and_verify_batch(rows) == [b.verify(r, b.prove(r)) for r in rows] == [True] * 40
+        assert a.held_nonces == b.held_nonces == 40
+        assert a.prove_and_verify_batch(rows[:0]) == []
+
+
+def test_batch_row_whose_check_fails_is_false_and_holds_nothing(
+    prover: LivenessProver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = liveness.hmac_sha256_many
+    seen: list[int] = []
+
+    def second_pass_differs_on_row_1(key: SecureKeyBuffer, messages: bytes, size: int) -> bytes:
+        tags = real(key, messages, size)
+        seen.append(1)
+        if len(seen) == 2:  # the checking pass: row 1's expected tag differs
+            tags = tags[:32] + bytes(32) + tags[64:]
+        return tags
+
+    monkeypatch.setattr(liveness, "hmac_sha256_many", second_pass_differs_on_row_1)
+    assert prover.prove_and_verify_batch(np.array([FEATURES, OTHER, FEATURES])) == [True, False, True]
+    assert prover.held_nonces == 2
+
+
+@pytest.mark.parametrize(("step", "valid"), [(-0.5, False), (TTL, True), (TTL + 0.001, False)])
+def test_batch_freshness_follows_the_single_path(step: float, valid: bool) -> None:
+    """The two clock readings (stamp, check): back in time or past the ttl refuses every row."""
+    with LivenessProver(SecureKeyBuffer(MASTER), clock=SteppingClock(step)) as p:
+        assert p.prove_and_verify_batch(np.array([FEATURES, OTHER])) == [valid, valid]
+        assert p.held_nonces == (2 if valid else 0)
+
+
+@pytest.mark.parametrize(
+    ("features", "error"),
+    [
+        (np.ones(5), InvalidArgumentError),
+        (np.ones((2, 4)), InvalidArgumentError),
+        (np.array([[1.0, 2.0, np.nan, 3.0, 4.0]]), InvalidArgumentError),
+        (np.array([["a"] * 5]), WrongTypeError),
+    ],
+)
+def test_batch_refuses_bad_rows_before_any_proof(prover: LivenessProver, features: object, error: type) -> None:
+    with pytest.raises(error):
+        prover.prove_and_verify_batch(features)  # type: ignore[arg-type]
+    assert prover.held_nonces == 0
+
+
+def test_batch_of_a_purged_prover_raises(clock: ManualClock) -> None:
+    p = LivenessProver(SecureKeyBuffer(MASTER), clock=clock)
+    p.purge()
+    with pytest.raises(PurgedBufferError):
+        p.prove_and_verify_batch(np.array([FEATURES]))

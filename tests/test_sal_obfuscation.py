@@ -20,7 +20,7 @@ from cortex_sal.errors import (
     WrongTypeError,
 )
 from cortex_sal.sal import obfuscation
-from cortex_sal.sal.obfuscation import obfuscate, obfuscate_batch
+from cortex_sal.sal.obfuscation import PRIMARY, SECONDARY, obfuscate, obfuscate_batch
 from cortex_sal.securemem import SecureBuffer, SecureKeyBuffer
 from hypothesis_profiles import examples
 
@@ -200,17 +200,18 @@ def test_batch_empty(key: SecureKeyBuffer) -> None:
 
 
 def test_batch_is_one_hmac_pair_per_row(key: SecureKeyBuffer, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[int] = []
-    real = obfuscation.hmac_sha256
+    calls: list[tuple[int, int]] = []
+    real = obfuscation.hmac_sha256_many
 
-    def counting(k: SecureKeyBuffer, *parts: bytes) -> bytes:
-        calls.append(len(parts))
+    def counting(k: SecureKeyBuffer, messages: bytes, size: int) -> bytes:
+        calls.append((len(messages) // size, size))
         assert k is key  # the key object itself goes to the crypto layer, never its bytes
-        return real(k, *parts)
+        return real(k, messages, size)
 
-    monkeypatch.setattr(obfuscation, "hmac_sha256", counting)
+    monkeypatch.setattr(obfuscation, "hmac_sha256_many", counting)
     obfuscate_batch(np.ones((17, 5)), [H] * 17, key)
-    assert len(calls) == 34 and set(calls) == {1}
+    # two passes (primary, secondary), 17 messages each: one HMAC per row per pass
+    assert calls == [(17, 40 + 32 + len(PRIMARY)), (17, 40 + 32 + len(SECONDARY))]
 
 
 # -- refusals --------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from .chaining import ChainingKey
 from .cipher import CipherKey, rekey
 from .ed25519 import Ed25519SigningKey, ed25519_verify
 from .hkdf import hkdf_expand_into, hkdf_extract, hkdf_sha256
-from .hmac import hmac_sha256, hmac_sha256_into, hmac_sha256_verify
+from .hmac import hmac_sha256, hmac_sha256_into, hmac_sha256_many, hmac_sha256_verify
 from .x25519 import X25519PrivateKey, x25519_public_key, x25519_shared_secret, x25519_shared_secret_into
 
 
@@ -48,6 +48,7 @@ __all__ = [
     "hkdf_sha256",
     "hmac_sha256",
     "hmac_sha256_into",
+    "hmac_sha256_many",
     "hmac_sha256_verify",
     "random_buffer",
     "random_key",

@@ -7,6 +7,9 @@ Two libsodium paths, one guarantee:
   call and is wiped by libsodium (``sodium_memzero`` of the pads in ``_init``, of both
   SHA-256 states in ``_final``) before it returns - one foreign call, faster than
   ``hmac.digest`` through cffi's ABI mode (``bench/custody.py``);
+* the same one-shot call for many messages of one size under one key
+  (:func:`hmac_sha256_many`, the shield's batch path): the arguments checked once, then one
+  foreign call per message into one (public) tag buffer;
 * everything else, and always when the output is itself a key (:func:`hmac_sha256_into`,
   hence all of HKDF): ``_init/_update/_final`` on a per-thread state slot in the arena,
   zeroed after every use.
@@ -31,7 +34,7 @@ import threading
 from typing import Any
 
 from ..checks import public_bytes
-from ..errors import CryptoError
+from ..errors import CryptoError, WrongLengthError, WrongTypeError
 from ..securemem import SecureBuffer, SecureKeyBuffer
 from . import _backend
 from ._backend import PTR, to_cdata
@@ -154,6 +157,37 @@ def hmac_sha256(key: SecureBuffer, *parts: Readable) -> bytes:
     tag = ctypes.create_string_buffer(MAC_SIZE)
     _hmac(key, parts, tag, locked_state=False)
     return tag.raw
+
+
+def hmac_sha256_many(key: SecureKeyBuffer, messages: bytes, size: int) -> bytes:
+    """The public tags of ``n = len(messages) // size`` messages of ``size`` bytes each, laid end to
+    end in ``messages``, under one key: ``tag_0 || ... || tag_{n-1}`` (``32 n`` bytes), each equal to
+    :func:`hmac_sha256` of its message. For the batch paths (Phase B, liveness): the key and every
+    argument are checked once, then one foreign call per message, the key read in place each time.
+    """
+    key = secret(key, "HMAC key", SecureKeyBuffer._fixed_size)
+    blob = public_bytes(messages, "HMAC messages")
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise WrongTypeError(f"HMAC message size must be an int, got {type(size).__name__}")
+    if size <= 0 or len(blob) % size:
+        raise WrongLengthError(f"{len(blob)} bytes of messages are not a whole number of {size!r}-byte messages")
+    n = len(blob) // size
+    if _ONESHOT is not None:
+        out = _backend.FFI.new("unsigned char[]", max(MAC_SIZE * n, 1))
+        src = _backend.FFI.from_buffer("unsigned char[]", blob)
+        k = PTR[address(key)]
+        one = _ONESHOT
+        for i in range(n):
+            if one(out + MAC_SIZE * i, src + size * i, size, k) != 0:
+                raise CryptoError("crypto_auth_hmacsha256 failed")
+        return _backend.FFI.buffer(out, MAC_SIZE * n)[:]
+    tag = ctypes.create_string_buffer(MAC_SIZE)
+    tags = []
+    for i in range(0, n * size, size):
+        if _oneshot_bytes(tag, blob[i : i + size], size, pointer(key)) != 0:
+            raise CryptoError("crypto_auth_hmacsha256 failed")
+        tags.append(tag.raw)
+    return b"".join(tags)
 
 
 def hmac_sha256_into(key: SecureBuffer | bytes, out: SecureBuffer, *parts: Readable) -> None:

@@ -54,14 +54,15 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import numpy.typing as npt
 
 from ..clock import SYSTEM_CLOCK, Clock
-from ..crypto import hmac_sha256
+from ..crypto import hmac_sha256, hmac_sha256_many
 from ..errors import InvalidArgumentError, LivenessError, NotCopyableError, PurgedBufferError, WrongTypeError
 from ..governance import DEFAULT_THRESHOLDS, ClinicalThresholds
 from ..securemem import SecureKeyBuffer
-from .obfuscation import features_be
+from .obfuscation import N_FEATURES, as_feature_rows, features_be
 
 PROOF_SIZE = 32
 NONCE_SIZE = 16
@@ -172,6 +173,57 @@ class LivenessProver:
             timestamp = self._now()
             tag = hmac_sha256(master, _message(fb, nonce, timestamp))
         return LivenessProof(tag, nonce, timestamp)
+
+    def prove_and_verify_batch(self, features: npt.ArrayLike) -> list[bool]:
+        """``[self.verify(f, self.prove(f)) for f in features]`` for ``n`` feature vectors (n, 5),
+        in one critical section: one clock reading to stamp the proofs and one to check them, one
+        draw of ``n`` nonces, and each of the two HMAC passes over all rows in one loop
+        (:func:`~cortex_sal.crypto.hmac_sha256_many`). The proofs are not kept (the shield's batch
+        path only needs the verdict); their nonces are used up as :meth:`verify` uses them up.
+        Every row is checked before any HMAC (the errors of :meth:`prove`)."""
+        rows = as_feature_rows(features)
+        n = rows.shape[0]
+        if n == 0:
+            return []
+        big_endian: Any = np.ascontiguousarray(
+            rows, dtype=">f8"
+        )  # numpy arrays are buffers (numpy's stubs say otherwise)
+        fb = memoryview(big_endian).cast("B")  # 5 x float64 BE per row
+        step = 8 * N_FEATURES
+        digests = [hashlib.sha256(fb[i : i + step]).digest() for i in range(0, n * step, step)]
+        nonces = os.urandom(NONCE_SIZE * n)
+        with self._lock:
+            master = self._live_master()
+            stamp = self._now()
+            packed = _PACK_TS(stamp)
+            size = len(digests[0]) + NONCE_SIZE + len(packed)
+            messages = b"".join(
+                [d + nonces[i * NONCE_SIZE : (i + 1) * NONCE_SIZE] + packed for i, d in enumerate(digests)]
+            )
+            tags = hmac_sha256_many(master, messages, size)
+            now = self._now()
+            if stamp > now or self._latest - stamp > self._ttl:  # the clock stepped back, or a stall past the ttl
+                return [False] * n
+            expected = hmac_sha256_many(master, messages, size)
+            k = math.floor(stamp)
+            verdicts = []
+            for i in range(n):
+                at = i * PROOF_SIZE
+                if not hmac.compare_digest(expected[at : at + PROOF_SIZE], tags[at : at + PROOF_SIZE]):
+                    verdicts.append(False)
+                    continue
+                nonce = nonces[i * NONCE_SIZE : (i + 1) * NONCE_SIZE]
+                bucket = self._used.get(k)
+                if bucket is None:
+                    bucket = self._used[k] = set()
+                    if k + 1 < self._prune_at:
+                        self._prune_at = k + 1
+                elif nonce in bucket:
+                    verdicts.append(False)
+                    continue
+                bucket.add(nonce)
+                verdicts.append(True)
+            return verdicts
 
     def _check(self, features: npt.ArrayLike, proof: LivenessProof) -> str | None:
         """``None`` when the proof verifies (and its nonce is now used), else the reason."""

@@ -599,10 +599,12 @@ class CognitiveShield:
         label: str,
         started: float,
         refused: dict[str, RefusalReason] | None = None,
+        live: bool | None = None,
     ) -> tuple[bool, str] | Refused:
-        """Liveness, drift and consent for one frame past the bridge: ``(liveness, capacity)``,
-        or the refusal when consent is no longer active."""
-        live = self._liveness.verify(features, self._liveness.prove(features))
+        """Liveness (unless the batch path proved it already: ``live``), drift and consent for one
+        frame past the bridge: ``(liveness, capacity)``, or the refusal when consent is no longer active."""
+        if live is None:
+            live = self._liveness.verify(features, self._liveness.prove(features))
         drift = state.drift.update(c)
         state.blocked = drift.blocked
         self._consent.report_capacity(state.log_id, drift.capacity)
@@ -704,6 +706,10 @@ class CognitiveShield:
         norms = np.sqrt(np.einsum("ij,ij->i", tensors, tensors))
         results: list[FrameResult | None] = [None] * len(states)
         released: list[tuple[int, bool, str]] = []
+        # the rows that reach the gate (each sensor once per batch, so known before the loop):
+        # their liveness proofs made and checked in one pass
+        gated = [i for i, s in enumerate(states) if not s.blocked and faults[i] is None and bridge[i] is None]
+        live_of = dict(zip(gated, self._liveness.prove_and_verify_batch(features[gated]), strict=True))
         for i, state in enumerate(states):
             state.frame_seq += 1
             if state.blocked:
@@ -721,7 +727,7 @@ class CognitiveShield:
                     refused={label0: RefusalReason.BRIDGE_BOUNDS},
                 )  # fmt: skip
                 continue
-            gate = self._gate(state, features[i], float(coh[i]), labels[i], started)
+            gate = self._gate(state, features[i], float(coh[i]), labels[i], started, live=live_of[i])
             if isinstance(gate, Refused):
                 results[i] = gate
                 continue

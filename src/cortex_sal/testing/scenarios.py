@@ -265,7 +265,10 @@ def _shield_child(ctx: Context) -> None:
             ctx.read_into(incoming)
             if i == 0:
                 ctx.checkpoint("frame_held")
-            result = shield.ingest_raw_data(SENSOR_ID, incoming.array)
+            if i < SHIELD_FRAMES - 1:
+                result = shield.ingest_raw_data(SENSOR_ID, incoming.array)
+            else:  # the last frame through the batch path (its own locked copy, Phase B and liveness in batch)
+                (result,) = shield.ingest_batch([SENSOR_ID], incoming.array.reshape(1, -1))
         if isinstance(result, Refused):
             raise RuntimeError(f"frame refused: {result.detail}")
         clock.advance(2.0)
@@ -443,15 +446,19 @@ def _hmac_parent(peer: Peer) -> None:
     tags = [peer.receive() for _ in range(3)]
     if tags != [hmac.digest(k, message, "sha256") for k in (key32, key64, key100)]:
         raise RuntimeError("the child's HMAC tags differ from the independent library's")
+    many = b"".join(hmac.digest(key32, message[i : i + 50], "sha256") for i in range(0, 200, 50))
+    if peer.receive() != many:
+        raise RuntimeError("the child's batch of HMAC tags differs from the independent library's")
     peer.checkpoint("session", session_live=True)
     peer.checkpoint("after_purge", session_live=False)
 
 
 def _hmac_child(ctx: Context) -> None:
-    from ..crypto import hmac_sha256, hmac_sha256_into, hmac_sha256_verify
+    from ..crypto import hmac_sha256, hmac_sha256_into, hmac_sha256_many, hmac_sha256_verify
     from ..securemem import SecureKeyBuffer
 
-    keys = [ctx.read_key(), ctx.read_secret(64), ctx.read_secret(100)]
+    key32 = ctx.read_key()
+    keys = [key32, ctx.read_secret(64), ctx.read_secret(100)]
     message = ctx.read_public(200)
     outs = []
     for key in keys:
@@ -463,6 +470,7 @@ def _hmac_child(ctx: Context) -> None:
         reverse = message[::-1]
         hmac_sha256_into(key, out, reverse[:100], reverse[100:])  # a secret output, in two parts
         outs.append(out)
+    ctx.send_public(hmac_sha256_many(key32, message, 50))  # the batch path: four tags under one key
     ctx.checkpoint("session")
     for buf in keys + outs:
         buf.secure_purge()
@@ -497,6 +505,8 @@ def _limes_child(ctx: Context) -> None:
         if not prover.verify(features, proof):
             raise RuntimeError("a fresh proof did not verify")
         clock.advance(0.5)
+    if prover.prove_and_verify_batch([features] * 8) != [True] * 8:  # the batch path under the same master
+        raise RuntimeError("a batch of fresh proofs did not verify")
     ctx.send_public(features_be(features) + proof.nonce + struct.pack(">d", proof.timestamp))
     ctx.send_public(proof.proof)
     ctx.checkpoint("session")
