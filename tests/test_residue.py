@@ -19,6 +19,8 @@ def test_patterns_cover_the_documented_encodings() -> None:
     assert pats["opad"] == [bytes(b ^ 0x5C for b in secret)]
     assert pats["hex"] == [secret.hex().encode(), secret.hex().upper().encode()]
     assert pats["b64"][0] == b"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="[:40]
+    assert pats["bcast"] == [secret[i : i + 4] * 2 for i in range(0, 32, 4)]  # a key word in 32-bit SIMD lanes
+    assert patterns(bytes(range(64)))["bcast"] == []
 
 
 def _reports_text(reports: list) -> str:

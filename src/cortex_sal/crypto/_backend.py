@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import CryptoBackendError
+from ._scrub import UNAVAILABLE as NO_WIPE
 from ._sodium import SIGNATURES, sodium
 
 API = "cffi-api"
@@ -245,8 +246,11 @@ class CryptoBackend:
 
 
 def backend_info() -> CryptoBackend:
-    """The loaded crypto library: its name, version, file, and each primitive's binding."""
+    """The loaded crypto library: its name, version, file, and each primitive's binding (the note
+    also says when the decrypt scrub cannot use its wipe, :mod:`cortex_sal.crypto._scrub`)."""
     notes = [CFFI_UNAVAILABLE] if CFFI_UNAVAILABLE else []
+    if NO_WIPE:  # the decrypt scrub falls back to a dummy decrypt (slower, as sound)
+        notes.append(f"decrypt scrub by dummy decrypt: {NO_WIPE}")
     if FORCED:
         notes.append(f"CORTEX_SAL_FORCE_CTYPES: {', '.join(sorted(FORCED))}")
     return CryptoBackend("libsodium", sodium.version, sodium.path, tuple(BINDINGS.items()), "; ".join(notes))

@@ -37,6 +37,7 @@ SIGNATURES: dict[str, tuple[list[object], object]] = {
     "sodium_memzero": ([_p, _sz], None),
     "sodium_memcmp": ([_p, _p, _sz], _i),
     "randombytes_buf": ([_p, _sz], None),
+    "sodium_runtime_has_avx": ([], _i),  # the scrub's wipe needs AVX (crypto._scrub)
     "crypto_scalarmult_curve25519": ([_p, _p, _p], _i),
     "crypto_scalarmult_curve25519_base": ([_p, _p], _i),
     "crypto_auth_hmacsha256": ([_p, _p, _ull, _p], _i),
@@ -77,6 +78,7 @@ class Sodium:
     sodium_memzero: CFunction
     sodium_memcmp: CFunction
     randombytes_buf: CFunction
+    sodium_runtime_has_avx: CFunction
     crypto_scalarmult_curve25519: CFunction
     crypto_scalarmult_curve25519_base: CFunction
     crypto_auth_hmacsha256: CFunction

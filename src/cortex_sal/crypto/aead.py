@@ -4,14 +4,18 @@ The key is read in place by libsodium; a decrypted plaintext that is secret goes
 straight into a secure buffer (:func:`aead_decrypt_into`). A bad tag raises
 :class:`~cortex_sal.errors.DecryptionError` and writes nothing.
 
-Stack scrub. libsodium's vectorised ChaCha20 (the AVX2 path, taken for 512 bytes and
-more) spills registers to the C stack: 16-byte pieces of the plaintext and keystream stay
-in the dead stack below the caller after a decrypt returns (measured by the residue row
-``aead``; ``sodium_stackzero`` does not reach them: they sit in the slots its own frame
-header occupies). Every successful decrypt is therefore followed, from the same Python
-function and through the same binding (so at the same C stack depth), by a decrypt of a
+Stack scrub. After a decrypt has returned, the vector registers still hold 16-byte pieces of
+the last plaintext and keystream blocks (lazy binding or a signal then saves them to the
+stack: the residue rows ``aead`` and ``noise_transport`` caught them), and libsodium's
+vectorised ChaCha20 leaves the key's words in its spill slots in the dead stack below the
+caller. Every successful decrypt is therefore followed, from the same Python function (so at
+the same interpreter C stack pointer), by the wipe of :mod:`cortex_sal.crypto._scrub`:
+registers to zero, then 8 KiB of the stack below the wipe's entry, which lies above the
+ChaCha20 frame of either binding (measurements in that module). Where the wipe is
+unavailable (``_scrub.UNAVAILABLE``) the scrub is a decrypt, through the same binding, of a
 public dummy message of the same shape (512 + n mod 512 bytes, or n below 512) under a
-public dummy key: the same code path writes the same spill slots with public values.
+public dummy key: the same code path writes the same registers and spill slots with public
+values.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from ..securemem import SecureBuffer, SecureKeyBuffer
 from . import _backend
 from ._backend import NULL, PTR
 from ._buffers import Input, Readable, address, pointer, secret, span
+from ._scrub import WIPE
 from ._sodium import sodium
 
 KEY_SIZE = 32
@@ -154,8 +159,11 @@ def aead_decrypt_into(
         raise WrongLengthError(f"a {n}-byte plaintext at offset {offset!r} does not fit a {len(out)}-byte buffer")
     if _decrypt(address(out) + offset, None, None, ct, len(ct), aad_b, len(aad_b), nonce_b, address(k)) != 0:
         raise DecryptionError("AEAD tag did not verify (wrong key, nonce or associated data, or tampered ciphertext)")
-    dummy, dummy_out = _scrub_message(n)  # same function, same binding: same stack depth
-    _decrypt(dummy_out, None, None, dummy, len(dummy), b"", 0, _DUMMY_NONCE, _DUMMY_KEY)
+    if WIPE is not None:  # the scrub, from this same function: the same C stack pointer
+        WIPE()
+    else:  # same function, same binding: same stack depth
+        dummy, dummy_out = _scrub_message(n)
+        _decrypt(dummy_out, None, None, dummy, len(dummy), b"", 0, _DUMMY_NONCE, _DUMMY_KEY)
     return n
 
 
@@ -172,28 +180,40 @@ def decrypt_unchecked(
 ) -> bool:
     """The bare libsodium decrypt of ``ciphertext || tag`` into ``out`` at ``offset``, for hot paths
     (the v1 frame channel) whose public arguments are already checked: ``bytes`` of exact sizes, a
-    12-byte nonce. True if the tag verified (then the stack scrub of the module doc runs); False
+    12-byte nonce. True if the tag verified (then the scrub of the module doc runs); False
     if not (libsodium has zeroed the target region). A dead key or buffer raises, and a plaintext
     that would not fit ``out`` at ``offset`` raises ``WrongLengthError`` before any C call."""
     size = len(ciphertext) - TAG_SIZE
     base, room = span(out)
     if not 0 <= offset <= room - size or size < 0:
         raise WrongLengthError(f"a {size}-byte plaintext at offset {offset!r} does not fit a {room}-byte buffer")
-    entry = _scrub_by_size.get(size)
-    if entry is None:
-        entry = _scrub_by_size[size] = _scrub_message(size)  # plaintext sizes are bounded by the callers' frames
-    dummy, dummy_out = entry
-    if _DEC is not None:  # the compiled call, and its scrub through the same binding at the same depth
+    if _DEC is not None:  # the compiled call, and the scrub from this same function
         target = PTR[base] + offset if offset else PTR[base]
         if _DEC(target, NULL, NULL, ciphertext, size + TAG_SIZE, aad, len(aad), nonce, PTR[address(key)]):
             return False
+        if WIPE is not None:
+            WIPE()
+            return True
+        dummy, dummy_out = _scrub_for(size)  # the fallback: through the same binding at the same depth
         _DEC(dummy_out, NULL, NULL, dummy, len(dummy), b"", 0, _DUMMY_NONCE, _DUMMY_KEY_C)
         return True
     if _decrypt_bytes(base + offset, None, None, ciphertext, len(ciphertext), aad, len(aad), nonce,
                       address(key)):  # fmt: skip
         return False
+    if WIPE is not None:
+        WIPE()
+        return True
+    dummy, dummy_out = _scrub_for(size)
     _decrypt_bytes(dummy_out, None, None, dummy, len(dummy), b"", 0, _DUMMY_NONCE, _DUMMY_KEY)
     return True
+
+
+def _scrub_for(size: int) -> tuple[bytes, Any]:
+    """The fallback scrub's dummy for a plaintext size (one lookup; sizes are bounded by the callers' frames)."""
+    entry = _scrub_by_size.get(size)
+    if entry is None:
+        entry = _scrub_by_size[size] = _scrub_message(size)
+    return entry
 
 
 def aead_decrypt(key: SecureKeyBuffer, nonce: bytes, ciphertext: bytes, aad: bytes = b"") -> SecureBuffer:

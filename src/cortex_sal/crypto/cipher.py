@@ -14,10 +14,12 @@ section 4.2: the first 32 bytes of ``ENCRYPT(k, 2^64-1, empty, 32 zero bytes)`` 
 * A bad tag is an answer, not an exception: ``decrypt`` returns ``None`` and ``decrypt_into``
   returns ``-1`` (libsodium has then zeroed the target region); the caller decides what a
   failed message means (a Noise handshake fails, a transport may try the next epoch's key).
-* Stack scrub (see :mod:`cortex_sal.crypto.aead` for the measurement): every decrypt into
-  locked memory is followed, from the same Python function and through the same binding (so
-  at the same C stack depth), by a decrypt of a public dummy message of the same shape under a
-  public dummy key; the C stack's spill slots then hold public data.
+* Scrub (see :mod:`cortex_sal.crypto.aead` and :mod:`cortex_sal.crypto._scrub` for the
+  measurements): every decrypt into locked memory is followed, from the same Python function
+  (so at the same C stack pointer), by the wipe of the vector registers and of the C stack
+  below it; where the wipe is unavailable, by a decrypt through the same binding of a public
+  dummy message of the same shape under a public dummy key (the same code path then writes
+  the same registers and spill slots with public data).
 * Fast paths: for ``bytes`` arguments and an ``int`` nonce each operation is one foreign call:
   the compiled cffi function of ``nacl._sodium`` when :mod:`cortex_sal.crypto._backend` chose it
   for the primitive (the key passed as a cdata pointer to its slot), else an unconverted ``PyDLL``
@@ -42,6 +44,7 @@ from ..securemem import SecureBuffer, SecureKeyBuffer
 from . import _backend
 from ._backend import NULL, PTR
 from ._buffers import address, pointer, span
+from ._scrub import WIPE
 from ._sodium import sodium
 
 KEY_SIZE = 32
@@ -93,7 +96,7 @@ _pack_counter = struct.Struct(">Q").pack_into
 _REKEY_NONCE = _nonce(MAX_NONCE)
 _ZEROS32 = bytes(KEY_SIZE)
 
-# The stack scrub: a public dummy of the same shape, under a public key, through the same binding.
+# The scrub's fallback (no WIPE): a public dummy of the same shape, under a public key, through the same binding.
 _SCRUB_BLOCK = 512  # libsodium's widest ChaCha20 loop
 _SCRUB_KEY = ctypes.create_string_buffer(KEY_SIZE)  # public: zeros
 _SCRUB_KEY_PTR: Any = PTR[ctypes.addressof(_SCRUB_KEY)] if _COMPILED else ctypes.c_void_p(ctypes.addressof(_SCRUB_KEY))
@@ -282,7 +285,7 @@ class CipherKey:
         return None
 
     def decrypt_into_fast(self, n: int, ad: bytes, ciphertext: bytes, out: SecureBuffer, offset: int) -> int:
-        """DECRYPT(k, n, ad, ciphertext) straight into ``out`` at ``offset``, then the stack scrub:
+        """DECRYPT(k, n, ad, ciphertext) straight into ``out`` at ``offset``, then the scrub:
         the plaintext length; -1 for a bad tag OR if not the simple case (then :meth:`decrypt_into`
         tells which). On a bad tag libsodium has zeroed the target region."""
         if type(ciphertext) is bytes and type(ad) is bytes and type(offset) is int:
@@ -301,7 +304,10 @@ class CipherKey:
                         _LENS[len(ad)], nonce, pointer(self._key),
                     ):  # fmt: skip
                         return -1
-                    dummy = _scrub_args(plain)  # a secret plaintext: scrub the stack (same binding, same depth)
+                    if WIPE is not None:  # a secret plaintext: the scrub, from this same function
+                        WIPE()
+                        return plain
+                    dummy = _scrub_args(plain)  # the fallback: same binding, same depth
                     _DECRYPT_FAST(dummy[0], None, None, dummy[1], dummy[2], b"", _LENS[0], _SCRUB_NONCE, _SCRUB_KEY_PTR)
                     return plain
         return -1
@@ -361,7 +367,7 @@ class CipherKey:
             return None
 
         def decrypt_into_fast(self, n: int, ad: bytes, ciphertext: bytes, out: SecureBuffer, offset: int) -> int:
-            """DECRYPT(k, n, ad, ciphertext) straight into ``out`` at ``offset``, then the stack scrub:
+            """DECRYPT(k, n, ad, ciphertext) straight into ``out`` at ``offset``, then the scrub:
             the plaintext length; -1 for a bad tag OR if not the simple case (then :meth:`decrypt_into`
             tells which). On a bad tag libsodium has zeroed the target region."""
             if type(ciphertext) is bytes and type(ad) is bytes and type(offset) is int:
@@ -379,7 +385,10 @@ class CipherKey:
                         if _DEC(target, NULL, NULL, ciphertext, plain + TAG_SIZE, ad, len(ad), nonce,
                                 PTR[address(self._key)]):  # fmt: skip
                             return -1
-                        dummy = _scrub_args(plain)  # a secret plaintext: scrub the stack (same binding, same depth)
+                        if WIPE is not None:  # a secret plaintext: the scrub, from this same function
+                            WIPE()
+                            return plain
+                        dummy = _scrub_args(plain)  # the fallback: same binding, same depth
                         _DEC(dummy[0], NULL, NULL, dummy[1], dummy[2], b"", 0, _SCRUB_NONCE, _SCRUB_KEY_PTR)
                         return plain
             return -1
@@ -430,7 +439,7 @@ class CipherKey:
 
     def decrypt_into(self, n: int, ad: bytes, ciphertext: bytes, out: SecureBuffer, offset: int = 0) -> int:
         """DECRYPT(k, n, ad, ciphertext) straight into ``out`` at ``offset``: the plaintext length,
-        or -1 for a bad tag (libsodium has zeroed the target region). Followed by the stack scrub."""
+        or -1 for a bad tag (libsodium has zeroed the target region). Followed by the scrub."""
         nonce = int_in_range(n, "nonce", 0, MAX_NONCE - 1)
         ad_b = public_bytes(ad, "associated data")
         ct = public_bytes(ciphertext, "ciphertext")
@@ -446,7 +455,10 @@ class CipherKey:
         target = address(out) + offset
         if _DECRYPT(target, None, None, ct, size, ad_b, len(ad_b), _nonce(nonce), key) != 0:
             return -1
-        dummy = _scrub_args(plain)  # a secret plaintext: scrub the stack (same binding, same depth)
+        if WIPE is not None:  # a secret plaintext: the scrub, from this same function
+            WIPE()
+            return plain
+        dummy = _scrub_args(plain)  # the fallback: same binding, same depth
         _DECRYPT(dummy[0], None, None, dummy[1], dummy[2], b"", 0, _SCRUB_NONCE, _SCRUB_KEY_PTR)
         return plain
 

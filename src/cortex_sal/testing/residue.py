@@ -9,7 +9,10 @@ mapping by mapping (``/proc/<pid>/maps``; ``PROT_NONE`` mappings included, since
 * ``frag8`` - copies of any of its 8-byte blocks (offsets 0, 8, 16, ...): any leaked run
   of 15 or more contiguous bytes contains one;
 * ``ipad`` / ``opad`` - the HMAC pads ``key XOR 0x36`` / ``key XOR 0x5c``;
-* ``hex`` / ``b64`` - hex (lower and upper case) and base64 encodings.
+* ``hex`` / ``b64`` - hex (lower and upper case) and base64 encodings;
+* ``bcast`` - for a 32-byte secret (a key), any of its eight 4-byte words twice in a row: a
+  SIMD register whose 32-bit lanes are all that word, as libsodium's vectorised ChaCha20
+  holds the key (and spills it to the stack).
 
 Region classes: ``arena`` (the child's secure arena, as it reports it *and* as smaps
 confirms by the ``dd`` flag), ``heap`` (``[heap]``), ``stack``, ``anon`` (other
@@ -32,7 +35,8 @@ from dataclasses import dataclass, field
 
 from .scenarios import SCENARIOS, Scenario
 
-KINDS = ("exact", "frag8", "ipad", "opad", "hex", "b64")
+KINDS = ("exact", "frag8", "ipad", "opad", "hex", "b64", "bcast")
+_INDEXED = ("frag8", "bcast")  # the 8-byte needles, found by _FragmentIndex
 CLASSES = ("arena", "heap", "stack", "anon", "file")
 _SKIPPED_NAMES = ("[vvar]", "[vsyscall]", "[vdso]", "[vvar_vclock]")
 
@@ -48,6 +52,7 @@ def patterns(secret: bytes) -> dict[str, list[bytes]]:
         "hex": [secret.hex().encode(), secret.hex().upper().encode()],
         # the full quanta are stable whatever follows; drop the padded tail
         "b64": [encoded[: len(secret) // 3 * 4]],
+        "bcast": [secret[i : i + 4] * 2 for i in range(0, 32, 4)] if len(secret) == 32 else [],
     }
 
 
@@ -135,7 +140,7 @@ class ResidueReport:
 def scan(pid: int, secrets: dict[str, bytes], arena_ranges: list[tuple[int, int]], checkpoint: str) -> ResidueReport:
     """Read the process's memory and count every pattern of every secret."""
     pats = {name: patterns(value) for name, value in secrets.items()}
-    fragments = _FragmentIndex(pats)
+    fragments = _FragmentIndex(pats, _INDEXED)
     counts = {name: {cls: dict.fromkeys(KINDS, 0) for cls in CLASSES} for name in secrets}
     scanned = 0
     unreadable: list[str] = []
@@ -156,10 +161,10 @@ def scan(pid: int, secrets: dict[str, bytes], arena_ranges: list[tuple[int, int]
             scanned += len(data)
             for name, by_kind in pats.items():
                 for kind, needles in by_kind.items():
-                    if kind != "frag8":
+                    if kind not in _INDEXED:
                         counts[name][cls][kind] += sum(_count(data, needle) for needle in needles)
-            for name, n in fragments.count(data).items():
-                counts[name][cls]["frag8"] += n
+            for (name, kind), n in fragments.count_kinds(data).items():
+                counts[name][cls][kind] += n
     return ResidueReport(checkpoint, counts, scanned, unreadable)
 
 
@@ -171,20 +176,29 @@ class _FragmentIndex:
     alignments and looked up in the sorted fragment table.
     """
 
-    def __init__(self, pats: dict[str, dict[str, list[bytes]]]) -> None:
+    def __init__(self, pats: dict[str, dict[str, list[bytes]]], kinds: tuple[str, ...] = ("frag8",)) -> None:
         import numpy as np
 
-        owner: dict[int, str] = {}
+        owner: dict[int, tuple[str, str]] = {}
         for name, by_kind in pats.items():
-            for fragment in by_kind["frag8"]:
-                owner[int.from_bytes(fragment, "little")] = name
+            for kind in kinds:
+                for fragment in by_kind.get(kind, []):
+                    owner[int.from_bytes(fragment, "little")] = (name, kind)
         self._owner = owner
         self._table = np.array(sorted(owner), dtype=np.uint64)
 
     def count(self, data: bytes) -> dict[str, int]:
+        """Hits per secret, all indexed kinds together."""
+        found: dict[str, int] = {}
+        for (name, _), n in self.count_kinds(data).items():
+            found[name] = found.get(name, 0) + n
+        return found
+
+    def count_kinds(self, data: bytes) -> dict[tuple[str, str], int]:
+        """Hits per (secret, kind)."""
         import numpy as np
 
-        found: dict[str, int] = {}
+        found: dict[tuple[str, str], int] = {}
         if not len(self._table):
             return found
         for alignment in range(8):
@@ -196,8 +210,8 @@ class _FragmentIndex:
             np.minimum(slot, len(self._table) - 1, out=slot)
             hits = view[self._table[slot] == view]
             for value in hits.tolist():
-                name = self._owner[int(value)]
-                found[name] = found.get(name, 0) + 1
+                key = self._owner[int(value)]
+                found[key] = found.get(key, 0) + 1
         return found
 
 
