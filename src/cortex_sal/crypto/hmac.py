@@ -120,6 +120,45 @@ def hmac_raw(key: object, key_length: int, parts: list[tuple[object, int]], out:
         _zero(st, _STATE_BYTES)
 
 
+_ONE, _TWO, _THREE = b"\x01", b"\x02", b"\x03"
+
+
+def noise_hkdf_cdata(ck: Any, ikm: Any, ikm_length: int, temp_key: Any, out1: Any, out2: Any, out3: Any = None) -> None:
+    """Noise's ``HKDF(ck, ikm, 2 or 3)`` (spec section 4.3) on cdata pointers, for
+    :class:`~cortex_sal.crypto.chaining.ChainingKey` (its arguments are already checked: live
+    locked memory, or public ``bytes`` / None for ``ikm``). Only while the compiled cffi
+    bindings are in use (:data:`NOISE_HKDF_CDATA`); the same HMACs as :func:`hmac_raw`, one state
+    slot in the arena for all of them, zeroed (with ``temp_key``) once at the end: libsodium's
+    ``_final`` already leaves the state zeroed after each tag (its SHA-256 finals wipe both)."""
+    state = PTR[address(_state())]
+    init, update, final = _INIT, _UPDATE, _FINAL
+    try:
+        if init(state, ck, HASHLEN_) != 0:
+            raise CryptoError("crypto_auth_hmacsha256_init failed")
+        if ikm_length:
+            update(state, ikm, ikm_length)
+        final(state, temp_key)  # temp_key = HMAC(ck, ikm)
+        init(state, temp_key, HASHLEN_)
+        update(state, _ONE, 1)
+        final(state, out1)  # output1 = HMAC(temp_key, 0x01)
+        init(state, temp_key, HASHLEN_)
+        update(state, out1, HASHLEN_)
+        update(state, _TWO, 1)
+        final(state, out2)  # output2 = HMAC(temp_key, output1 || 0x02)
+        if out3 is not None:
+            init(state, temp_key, HASHLEN_)
+            update(state, out2, HASHLEN_)
+            update(state, _THREE, 1)
+            final(state, out3)  # output3 = HMAC(temp_key, output2 || 0x03)
+    finally:
+        _ZERO(state, _STATE_BYTES)
+        _ZERO(temp_key, HASHLEN_)  # the temp key, the line after its last use
+
+
+HASHLEN_ = MAC_SIZE
+NOISE_HKDF_CDATA = _INIT is not None and _UPDATE is not None and _FINAL is not None and _ZERO is not None
+
+
 def _tag_buffer() -> tuple[Any, Any]:
     """This thread's (public) tag buffer for the compiled one-shot: (cdata, its buffer view)."""
     out = _backend.FFI.new("unsigned char[]", MAC_SIZE)
