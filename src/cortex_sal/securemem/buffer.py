@@ -35,20 +35,13 @@ current_arena = arena()
 
 log = logging.getLogger("cortex_sal.securemem")
 
-_PyMemoryView_FromMemory = ctypes.pythonapi.PyMemoryView_FromMemory
-_PyMemoryView_FromMemory.argtypes = [ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_int]
-_PyMemoryView_FromMemory.restype = ctypes.py_object
-_PyBUF_WRITE = 0x200
 
 KEY_SIZE = 32
 
 BytesLike = bytes | bytearray | memoryview
 
 
-def _memory_view(address: int, size: int) -> memoryview:
-    """A writable, format ``'B'`` memoryview straight onto ``size`` bytes at ``address``."""
-    view: memoryview = _PyMemoryView_FromMemory(address, size, _PyBUF_WRITE)
-    return view
+_memory_view = _libc.memory_view  # (address, size) -> a writable byte view onto it
 
 
 def _byte_view(data: object, what: str) -> memoryview:
