@@ -273,7 +273,10 @@ class SecureBuffer:
             raise WrongLengthError(f"writing {n} bytes at offset {offset} overruns a {slot.size}-byte buffer")
         if src is not None:
             ctypes.memmove(slot.address + offset, src, n)
-        else:
+        elif (region_view := slot.region.view) is not None:  # the region's own byte view: no new view
+            at = slot.offset + offset
+            region_view[at : at + n] = view[:n]
+        else:  # pragma: no cover - every mapped region has its view
             with self._view() as dst:
                 dst[offset : offset + n] = view[:n]
 
