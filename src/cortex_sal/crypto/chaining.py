@@ -28,9 +28,10 @@ from ..checks import public_bytes
 from ..errors import HandshakeError, LowOrderPointError, NotCopyableError, WrongTypeError
 from ..securemem import SecureBuffer, SecureKeyBuffer
 from . import _backend
+from ._backend import PTR, to_cdata
 from ._buffers import address, secret, view
 from .cipher import CipherKey
-from .hmac import hmac_raw
+from .hmac import NOISE_HKDF_CDATA, hmac_raw, noise_hkdf_cdata
 
 HASHLEN = 32
 DHLEN = 32
@@ -38,6 +39,11 @@ _CK, _TEMP_KEY, _TEMP_H, _DH = 0, 32, 64, 96
 _WS_SIZE = 128
 _zero = _backend.function("memzero")  # (address, length): the scratch areas, in place
 _X25519 = _backend.function("x25519")
+# the compiled cffi functions, when _backend chose them: the key schedule then runs on cdata
+# pointers (no per-argument conversion); None when ctypes was chosen
+_X25519_RAW = _backend.raw("x25519")
+_ZERO_RAW = _backend.raw("memzero")
+_CDATA = NOISE_HKDF_CDATA and _X25519_RAW is not None and _ZERO_RAW is not None
 
 
 class ChainingKey:
@@ -64,6 +70,13 @@ class ChainingKey:
 
     def _hkdf(self, ws: int, ikm: object, ikm_len: int, out1: int, out2: int, out3: int | None = None) -> None:
         """HKDF(ck, ikm, 2 or 3) on addresses: ``ws`` is the workspace's, ``ikm`` an address or bytes."""
+        if _CDATA:
+            wsp = PTR[ws]
+            noise_hkdf_cdata(
+                wsp, to_cdata(ikm), ikm_len, wsp + _TEMP_KEY, to_cdata(out1), to_cdata(out2),
+                None if out3 is None else to_cdata(out3),
+            )  # fmt: skip
+            return
         temp_key = ws + _TEMP_KEY
         try:
             hmac_raw(ws + _CK, HASHLEN, [(ikm, ikm_len)], temp_key)  # temp_key = HMAC(ck, ikm)
@@ -100,6 +113,18 @@ class ChainingKey:
         public = public_bytes(public_key, "X25519 public key", DHLEN)
         ws = address(self._workspace())
         target = address(key._key) if type(key) is CipherKey else self._target(key)
+        if _CDATA:  # the same steps on cdata pointers: one conversion each
+            wsp = PTR[ws]
+            dh = wsp + _DH
+            try:
+                if _X25519_RAW(dh, PTR[address(private_key)], public) != 0:  # as scalarmult_into
+                    raise LowOrderPointError(
+                        "X25519 peer public key is a low-order point (the shared secret is all zeros)"
+                    )
+                noise_hkdf_cdata(wsp, dh, DHLEN, wsp + _TEMP_KEY, wsp, PTR[target])
+            finally:
+                _ZERO_RAW(dh, DHLEN)  # the shared secret, the line after its last use
+            return
         try:
             if _X25519(ws + _DH, address(private_key), public) != 0:  # as scalarmult_into
                 raise LowOrderPointError("X25519 peer public key is a low-order point (the shared secret is all zeros)")

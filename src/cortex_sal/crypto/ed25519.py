@@ -23,6 +23,13 @@ SIGNATURE_SIZE = 64
 _SEED_KEYPAIR = _backend.function("ed25519_seed_keypair")  # the binding is _backend's decision
 _SIGN = _backend.function("ed25519_sign")
 _VERIFY = _backend.function("ed25519_verify")
+# Verification reads only public data, so the fastest correct binding is the one to use. Measured
+# on this project's reference machine (AMD EPYC, 200-byte message): libsodium's
+# crypto_sign_ed25519_verify_detached through cffi's ABI mode ~40 us, the compiled
+# crypto_sign_open of nacl._sodium (signature || message copied in, an output buffer) the same
+# within noise, cryptography's Ed25519PublicKey.verify (OpenSSL) ~66 us. So: libsodium's detached
+# verify, as the bare function _backend chose (None when ctypes was chosen).
+_VERIFY_RAW = _backend.raw("ed25519_verify")
 
 
 class Ed25519SigningKey:
@@ -80,6 +87,14 @@ class Ed25519SigningKey:
 
 def ed25519_verify(public_key: bytes, message: Readable, signature: bytes) -> None:
     """Return if ``signature`` is valid for ``message`` under ``public_key``; raise otherwise."""
+    if (
+        _VERIFY_RAW is not None and type(message) is bytes and type(signature) is bytes
+        and type(public_key) is bytes and len(signature) == SIGNATURE_SIZE and len(public_key) == PUBLIC_KEY_SIZE
+    ):  # fmt: skip
+        # the common case (certificate checks): public bytes of the right lengths, one foreign call
+        if _VERIFY_RAW(signature, message, len(message), public_key) != 0:
+            raise InvalidSignatureError("Ed25519 signature does not verify for this public key and message")
+        return
     pk = public_bytes(public_key, "Ed25519 public key", PUBLIC_KEY_SIZE)
     sig = public_bytes(signature, "Ed25519 signature", SIGNATURE_SIZE)
     msg = Input(message, "signed message")

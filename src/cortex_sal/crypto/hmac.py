@@ -73,10 +73,11 @@ _oneshot_bytes = sodium.bind(
 
 
 def _state() -> SecureBuffer:
-    """This thread's HMAC state slot (allocated once, zeroed after each use)."""
+    """This thread's HMAC state slot (allocated once, zeroed after each use): two states, the
+    second for :func:`noise_hkdf_cdata`'s keyed midstate (:func:`hmac_raw` uses the first)."""
     state: SecureBuffer | None = getattr(_scratch, "state", None)
     if state is None or state.is_purged:
-        state = SecureBuffer(_STATE_BYTES)
+        state = SecureBuffer(2 * _STATE_BYTES)
         _scratch.state = state
     return state
 
@@ -121,6 +122,52 @@ def hmac_raw(key: object, key_length: int, parts: list[tuple[object, int]], out:
         _final(st, out)
     finally:
         _zero(st, _STATE_BYTES)
+
+
+_ONE, _TWO, _THREE = b"\x01", b"\x02", b"\x03"
+
+
+def noise_hkdf_cdata(ck: Any, ikm: Any, ikm_length: int, temp_key: Any, out1: Any, out2: Any, out3: Any = None) -> None:
+    """Noise's ``HKDF(ck, ikm, 2 or 3)`` (spec section 4.3) on cdata pointers, for
+    :class:`~cortex_sal.crypto.chaining.ChainingKey` (its arguments are already checked: live
+    locked memory, or public ``bytes`` / None for ``ikm``). Only while the compiled cffi
+    bindings are in use (:data:`NOISE_HKDF_CDATA`); the same HMACs as :func:`hmac_raw`, their
+    states in this thread's state slot in the arena. The outputs share the key ``temp_key``: it
+    is keyed once (``_init``: its inner and outer pad blocks hashed) and that keyed state copied,
+    inside the slot, for each further output. The slot (with ``temp_key``) is zeroed once at the
+    end: libsodium's ``_final`` already leaves a state zeroed after each tag (its SHA-256 finals
+    wipe both halves)."""
+    state = PTR[address(_state())]
+    keyed = state + _STATE_BYTES  # HMAC(temp_key, .) after _init, before any message
+    init, update, final, copy = _INIT, _UPDATE, _FINAL, _COPY
+    try:
+        if init(state, ck, HASHLEN_) != 0:
+            raise CryptoError("crypto_auth_hmacsha256_init failed")
+        if ikm_length:
+            update(state, ikm, ikm_length)
+        final(state, temp_key)  # temp_key = HMAC(ck, ikm)
+        if init(keyed, temp_key, HASHLEN_) != 0:
+            raise CryptoError("crypto_auth_hmacsha256_init failed")
+        copy(state, keyed, _STATE_BYTES)
+        update(keyed, _ONE, 1)
+        final(keyed, out1)  # output1 = HMAC(temp_key, 0x01)
+        if out3 is not None:
+            copy(keyed, state, _STATE_BYTES)
+        update(state, out1, HASHLEN_)
+        update(state, _TWO, 1)
+        final(state, out2)  # output2 = HMAC(temp_key, output1 || 0x02)
+        if out3 is not None:
+            update(keyed, out2, HASHLEN_)
+            update(keyed, _THREE, 1)
+            final(keyed, out3)  # output3 = HMAC(temp_key, output2 || 0x03)
+    finally:
+        _ZERO(state, 2 * _STATE_BYTES)
+        _ZERO(temp_key, HASHLEN_)  # the temp key, the line after its last use
+
+
+HASHLEN_ = MAC_SIZE
+_COPY: Any = _backend.FFI.memmove if _backend.FFI is not None else None  # cffi's memmove: locked -> locked
+NOISE_HKDF_CDATA = _INIT is not None and _UPDATE is not None and _FINAL is not None and _ZERO is not None
 
 
 def _tag_buffer() -> tuple[Any, Any]:

@@ -20,11 +20,18 @@ KEY_SIZE = 32
 
 _X25519 = _backend.function("x25519")  # the binding is _backend's decision
 _X25519_BASE = _backend.function("x25519_base")
+_X25519_BASE_RAW = _backend.raw("x25519_base")  # the compiled function, None when ctypes was chosen
+_PTR = _backend.PTR
 
 
 def x25519_public_key(private_key: SecureKeyBuffer) -> bytes:
     """The public key ``X25519(k, 9)`` of a private scalar held in locked memory."""
     private = secret(private_key, "X25519 private key", KEY_SIZE)
+    if _X25519_BASE_RAW is not None:
+        public = _backend.FFI.new("unsigned char[]", KEY_SIZE)  # public output
+        if _X25519_BASE_RAW(public, _PTR[address(private)]) != 0:
+            raise CryptoError("X25519 base-point multiplication failed")
+        return _backend.FFI.buffer(public)[:]
     out = ctypes.create_string_buffer(KEY_SIZE)
     if _X25519_BASE(out, address(private)) != 0:
         raise CryptoError("X25519 base-point multiplication failed")

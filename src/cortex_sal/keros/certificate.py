@@ -259,13 +259,26 @@ def _as_bytes(data: object, what: str) -> bytes:
     raise WrongTypeError(f"{what} must be bytes, got {type(data).__name__}")
 
 
+# Parsed certificates by their exact bytes: a party parses its own certificate on every handshake
+# (a gateway presents the same one to every sensor). A Certificate is immutable; a refused one is
+# not remembered. Bounded: emptied when full.
+PARSE_CACHE_SIZE = 256
+_parsed: dict[bytes, Certificate] = {}
+
+
 def parse_certificate(data: bytes) -> Certificate:
     """Parse strictly (exact lengths, bounded strings, no trailing bytes); nothing is verified."""
     data = _as_bytes(data, "certificate")
-    kind, subject, serial, name, not_before, not_after, issuer, end = _parse(data)
-    return Certificate(
-        CertificateKind(kind), subject, serial, name, not_before, not_after, issuer, data[end:], data[:end]
-    )
+    cert = _parsed.get(data)
+    if cert is None:
+        kind, subject, serial, name, not_before, not_after, issuer, end = _parse(data)
+        cert = Certificate(
+            CertificateKind(kind), subject, serial, name, not_before, not_after, issuer, data[end:], data[:end]
+        )
+        if len(_parsed) >= PARSE_CACHE_SIZE:
+            _parsed.clear()
+        _parsed[data] = cert
+    return cert
 
 
 def issue_certificate(

@@ -47,6 +47,10 @@ class State(enum.Enum):
     EXPIRED = "EXPIRED"  # a session past its lifetime or out of sequence numbers: purged, terminal
     FAILED = "FAILED"  # a failure: every secret purged, terminal
 
+    # Members are singletons compared by identity: the identity hash serves every table keyed by
+    # a state (each handshake step looks one up) without Enum's Python-level __hash__.
+    __hash__ = object.__hash__
+
 
 #: a call out of turn in one of these states fails the machine (the handshake has started, or
 #: the caller already closed it); in START and TRANSPORT it is refused and changes nothing

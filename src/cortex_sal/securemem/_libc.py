@@ -143,3 +143,15 @@ def zero(addr: int, length: int) -> None:
         _explicit_bzero(addr, length)
     else:  # ctypes.memset is a foreign call as well: never optimised away
         ctypes.memset(addr, 0, length)
+
+
+_PyMemoryView_FromMemory = ctypes.pythonapi.PyMemoryView_FromMemory
+_PyMemoryView_FromMemory.argtypes = [ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_int]
+_PyMemoryView_FromMemory.restype = ctypes.py_object
+_PyBUF_WRITE = 0x200
+
+
+def memory_view(address: int, size: int) -> memoryview:
+    """A writable, format ``'B'`` memoryview straight onto ``size`` bytes at ``address``."""
+    view: memoryview = _PyMemoryView_FromMemory(address, size, _PyBUF_WRITE)
+    return view

@@ -35,20 +35,13 @@ current_arena = arena()
 
 log = logging.getLogger("cortex_sal.securemem")
 
-_PyMemoryView_FromMemory = ctypes.pythonapi.PyMemoryView_FromMemory
-_PyMemoryView_FromMemory.argtypes = [ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_int]
-_PyMemoryView_FromMemory.restype = ctypes.py_object
-_PyBUF_WRITE = 0x200
 
 KEY_SIZE = 32
 
 BytesLike = bytes | bytearray | memoryview
 
 
-def _memory_view(address: int, size: int) -> memoryview:
-    """A writable, format ``'B'`` memoryview straight onto ``size`` bytes at ``address``."""
-    view: memoryview = _PyMemoryView_FromMemory(address, size, _PyBUF_WRITE)
-    return view
+_memory_view = _libc.memory_view  # (address, size) -> a writable byte view onto it
 
 
 def _byte_view(data: object, what: str) -> memoryview:
@@ -280,7 +273,10 @@ class SecureBuffer:
             raise WrongLengthError(f"writing {n} bytes at offset {offset} overruns a {slot.size}-byte buffer")
         if src is not None:
             ctypes.memmove(slot.address + offset, src, n)
-        else:
+        elif (region_view := slot.region.view) is not None:  # the region's own byte view: no new view
+            at = slot.offset + offset
+            region_view[at : at + n] = view[:n]
+        else:  # pragma: no cover - every mapped region has its view
             with self._view() as dst:
                 dst[offset : offset + n] = view[:n]
 
