@@ -108,3 +108,26 @@ def test_the_noise_oracle_agrees_with_an_independent_implementation() -> None:
         assert other.decrypt(oracle.encrypt(b"up")) == b"up"
         assert oracle.decrypt(other.encrypt(b"down")) == b"down"
         assert {"ck_1", "ck_2", "ck_3", "k_3", "dh_ee", "dh_es", "dh_se", "transport_i2r"} <= set(oracle.secrets())
+
+
+@pytest.mark.parametrize("scenario", ["aead", "noise_transport", "keros_v1_gateway"])
+def test_the_scrubs_fallback_leaves_no_residue_either(scenario: str) -> None:
+    """Where the register-and-stack wipe cannot run (``crypto._scrub.UNAVAILABLE``), the scrub is
+    the dummy decrypt through the same binding: the decrypt rows stay clean with it."""
+    reports = run_scenario(SCENARIOS[scenario], extra_env={"CORTEX_SAL_NO_WIPE": "1"})
+    failures = verdict(reports)
+    assert failures == [], "\n".join(failures) + "\n" + _reports_text(reports)
+
+
+def test_the_wipe_is_in_use_here_or_says_why_not() -> None:
+    from cortex_sal.crypto import _scrub, backend_info
+
+    if _scrub.WIPE is None:
+        assert _scrub.UNAVAILABLE and _scrub.UNAVAILABLE in backend_info().note
+    else:
+        assert _scrub.UNAVAILABLE == ""
+    code = _scrub.machine_code(64)
+    assert code.startswith(b"\xc5\xfc\x77") and code.endswith(b"\xc3")  # vzeroall ... ret
+    for bad in (0, 33, -32, 2**31):
+        with pytest.raises(ValueError, match="multiple of 32"):
+            _scrub.machine_code(bad)

@@ -33,8 +33,12 @@ whatever the plaintext size (the frame's size does not depend on it). About 0.15
 about 0.9 us for a dummy decrypt of the same shape.
 
 Unavailable (:data:`UNAVAILABLE` says why, and the callers fall back to that dummy decrypt)
-off Linux x86-64, without AVX (libsodium's own CPU check), without cffi, or where the system
-refuses an executable mapping (SELinux ``execmem``, ``vm.memfd_noexec``).
+when ``CORTEX_SAL_NO_WIPE`` is set (tests of the fallback), off Linux x86-64, without AVX
+(libsodium's own CPU check), without cffi, or where the system refuses an executable mapping
+(SELinux ``execmem``, ``vm.memfd_noexec``).
+
+The wipe writes zeros to the 8 KiB below its own stack frame: a thread with less than about
+9 KiB of its stack left at a decrypt would fault there (the dummy decrypt needs about 3.6 KiB).
 """
 
 from __future__ import annotations
@@ -78,6 +82,8 @@ def machine_code(length: int = WIPE_BYTES) -> bytes:
 
 def _load(length: int = WIPE_BYTES) -> tuple[Callable[[], None] | None, tuple[Any, ...], str]:
     """(the wipe, what keeps it alive, why not): the wipe is None when it cannot be used here."""
+    if os.environ.get("CORTEX_SAL_NO_WIPE"):  # tests of the fallback (and a site that forbids the mapping)
+        return None, (), "the wipe is turned off by CORTEX_SAL_NO_WIPE"
     if sys.platform != "linux" or platform.machine() not in ("x86_64", "AMD64") or sys.maxsize < 2**63 - 1:
         return None, (), f"no wipe for {sys.platform}/{platform.machine()} (x86-64 Linux only)"
     if not sodium.sodium_runtime_has_avx():

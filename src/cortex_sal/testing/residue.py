@@ -314,14 +314,14 @@ def _resolve(scenario: str | Scenario) -> Scenario:
     return SCENARIOS[scenario]
 
 
-def run_scenario(scenario: str | Scenario) -> list[tuple[ResidueReport, bool]]:
+def run_scenario(scenario: str | Scenario, extra_env: dict[str, str] | None = None) -> list[tuple[ResidueReport, bool]]:
     """Run a scenario to the end; return every checkpoint's report with its session flag.
 
     ``scenario`` is a name of :data:`SCENARIOS` or a :class:`Scenario` from another registry
     (the CLI's rows are in ``cortex_sal.cli.residue_scenarios``).
     """
     scenario = _resolve(scenario)
-    with spawn(scenario) as peer:
+    with spawn(scenario, extra_env) as peer:
         scenario.parent(peer)
         peer.checkpoint("end", session_live=False)
         if peer.proc.wait(timeout=120) != 0:
