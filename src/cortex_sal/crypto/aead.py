@@ -58,7 +58,6 @@ _DUMMY_KEY_C = PTR[ctypes.addressof(_DUMMY_KEY)] if _DEC is not None else None
 _DUMMY_NONCE = bytes(NONCE_SIZE)
 _SCRUB_BLOCK = 512  # libsodium's widest ChaCha20 loop
 _scrub_cache: dict[int, tuple[bytes, Any]] = {}  # by shape
-_scrub_by_size: dict[int, tuple[bytes, Any]] = {}  # by plaintext size, for decrypt_unchecked (one lookup)
 
 
 def _scrub_message(length: int) -> tuple[bytes, Any]:
@@ -194,7 +193,7 @@ def decrypt_unchecked(
         if WIPE is not None:
             WIPE()
             return True
-        dummy, dummy_out = _scrub_for(size)  # the fallback: through the same binding at the same depth
+        dummy, dummy_out = _scrub_message(size)  # the fallback: through the same binding at the same depth
         _DEC(dummy_out, NULL, NULL, dummy, len(dummy), b"", 0, _DUMMY_NONCE, _DUMMY_KEY_C)
         return True
     if _decrypt_bytes(base + offset, None, None, ciphertext, len(ciphertext), aad, len(aad), nonce,
@@ -203,17 +202,9 @@ def decrypt_unchecked(
     if WIPE is not None:
         WIPE()
         return True
-    dummy, dummy_out = _scrub_for(size)
+    dummy, dummy_out = _scrub_message(size)
     _decrypt_bytes(dummy_out, None, None, dummy, len(dummy), b"", 0, _DUMMY_NONCE, _DUMMY_KEY)
     return True
-
-
-def _scrub_for(size: int) -> tuple[bytes, Any]:
-    """The fallback scrub's dummy for a plaintext size (one lookup; sizes are bounded by the callers' frames)."""
-    entry = _scrub_by_size.get(size)
-    if entry is None:
-        entry = _scrub_by_size[size] = _scrub_message(size)
-    return entry
 
 
 def aead_decrypt(key: SecureKeyBuffer, nonce: bytes, ciphertext: bytes, aad: bytes = b"") -> SecureBuffer:
