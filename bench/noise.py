@@ -20,7 +20,8 @@ unless it fails itself):
 
 Extra rows (information, no target): the bare XX handshake (``HandshakeState`` x2, no
 certificates); the same 1 KiB round trip in lossy mode (explicit nonce + replay window) and with
-``decrypt_into`` a SecureBuffer (the sensor-sample path, which also scrubs the C stack).
+``decrypt_into`` a SecureBuffer (the sensor-sample path). Every call that uses the key is followed
+by the register-and-stack scrub (``crypto._scrub``), in our rows of every figure.
 
 Timings are this thread's CPU time (``time.thread_time``), alternating the two sides over
 interleaved rounds; each figure is judged on the minimum per side, and the median of the

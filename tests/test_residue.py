@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from cortex_sal.cli.residue_scenarios import SCENARIOS as CLI_SCENARIOS
-from cortex_sal.testing.residue import patterns, run_scenario, verdict
+from cortex_sal.testing.residue import SHA256_IV, hmac_midstates, patterns, run_scenario, sha256_compress, verdict
 from cortex_sal.testing.scenarios import SCENARIOS
 
 
@@ -21,6 +21,32 @@ def test_patterns_cover_the_documented_encodings() -> None:
     assert pats["b64"][0] == b"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="[:40]
     assert pats["bcast"] == [secret[i : i + 4] * 2 for i in range(0, 32, 4)]  # a key word in 32-bit SIMD lanes
     assert patterns(bytes(range(64)))["bcast"] == []
+    assert len(pats["midstate"]) == 16 and len(set(pats["midstate"])) == 16  # 2 pads x 2 word orders x 4
+    assert patterns(bytes(65))["midstate"] == []  # a longer HMAC key is hashed first: its hash is the secret
+
+
+def _words(state: tuple[int, ...]) -> bytes:
+    return b"".join(word.to_bytes(4, "big") for word in state)
+
+
+def test_the_sha256_compression_matches_fips_180_and_the_midstates_finish_hmacs() -> None:
+    """The ``midstate`` patterns are only as good as the compression that computes them: FIPS 180-2's
+    one-block example ("abc", Appendix B.1), and HMACs finished from the midstates against hmac."""
+    import hashlib
+    import hmac
+    import os
+
+    abc = b"abc" + b"\x80" + bytes(52) + (24).to_bytes(8, "big")
+    assert _words(sha256_compress(SHA256_IV, abc)).hex() == (
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    )
+    for size in (1, 32, 64):
+        key, message = os.urandom(size), os.urandom(40)
+        inner, outer = hmac_midstates(key)
+        inner_hash = _words(sha256_compress(inner, message + b"\x80" + bytes(15) + (8 * 104).to_bytes(8, "big")))
+        tag = _words(sha256_compress(outer, inner_hash + b"\x80" + bytes(23) + (8 * 96).to_bytes(8, "big")))
+        assert tag == hmac.digest(key, message, "sha256")
+        assert inner_hash == hashlib.sha256(bytes(b ^ 0x36 for b in key.ljust(64, b"\0")) + message).digest()
 
 
 def _reports_text(reports: list) -> str:
@@ -110,11 +136,21 @@ def test_the_noise_oracle_agrees_with_an_independent_implementation() -> None:
         assert {"ck_1", "ck_2", "ck_3", "k_3", "dh_ee", "dh_es", "dh_se", "transport_i2r"} <= set(oracle.secrets())
 
 
+_SCRUB_SETTINGS = {
+    "fallback": {"CORTEX_SAL_NO_WIPE": "1"},
+    "ctypes-wipe": {"CORTEX_SAL_FORCE_CTYPES": "all"},
+    "ctypes-fallback": {"CORTEX_SAL_FORCE_CTYPES": "all", "CORTEX_SAL_NO_WIPE": "1"},
+}
+
+
+@pytest.mark.parametrize("setting", sorted(_SCRUB_SETTINGS))
 @pytest.mark.parametrize("scenario", ["aead", "noise_transport", "keros_v1_gateway"])
-def test_the_scrubs_fallback_leaves_no_residue_either(scenario: str) -> None:
+def test_the_scrubs_fallback_leaves_no_residue_either(scenario: str, setting: str) -> None:
     """Where the register-and-stack wipe cannot run (``crypto._scrub.UNAVAILABLE``), the scrub is
-    the dummy decrypt through the same binding: the decrypt rows stay clean with it."""
-    reports = run_scenario(SCENARIOS[scenario], extra_env={"CORTEX_SAL_NO_WIPE": "1"})
+    the same call made again on a public dummy, through the same binding: the ChaCha20 rows stay
+    clean with it, and with the wipe and its fallback behind the ctypes binding (which calls from
+    deeper down the C stack)."""
+    reports = run_scenario(SCENARIOS[scenario], extra_env=_SCRUB_SETTINGS[setting])
     failures = verdict(reports)
     assert failures == [], "\n".join(failures) + "\n" + _reports_text(reports)
 

@@ -1,4 +1,4 @@
-"""The scrub after a decrypt into locked memory: vector registers and the dead C stack (:data:`WIPE`).
+"""The scrub after every ChaCha20-Poly1305 call keyed by a secret: registers and dead C stack (:data:`WIPE`).
 
 What a ChaCha20-Poly1305 decrypt leaves behind once it has returned (libsodium 1.0.20, its
 AVX2 ChaCha20, measured 2026-12-02 by reading a child's ``[stack]`` and ``/proc/<pid>/syscall``
@@ -32,13 +32,16 @@ starts a new interpreter frame deeper down: ``E`` moves, and everything moves wi
 whatever the plaintext size (the frame's size does not depend on it). About 0.15 us, against
 about 0.9 us for a dummy decrypt of the same shape.
 
-Unavailable (:data:`UNAVAILABLE` says why, and the callers fall back to that dummy decrypt)
+Unavailable (:data:`UNAVAILABLE` says why, and the callers fall back to the same call made on a
+public dummy: :func:`cortex_sal.crypto.aead.scrub_fallback`)
 when ``CORTEX_SAL_NO_WIPE`` is set (tests of the fallback), off Linux x86-64, without AVX
 (libsodium's own CPU check), without cffi, or where the system refuses an executable mapping
 (SELinux ``execmem``, ``vm.memfd_noexec``).
 
 The wipe writes zeros to the 8 KiB below its own stack frame: a thread with less than about
-9 KiB of its stack left at a decrypt would fault there (the dummy decrypt needs about 3.6 KiB).
+9 KiB of its stack left at a ChaCha20 call would fault there (the dummy call needs about 3.6 KiB).
+An encryption spills the key's words as a decryption does (the same ``chacha20_encrypt_bytes``
+frame): every call keyed by a secret, in either direction, is followed by the wipe.
 """
 
 from __future__ import annotations

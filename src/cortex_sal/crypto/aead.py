@@ -4,24 +4,27 @@ The key is read in place by libsodium; a decrypted plaintext that is secret goes
 straight into a secure buffer (:func:`aead_decrypt_into`). A bad tag raises
 :class:`~cortex_sal.errors.DecryptionError` and writes nothing.
 
-Stack scrub. After a decrypt has returned, the vector registers still hold 16-byte pieces of
-the last plaintext and keystream blocks (lazy binding or a signal then saves them to the
-stack: the residue rows ``aead`` and ``noise_transport`` caught them), and libsodium's
-vectorised ChaCha20 leaves the key's words in its spill slots in the dead stack below the
-caller. Every successful decrypt is therefore followed, from the same Python function (so at
-the same interpreter C stack pointer), by the wipe of :mod:`cortex_sal.crypto._scrub`:
+Stack scrub. After a ChaCha20-Poly1305 call has returned, the vector registers still hold
+16-byte pieces of the last plaintext and keystream blocks (lazy binding or a signal then saves
+them to the stack: the residue rows ``aead`` and ``noise_transport`` caught them), and
+libsodium's vectorised ChaCha20 leaves the key's words in its spill slots in the dead stack
+below the caller - an encryption as much as a decryption (the ``aead`` row encrypts last, the
+``noise_transport`` row scans after an encryption, a decryption of a public plaintext and a
+REKEY). Every call keyed by a secret is therefore followed, from the same Python function (so
+at the same interpreter C stack pointer), by the wipe of :mod:`cortex_sal.crypto._scrub`:
 registers to zero, then 8 KiB of the stack below the wipe's entry, which lies above the
 ChaCha20 frame of either binding (measurements in that module). Where the wipe is
-unavailable (``_scrub.UNAVAILABLE``) the scrub is a decrypt, through the same binding, of a
-public dummy message of the same shape (512 + n mod 512 bytes, or n below 512) under a
-public dummy key: the same code path writes the same registers and spill slots with public
-values.
+unavailable (``_scrub.UNAVAILABLE``) the scrub is :func:`scrub_fallback`: a decrypt, through
+the same binding, of a public dummy message of the same shape (512 + n mod 512 bytes, or n
+below 512) under a public dummy key: the same code path writes the same registers and spill
+slots with public values.
 """
 
 from __future__ import annotations
 
 import ctypes
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from ..checks import public_bytes
@@ -53,28 +56,66 @@ _encrypt_bytes = sodium.bind(
 )  # fmt: skip
 
 
+_decrypt_bytes = sodium.bind(
+    "crypto_aead_chacha20poly1305_ietf_decrypt",
+    [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_ulonglong, ctypes.c_char_p,
+     ctypes.c_ulonglong, ctypes.c_char_p, ctypes.c_void_p],
+    ctypes.c_int,
+)  # fmt: skip
+
 _DUMMY_KEY = ctypes.create_string_buffer(KEY_SIZE)  # public: all zeros
-_DUMMY_KEY_C = PTR[ctypes.addressof(_DUMMY_KEY)] if _DEC is not None else None
+_DUMMY_KEY_C = PTR[ctypes.addressof(_DUMMY_KEY)] if _ENC is not None or _DEC is not None else None
 _DUMMY_NONCE = bytes(NONCE_SIZE)
 _SCRUB_BLOCK = 512  # libsodium's widest ChaCha20 loop
-_scrub_cache: dict[int, tuple[bytes, Any]] = {}  # by shape
+_scrub_cache: dict[tuple[int, bool], tuple[bytes, bytes, Any]] = {}  # by shape and binding
 
 
-def _scrub_message(length: int) -> tuple[bytes, Any]:
-    """A public dummy ciphertext whose decryption takes the same code path as ``length``
-    plaintext bytes, and an output buffer for it (a ctypes buffer, or a cdata one for the
-    compiled binding)."""
+def _scrub_message(length: int, compiled: bool) -> tuple[bytes, bytes, Any]:
+    """A public dummy plaintext and its ciphertext under the dummy key, whose encryption or
+    decryption takes the same code path as one of ``length`` plaintext bytes, and an output buffer
+    for either (a cdata one for the compiled binding, else a ctypes one)."""
     shape = length if length < _SCRUB_BLOCK else _SCRUB_BLOCK + length % _SCRUB_BLOCK
-    entry = _scrub_cache.get(shape)
+    entry = _scrub_cache.get((shape, compiled))
     if entry is None:
-        out = ctypes.create_string_buffer(shape + TAG_SIZE)
-        _encrypt_bytes(out, None, bytes(shape), shape, b"", 0, None, _DUMMY_NONCE, _DUMMY_KEY)
-        target = _backend.FFI.new("unsigned char[]", max(shape, 1)) if _DEC is not None else None
-        entry = _scrub_cache[shape] = (
-            out.raw,
-            target if target is not None else ctypes.create_string_buffer(max(shape, 1)),
-        )
+        sealed = ctypes.create_string_buffer(shape + TAG_SIZE)
+        _encrypt_bytes(sealed, None, bytes(shape), shape, b"", 0, None, _DUMMY_NONCE, _DUMMY_KEY)
+        room = shape + TAG_SIZE
+        target = _backend.FFI.new("unsigned char[]", room) if compiled else ctypes.create_string_buffer(room)
+        entry = _scrub_cache[(shape, compiled)] = (bytes(shape), sealed.raw, target)
     return entry
+
+
+def scrub_fallback(length: int, *, compiled: bool, encrypt: bool) -> None:
+    """The scrub where :data:`~cortex_sal.crypto._scrub.WIPE` is unavailable: the call that used the
+    secret key (``encrypt`` or decrypt, of ``length`` plaintext bytes, through the binding it took:
+    ``compiled``, the cffi function, else ctypes) made again on a public dummy of the same shape
+    under a public key. The same code path writes the same registers and spill slots with public
+    values. Call it from the function that made that call: a Python-to-Python call runs in the same
+    interpreter C frame (CPython 3.11+), so the dummy runs at the same C stack pointer."""
+    plain, sealed, target = _scrub_message(length, compiled)
+    if compiled:
+        if encrypt:
+            _ENC(target, NULL, plain, len(plain), b"", 0, NULL, _DUMMY_NONCE, _DUMMY_KEY_C)
+        else:
+            _DEC(target, NULL, NULL, sealed, len(sealed), b"", 0, _DUMMY_NONCE, _DUMMY_KEY_C)
+    elif encrypt:
+        _encrypt_bytes(target, None, plain, len(plain), b"", 0, None, _DUMMY_NONCE, _DUMMY_KEY)
+    else:
+        _decrypt_bytes(target, None, None, sealed, len(sealed), b"", 0, _DUMMY_NONCE, _DUMMY_KEY)
+
+
+def _scrub_registers_fallback() -> None:
+    """The fallback after a libsodium call other than ChaCha20 that read a secret (HMAC-SHA256,
+    X25519, Ed25519: libsodium wipes their stack frames itself, their last values stay in the
+    vector registers): a decrypt of a public 1 KiB dummy, whose vectorised ChaCha20 rewrites the
+    vector registers it can name with public values."""
+    scrub_fallback(1024, compiled=_DEC is not None, encrypt=False)
+
+
+SCRUB: Callable[[], None] = WIPE if WIPE is not None else _scrub_registers_fallback
+"""The scrub after a libsodium call that read a secret, other than ChaCha20 (which takes
+:func:`scrub_fallback` of its own shape where there is no wipe): call it from the function that
+made the call, right after it (or after the last of a sequence of calls on one secret)."""
 
 
 _scratch = threading.local()
@@ -120,9 +161,17 @@ def aead_encrypt(key: SecureKeyBuffer, nonce: bytes, plaintext: Readable, aad: b
         except AttributeError:
             out, view = _output_c(size)
         _ENC(out, NULL, plaintext, size - TAG_SIZE, aad, len(aad), NULL, nonce, PTR[address(key)])
+        if WIPE is not None:  # the scrub after every use of a secret key, from this same function
+            WIPE()
+        else:
+            scrub_fallback(size - TAG_SIZE, compiled=True, encrypt=True)
         return view[:size]
     out = _output(size)
     _encrypt_bytes(out, None, plaintext, len(plaintext), aad, len(aad), None, nonce, pointer(key))
+    if WIPE is not None:
+        WIPE()
+    else:
+        scrub_fallback(size - TAG_SIZE, compiled=False, encrypt=True)
     return out[:size]
 
 
@@ -136,6 +185,10 @@ def _encrypt_checked(key: object, nonce: object, plaintext: object, aad: object)
     size = pt.length + TAG_SIZE
     out = _output(size)
     _encrypt(out, None, pt.pointer, pt.length, aad_b, len(aad_b), None, nonce_b, address(key))
+    if WIPE is not None:
+        WIPE()
+    else:
+        scrub_fallback(pt.length, compiled=_ENC is not None, encrypt=True)
     return out[:size]
 
 
@@ -160,18 +213,9 @@ def aead_decrypt_into(
         raise DecryptionError("AEAD tag did not verify (wrong key, nonce or associated data, or tampered ciphertext)")
     if WIPE is not None:  # the scrub, from this same function: the same C stack pointer
         WIPE()
-    else:  # same function, same binding: same stack depth
-        dummy, dummy_out = _scrub_message(n)
-        _decrypt(dummy_out, None, None, dummy, len(dummy), b"", 0, _DUMMY_NONCE, _DUMMY_KEY)
+    else:
+        scrub_fallback(n, compiled=_DEC is not None, encrypt=False)
     return n
-
-
-_decrypt_bytes = sodium.bind(
-    "crypto_aead_chacha20poly1305_ietf_decrypt",
-    [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_ulonglong, ctypes.c_char_p,
-     ctypes.c_ulonglong, ctypes.c_char_p, ctypes.c_void_p],
-    ctypes.c_int,
-)  # fmt: skip
 
 
 def decrypt_unchecked(
@@ -192,18 +236,16 @@ def decrypt_unchecked(
             return False
         if WIPE is not None:
             WIPE()
-            return True
-        dummy, dummy_out = _scrub_message(size)  # the fallback: through the same binding at the same depth
-        _DEC(dummy_out, NULL, NULL, dummy, len(dummy), b"", 0, _DUMMY_NONCE, _DUMMY_KEY_C)
+        else:
+            scrub_fallback(size, compiled=True, encrypt=False)
         return True
     if _decrypt_bytes(base + offset, None, None, ciphertext, len(ciphertext), aad, len(aad), nonce,
                       address(key)):  # fmt: skip
         return False
     if WIPE is not None:
         WIPE()
-        return True
-    dummy, dummy_out = _scrub_message(size)
-    _decrypt_bytes(dummy_out, None, None, dummy, len(dummy), b"", 0, _DUMMY_NONCE, _DUMMY_KEY)
+    else:
+        scrub_fallback(size, compiled=False, encrypt=False)
     return True
 
 

@@ -30,6 +30,7 @@ from ..securemem import SecureBuffer, SecureKeyBuffer
 from . import _backend
 from ._backend import PTR, to_cdata
 from ._buffers import address, secret, view
+from .aead import SCRUB
 from .cipher import CipherKey
 from .hmac import NOISE_HKDF_CDATA, hmac_raw, noise_hkdf_cdata
 
@@ -124,6 +125,7 @@ class ChainingKey:
                 noise_hkdf_cdata(wsp, dh, DHLEN, wsp + _TEMP_KEY, wsp, PTR[target])
             finally:
                 _ZERO_RAW(dh, DHLEN)  # the shared secret, the line after its last use
+                SCRUB()  # also when X25519 refused the key: its registers
             return
         try:
             if _X25519(ws + _DH, address(private_key), public) != 0:  # as scalarmult_into
@@ -131,6 +133,7 @@ class ChainingKey:
             self._hkdf(ws, ws + _DH, DHLEN, ws + _CK, target)
         finally:
             _zero(ws + _DH, DHLEN)  # the shared secret, the line after its last use
+            SCRUB()
 
     def mix_key_and_hash(self, input_key_material: SecureBuffer, h: bytes, key: CipherKey) -> bytes:
         """``ck, temp_h, temp_k = HKDF(ck, ikm, 3)``; returns ``HASH(h || temp_h)`` (MixHash) and

@@ -15,11 +15,12 @@ section 4.2: the first 32 bytes of ``ENCRYPT(k, 2^64-1, empty, 32 zero bytes)`` 
   returns ``-1`` (libsodium has then zeroed the target region); the caller decides what a
   failed message means (a Noise handshake fails, a transport may try the next epoch's key).
 * Scrub (see :mod:`cortex_sal.crypto.aead` and :mod:`cortex_sal.crypto._scrub` for the
-  measurements): every decrypt into locked memory is followed, from the same Python function
-  (so at the same C stack pointer), by the wipe of the vector registers and of the C stack
-  below it; where the wipe is unavailable, by a decrypt through the same binding of a public
-  dummy message of the same shape under a public dummy key (the same code path then writes
-  the same registers and spill slots with public data).
+  measurements): every call that uses the key (encrypt, decrypt, REKEY: ChaCha20 spills the
+  key's words whatever the direction) is followed, from the same Python function (so at the
+  same C stack pointer), by the wipe of the vector registers and of the C stack below it;
+  where the wipe is unavailable, by :func:`~cortex_sal.crypto.aead.scrub_fallback`: a decrypt
+  through the same binding of a public dummy message of the same shape under a public dummy
+  key (the same code path then writes the same registers and spill slots with public data).
 * Fast paths: for ``bytes`` arguments and an ``int`` nonce each operation is one foreign call:
   the compiled cffi function of ``nacl._sodium`` when :mod:`cortex_sal.crypto._backend` chose it
   for the primitive (the key passed as a cdata pointer to its slot), else an unconverted ``PyDLL``
@@ -46,6 +47,7 @@ from ._backend import NULL, PTR
 from ._buffers import address, pointer, span
 from ._scrub import WIPE
 from ._sodium import sodium
+from .aead import scrub_fallback
 
 KEY_SIZE = 32
 TAG_SIZE = 16
@@ -96,31 +98,6 @@ _pack_counter = struct.Struct(">Q").pack_into
 _REKEY_NONCE = _nonce(MAX_NONCE)
 _ZEROS32 = bytes(KEY_SIZE)
 
-# The scrub's fallback (no WIPE): a public dummy of the same shape, under a public key, through the same binding.
-_SCRUB_BLOCK = 512  # libsodium's widest ChaCha20 loop
-_SCRUB_KEY = ctypes.create_string_buffer(KEY_SIZE)  # public: zeros
-_SCRUB_KEY_PTR: Any = PTR[ctypes.addressof(_SCRUB_KEY)] if _COMPILED else ctypes.c_void_p(ctypes.addressof(_SCRUB_KEY))
-_SCRUB_NONCE = bytes(NONCE_SIZE)
-_scrubs: dict[int, tuple[Any, bytes, Any, Any]] = {}
-
-
-def _scrub_args(plain_len: int) -> tuple[Any, bytes, Any, Any]:
-    """(target, dummy ciphertext, its length) of a public message whose decryption takes the
-    code path of ``plain_len`` plaintext bytes (and the buffer that keeps target alive), in the
-    calling convention of the chosen binding."""
-    shape = plain_len if plain_len < _SCRUB_BLOCK else _SCRUB_BLOCK + plain_len % _SCRUB_BLOCK
-    args = _scrubs.get(shape)
-    if args is None:
-        sealed = ctypes.create_string_buffer(shape + TAG_SIZE)
-        _ENCRYPT(sealed, None, bytes(shape), shape, b"", 0, None, _SCRUB_NONCE, _SCRUB_KEY_PTR)
-        if _COMPILED:
-            out: Any = _backend.FFI.new("unsigned char[]", max(shape, 1))
-            args = _scrubs[shape] = (out, sealed.raw, shape + TAG_SIZE, out)
-        else:
-            out = ctypes.create_string_buffer(max(shape, 1))
-            args = _scrubs[shape] = (ctypes.c_void_p(ctypes.addressof(out)), sealed.raw, _LENS[shape + TAG_SIZE], out)
-    return args
-
 
 def rekey(key: SecureKeyBuffer) -> SecureKeyBuffer:
     """REKEY(k) of Noise section 4.2 into a new :class:`SecureKeyBuffer`; ``key`` is left to the caller.
@@ -133,7 +110,12 @@ def rekey(key: SecureKeyBuffer) -> SecureKeyBuffer:
     scratch = SecureBuffer(KEY_SIZE + TAG_SIZE)
     try:
         k = address(key)
-        if _ENCRYPT(address(scratch), None, _ZEROS32, KEY_SIZE, b"", 0, None, _REKEY_NONCE, k) != 0:
+        failed = _ENCRYPT(address(scratch), None, _ZEROS32, KEY_SIZE, b"", 0, None, _REKEY_NONCE, k)
+        if WIPE is not None:  # the scrub after every use of a secret key, from this same function
+            WIPE()
+        else:
+            scrub_fallback(KEY_SIZE, compiled=_COMPILED, encrypt=True)
+        if failed:
             raise CryptoError("ChaCha20-Poly1305 encryption failed during REKEY")
         new = SecureKeyBuffer.allocate()
         new.write(scratch, 0, KEY_SIZE)
@@ -240,6 +222,10 @@ class CipherKey:
                 if n == MAX_NONCE:  # reserved for REKEY
                     return None
                 _ENCRYPT_FAST(buf, None, plaintext, _LENS[size], ad, _LENS[len(ad)], None, nonce, pointer(self._key))
+                if WIPE is not None:  # the scrub after every use of a secret key, from this same function
+                    WIPE()
+                else:
+                    scrub_fallback(size, compiled=False, encrypt=True)
                 return buf[: size + TAG_SIZE]
         return None
 
@@ -260,6 +246,10 @@ class CipherKey:
                 _ENCRYPT_FAST(
                     out.body, None, plaintext, _LENS[size], ad, _LENS[len(ad)], None, nonce, pointer(self._key)
                 )
+                if WIPE is not None:  # the scrub after every use of a secret key, from this same function
+                    WIPE()
+                else:
+                    scrub_fallback(size, compiled=False, encrypt=True)
                 return buf[: COUNTER_SIZE + size + TAG_SIZE]
         return None
 
@@ -277,11 +267,14 @@ class CipherKey:
                     return None
                 if n == MAX_NONCE:  # reserved for REKEY
                     return None
-                if _DECRYPT_FAST(
+                failed = _DECRYPT_FAST(
                     buf, None, None, ciphertext, _LENS[size], ad, _LENS[len(ad)], nonce, pointer(self._key)
-                ):
-                    return None
-                return buf[: size - TAG_SIZE]
+                )
+                if WIPE is not None:  # the scrub after every use of a secret key, from this same function
+                    WIPE()
+                else:
+                    scrub_fallback(size - TAG_SIZE, compiled=False, encrypt=False)
+                return None if failed else buf[: size - TAG_SIZE]
         return None
 
     def decrypt_into_fast(self, n: int, ad: bytes, ciphertext: bytes, out: SecureBuffer, offset: int) -> int:
@@ -304,11 +297,10 @@ class CipherKey:
                         _LENS[len(ad)], nonce, pointer(self._key),
                     ):  # fmt: skip
                         return -1
-                    if WIPE is not None:  # a secret plaintext: the scrub, from this same function
+                    if WIPE is not None:  # the scrub after every use of a secret key, from this same function
                         WIPE()
-                        return plain
-                    dummy = _scrub_args(plain)  # the fallback: same binding, same depth
-                    _DECRYPT_FAST(dummy[0], None, None, dummy[1], dummy[2], b"", _LENS[0], _SCRUB_NONCE, _SCRUB_KEY_PTR)
+                    else:
+                        scrub_fallback(plain, compiled=False, encrypt=False)
                     return plain
         return -1
 
@@ -327,6 +319,10 @@ class CipherKey:
                     if n == MAX_NONCE:  # reserved for REKEY
                         return None
                     _ENC(out.target, NULL, plaintext, size, ad, len(ad), NULL, nonce, PTR[address(self._key)])
+                    if WIPE is not None:  # the scrub after every use of a secret key, from this same function
+                        WIPE()
+                    else:
+                        scrub_fallback(size, compiled=True, encrypt=True)
                     return out.buf[: size + TAG_SIZE]
             return None
 
@@ -345,6 +341,10 @@ class CipherKey:
                     buf = out.buf
                     _pack_counter(buf, 0, n)
                     _ENC(out.body, NULL, plaintext, size, ad, len(ad), NULL, nonce, PTR[address(self._key)])
+                    if WIPE is not None:  # the scrub after every use of a secret key, from this same function
+                        WIPE()
+                    else:
+                        scrub_fallback(size, compiled=True, encrypt=True)
                     return buf[: COUNTER_SIZE + size + TAG_SIZE]
             return None
 
@@ -361,9 +361,12 @@ class CipherKey:
                         return None
                     if n == MAX_NONCE:  # reserved for REKEY
                         return None
-                    if _DEC(out.target, NULL, NULL, ciphertext, size, ad, len(ad), nonce, PTR[address(self._key)]):
-                        return None
-                    return out.buf[: size - TAG_SIZE]
+                    failed = _DEC(out.target, NULL, NULL, ciphertext, size, ad, len(ad), nonce, PTR[address(self._key)])
+                    if WIPE is not None:  # the scrub after every use of a secret key, from this same function
+                        WIPE()
+                    else:
+                        scrub_fallback(size - TAG_SIZE, compiled=True, encrypt=False)
+                    return None if failed else out.buf[: size - TAG_SIZE]
             return None
 
         def decrypt_into_fast(self, n: int, ad: bytes, ciphertext: bytes, out: SecureBuffer, offset: int) -> int:
@@ -385,11 +388,10 @@ class CipherKey:
                         if _DEC(target, NULL, NULL, ciphertext, plain + TAG_SIZE, ad, len(ad), nonce,
                                 PTR[address(self._key)]):  # fmt: skip
                             return -1
-                        if WIPE is not None:  # a secret plaintext: the scrub, from this same function
+                        if WIPE is not None:  # the scrub after every use of a secret key, from this same function
                             WIPE()
-                            return plain
-                        dummy = _scrub_args(plain)  # the fallback: same binding, same depth
-                        _DEC(dummy[0], NULL, NULL, dummy[1], dummy[2], b"", 0, _SCRUB_NONCE, _SCRUB_KEY_PTR)
+                        else:
+                            scrub_fallback(plain, compiled=True, encrypt=False)
                         return plain
             return -1
 
@@ -422,7 +424,12 @@ class CipherKey:
         if counter:
             _pack_counter(out.buf, 0, nonce)
         target = out.body if counter else out.target
-        if _ENCRYPT(target, None, source, size, ad_b, len(ad_b), None, _nonce(nonce), key) != 0:
+        failed = _ENCRYPT(target, None, source, size, ad_b, len(ad_b), None, _nonce(nonce), key)
+        if WIPE is not None:  # the scrub after every use of a secret key, from this same function
+            WIPE()
+        else:
+            scrub_fallback(size, compiled=_COMPILED, encrypt=True)
+        if failed:
             raise CryptoError("ChaCha20-Poly1305 encryption failed")
         return out.buf[: head + size + TAG_SIZE]
 
@@ -433,9 +440,12 @@ class CipherKey:
         ct = public_bytes(ciphertext, "ciphertext")
         size = _message_size(len(ct))
         out = self._scratch(size)
-        if _DECRYPT(out.target, None, None, ct, size, ad_b, len(ad_b), _nonce(nonce), address(self._key)) != 0:
-            return None
-        return out.buf[: size - TAG_SIZE]
+        failed = _DECRYPT(out.target, None, None, ct, size, ad_b, len(ad_b), _nonce(nonce), address(self._key))
+        if WIPE is not None:  # the scrub after every use of a secret key, from this same function
+            WIPE()
+        else:
+            scrub_fallback(size - TAG_SIZE, compiled=_COMPILED, encrypt=False)
+        return None if failed else out.buf[: size - TAG_SIZE]
 
     def decrypt_into(self, n: int, ad: bytes, ciphertext: bytes, out: SecureBuffer, offset: int = 0) -> int:
         """DECRYPT(k, n, ad, ciphertext) straight into ``out`` at ``offset``: the plaintext length,
@@ -455,11 +465,10 @@ class CipherKey:
         target = address(out) + offset
         if _DECRYPT(target, None, None, ct, size, ad_b, len(ad_b), _nonce(nonce), key) != 0:
             return -1
-        if WIPE is not None:  # a secret plaintext: the scrub, from this same function
+        if WIPE is not None:  # the scrub after every use of a secret key, from this same function
             WIPE()
-            return plain
-        dummy = _scrub_args(plain)  # the fallback: same binding, same depth
-        _DECRYPT(dummy[0], None, None, dummy[1], dummy[2], b"", 0, _SCRUB_NONCE, _SCRUB_KEY_PTR)
+        else:
+            scrub_fallback(plain, compiled=_COMPILED, encrypt=False)
         return plain
 
     # -- refusals -------------------------------------------------------------------------------

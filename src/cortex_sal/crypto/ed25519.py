@@ -14,6 +14,7 @@ from ..errors import CryptoError, InvalidSignatureError
 from ..securemem import SecureBuffer, SecureKeyBuffer
 from . import _backend
 from ._buffers import Input, Readable, address, secret
+from .aead import SCRUB
 
 SEED_SIZE = 32
 PUBLIC_KEY_SIZE = 32
@@ -42,7 +43,9 @@ class Ed25519SigningKey:
         seed_buf = secret(seed, "Ed25519 seed", SEED_SIZE)
         sk = SecureBuffer(SECRET_KEY_SIZE)
         public = ctypes.create_string_buffer(PUBLIC_KEY_SIZE)
-        if _SEED_KEYPAIR(public, address(sk), address(seed_buf)) != 0:
+        failed = _SEED_KEYPAIR(public, address(sk), address(seed_buf))
+        SCRUB()  # after every libsodium call that read a secret: registers and dead stack
+        if failed:
             sk.secure_purge()
             raise CryptoError("Ed25519 key derivation failed")
         self._secret = sk
@@ -61,7 +64,9 @@ class Ed25519SigningKey:
         """A 64-byte detached signature over ``message``."""
         msg = Input(message, "message to sign")
         sig = ctypes.create_string_buffer(SIGNATURE_SIZE)
-        if _SIGN(sig, None, msg.pointer, msg.length, address(self._secret)) != 0:
+        failed = _SIGN(sig, None, msg.pointer, msg.length, address(self._secret))
+        SCRUB()
+        if failed:
             raise CryptoError("Ed25519 signing failed")
         return sig.raw
 

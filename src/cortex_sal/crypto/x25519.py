@@ -15,6 +15,7 @@ from ..errors import CryptoError, InvalidArgumentError, LowOrderPointError, Wron
 from ..securemem import SecureBuffer, SecureKeyBuffer
 from . import _backend
 from ._buffers import address, secret
+from .aead import SCRUB
 
 KEY_SIZE = 32
 
@@ -29,11 +30,15 @@ def x25519_public_key(private_key: SecureKeyBuffer) -> bytes:
     private = secret(private_key, "X25519 private key", KEY_SIZE)
     if _X25519_BASE_RAW is not None:
         public = _backend.FFI.new("unsigned char[]", KEY_SIZE)  # public output
-        if _X25519_BASE_RAW(public, _PTR[address(private)]) != 0:
+        failed = _X25519_BASE_RAW(public, _PTR[address(private)])
+        SCRUB()  # after every libsodium call that read a secret: registers and dead stack
+        if failed:
             raise CryptoError("X25519 base-point multiplication failed")
         return _backend.FFI.buffer(public)[:]
     out = ctypes.create_string_buffer(KEY_SIZE)
-    if _X25519_BASE(out, address(private)) != 0:
+    failed = _X25519_BASE(out, address(private))
+    SCRUB()
+    if failed:
         raise CryptoError("X25519 base-point multiplication failed")
     return out.raw
 
@@ -46,7 +51,9 @@ def x25519_shared_secret(private_key: SecureKeyBuffer, peer_public_key: bytes) -
     private = secret(private_key, "X25519 private key", KEY_SIZE)
     peer = public_bytes(peer_public_key, "X25519 peer public key", KEY_SIZE)
     shared = SecureKeyBuffer.allocate()
-    if _X25519(address(shared), address(private), peer) != 0:
+    failed = _X25519(address(shared), address(private), peer)
+    SCRUB()
+    if failed:
         shared.secure_purge()
         raise LowOrderPointError("X25519 peer public key is a low-order point (shared secret would be all zeros)")
     return shared
@@ -76,7 +83,9 @@ def x25519_shared_secret_into(
 def scalarmult_into(out_address: int, private_key: SecureBuffer, peer_public_key: bytes) -> None:
     """X25519 into ``out_address``, for this package's callers whose arguments are checked
     (a live 32-byte private key, 32 bytes of public key, 32 writable locked bytes)."""
-    if _X25519(out_address, address(private_key), peer_public_key) != 0:
+    failed = _X25519(out_address, address(private_key), peer_public_key)
+    SCRUB()
+    if failed:
         raise LowOrderPointError("X25519 peer public key is a low-order point (shared secret would be all zeros)")
 
 

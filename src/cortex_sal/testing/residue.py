@@ -12,7 +12,12 @@ mapping by mapping (``/proc/<pid>/maps``; ``PROT_NONE`` mappings included, since
 * ``hex`` / ``b64`` - hex (lower and upper case) and base64 encodings;
 * ``bcast`` - for a 32-byte secret (a key), any of its eight 4-byte words twice in a row: a
   SIMD register whose 32-bit lanes are all that word, as libsodium's vectorised ChaCha20
-  holds the key (and spills it to the stack).
+  holds the key (and spills it to the stack);
+* ``midstate`` - for a secret of at most 64 bytes (an HMAC key), the 8-byte fragments of the
+  SHA-256 states after compressing ``key XOR ipad`` and ``key XOR opad``: either state computes
+  every tag of that key, as the key does. In memory order (``uint32_t state[8]``, little-endian
+  words) and big-endian. Computed by :func:`sha256_compress` (here, in Python, so independent of
+  the library under test).
 
 Region classes: ``arena`` (the child's secure arena, as it reports it *and* as smaps
 confirms by the ``dd`` flag), ``heap`` (``[heap]``), ``stack``, ``anon`` (other
@@ -35,10 +40,57 @@ from dataclasses import dataclass, field
 
 from .scenarios import SCENARIOS, Scenario
 
-KINDS = ("exact", "frag8", "ipad", "opad", "hex", "b64", "bcast")
-_INDEXED = ("frag8", "bcast")  # the 8-byte needles, found by _FragmentIndex
+KINDS = ("exact", "frag8", "ipad", "opad", "hex", "b64", "bcast", "midstate")
+_INDEXED = ("frag8", "bcast", "midstate")  # the 8-byte needles, found by _FragmentIndex
 CLASSES = ("arena", "heap", "stack", "anon", "file")
 _SKIPPED_NAMES = ("[vvar]", "[vsyscall]", "[vdso]", "[vvar_vclock]")
+
+
+_SHA256_K = [
+    0x428A2F98, 0x71374491, 0xB5C0FBCF, 0xE9B5DBA5, 0x3956C25B, 0x59F111F1, 0x923F82A4, 0xAB1C5ED5,
+    0xD807AA98, 0x12835B01, 0x243185BE, 0x550C7DC3, 0x72BE5D74, 0x80DEB1FE, 0x9BDC06A7, 0xC19BF174,
+    0xE49B69C1, 0xEFBE4786, 0x0FC19DC6, 0x240CA1CC, 0x2DE92C6F, 0x4A7484AA, 0x5CB0A9DC, 0x76F988DA,
+    0x983E5152, 0xA831C66D, 0xB00327C8, 0xBF597FC7, 0xC6E00BF3, 0xD5A79147, 0x06CA6351, 0x14292967,
+    0x27B70A85, 0x2E1B2138, 0x4D2C6DFC, 0x53380D13, 0x650A7354, 0x766A0ABB, 0x81C2C92E, 0x92722C85,
+    0xA2BFE8A1, 0xA81A664B, 0xC24B8B70, 0xC76C51A3, 0xD192E819, 0xD6990624, 0xF40E3585, 0x106AA070,
+    0x19A4C116, 0x1E376C08, 0x2748774C, 0x34B0BCB5, 0x391C0CB3, 0x4ED8AA4A, 0x5B9CCA4F, 0x682E6FF3,
+    0x748F82EE, 0x78A5636F, 0x84C87814, 0x8CC70208, 0x90BEFFFA, 0xA4506CEB, 0xBEF9A3F7, 0xC67178F2,
+]  # fmt: skip  # FIPS 180-4 section 4.2.2
+SHA256_IV = (0x6A09E667, 0xBB67AE85, 0x3C6EF372, 0xA54FF53A, 0x510E527F, 0x9B05688C, 0x1F83D9AB, 0x5BE0CD19)
+
+
+def sha256_compress(state: tuple[int, ...], block: bytes) -> tuple[int, ...]:
+    """FIPS 180-4's SHA-256 compression of one 64-byte block into ``state`` (eight 32-bit words)."""
+
+    def rotr(x: int, n: int) -> int:
+        return ((x >> n) | (x << (32 - n))) & 0xFFFFFFFF
+
+    w = [int.from_bytes(block[i : i + 4], "big") for i in range(0, 64, 4)]
+    for t in range(16, 64):
+        s0 = rotr(w[t - 15], 7) ^ rotr(w[t - 15], 18) ^ (w[t - 15] >> 3)
+        s1 = rotr(w[t - 2], 17) ^ rotr(w[t - 2], 19) ^ (w[t - 2] >> 10)
+        w.append((w[t - 16] + s0 + w[t - 7] + s1) & 0xFFFFFFFF)
+    a, b, c, d, e, f, g, h = state
+    for t in range(64):
+        t1 = (h + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + _SHA256_K[t] + w[t]) & 0xFFFFFFFF
+        t2 = ((rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c))) & 0xFFFFFFFF
+        a, b, c, d, e, f, g, h = (t1 + t2) & 0xFFFFFFFF, a, b, c, (d + t1) & 0xFFFFFFFF, e, f, g
+    return tuple((x + y) & 0xFFFFFFFF for x, y in zip(state, (a, b, c, d, e, f, g, h), strict=True))
+
+
+def hmac_midstates(key: bytes) -> list[tuple[int, ...]]:
+    """The SHA-256 states after ``key XOR ipad`` and after ``key XOR opad`` (a key of at most 64 bytes)."""
+    padded = key.ljust(64, b"\0")
+    return [sha256_compress(SHA256_IV, bytes(b ^ pad for b in padded)) for pad in (0x36, 0x5C)]
+
+
+def _midstate_fragments(secret: bytes) -> list[bytes]:
+    out = []
+    for state in hmac_midstates(secret):
+        for order in ("little", "big"):
+            raw = b"".join(word.to_bytes(4, order) for word in state)
+            out += [raw[i : i + 8] for i in range(0, 32, 8)]
+    return out
 
 
 def patterns(secret: bytes) -> dict[str, list[bytes]]:
@@ -53,6 +105,7 @@ def patterns(secret: bytes) -> dict[str, list[bytes]]:
         # the full quanta are stable whatever follows; drop the padded tail
         "b64": [encoded[: len(secret) // 3 * 4]],
         "bcast": [secret[i : i + 4] * 2 for i in range(0, 32, 4)] if len(secret) == 32 else [],
+        "midstate": _midstate_fragments(secret) if len(secret) <= 64 else [],
     }
 
 

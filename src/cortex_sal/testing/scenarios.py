@@ -404,9 +404,10 @@ def _aead_parent(peer: Peer) -> None:
         keystream_out=_chacha20_blocks(key, nonce_out, 64 + AEAD_MESSAGE)[64:],
         keystream_in=_chacha20_blocks(key, nonce_in, 64 + AEAD_MESSAGE)[64:],
     )
+    peer.send(ChaCha20Poly1305(key).encrypt(nonce_in, incoming, b"in"))
+    # the child encrypts last: an encryption's spills must be gone as a decryption's are
     if ChaCha20Poly1305(key).decrypt(nonce_out, peer.receive(), b"out") != outgoing:
         raise RuntimeError("the child's ciphertext does not open with the independent library")
-    peer.send(ChaCha20Poly1305(key).encrypt(nonce_in, incoming, b"in"))
     held = peer.checkpoint("session", session_live=True)
     if not held.counts["plaintext_in"]["arena"]["exact"]:
         raise RuntimeError("the decrypted plaintext should be in the arena while it is held")
@@ -418,8 +419,8 @@ def _aead_child(ctx: Context) -> None:
 
     key = ctx.read_key()
     outgoing = ctx.read_secret(AEAD_MESSAGE)
-    ctx.send_public(aead_encrypt(key, b"\x00" * 11 + b"\x01", outgoing, b"out"))
     incoming = aead_decrypt(key, b"\x00" * 11 + b"\x02", ctx.read_public(AEAD_MESSAGE + 16), b"in")
+    ctx.send_public(aead_encrypt(key, b"\x00" * 11 + b"\x01", outgoing, b"out"))
     ctx.checkpoint("session")
     for buf in (key, outgoing, incoming):
         buf.secure_purge()
@@ -740,6 +741,8 @@ def _shield_v2_child(ctx: Context) -> None:
 # -- the Noise transport alone: a key from the pipe, messages decrypted straight into the arena
 
 NOISE_MESSAGES = 8
+# public, of a frame's size: it takes libsodium's wide ChaCha20 loops, those that spill broadcast key words
+_NOTICE = bytes(range(256)) * (FRAME_PAYLOAD // 256)
 
 
 def _noise_transport_parent(peer: Peer) -> None:
@@ -759,6 +762,25 @@ def _noise_transport_parent(peer: Peer) -> None:
     last = peer.checkpoint("decrypted", session_live=True)
     if not last.counts[f"samples_{NOISE_MESSAGES}"]["arena"]["exact"]:
         raise RuntimeError("the last decrypted samples should be in the arena")
+    # Every other use of a secret key leaves ChaCha20's spills as a decryption does; each is
+    # the last use before a scan: an encryption, a decryption of a public plaintext, a REKEY.
+    send_key, open_key, rekey_key = os.urandom(32), os.urandom(32), os.urandom(32)
+    # REKEY(k) (Noise section 4.2): the first 32 bytes of ENCRYPT(k, 2^64-1, empty, 32 zeros)
+    rekeyed_key = ChaCha20Poly1305(rekey_key).encrypt(bytes(4) + b"\xff" * 8, bytes(32), b"")[:32]
+    peer.know(send_key=send_key, open_key=open_key, rekey_key=rekey_key, rekeyed_key=rekeyed_key)
+    peer.send(send_key + open_key + rekey_key)
+    nonce0, notice = bytes(12), _NOTICE
+    if ChaCha20Poly1305(send_key).decrypt(nonce0, peer.receive(), b"") != notice:
+        raise RuntimeError("the child's transport message does not open with the independent library")
+    peer.checkpoint("encrypted", session_live=True)
+    _send_chunk(peer, ChaCha20Poly1305(open_key).encrypt(nonce0, notice, b""))
+    if peer.receive() != notice:
+        raise RuntimeError("the child opened the public message to something else")
+    peer.checkpoint("opened_public", session_live=True)
+    peer.checkpoint("rekeyed", session_live=True)
+    if ChaCha20Poly1305(rekeyed_key).decrypt(nonce0, peer.receive(), b"") != notice:
+        raise RuntimeError("the child's message after REKEY does not open under the independent REKEY(k)")
+    peer.checkpoint("encrypted_after_rekey", session_live=True)
     peer.checkpoint("after_close", session_live=False)
 
 
@@ -776,7 +798,20 @@ def _noise_transport_child(ctx: Context) -> None:
             transport.decrypt_into(_read_chunk(ctx), out)
             held.append(out)
     ctx.checkpoint("decrypted")  # right after the last decrypt: nothing else ran in between
-    for transport in (ordered, lossy):
+    sender = NoiseTransport(CipherState(ctx.read_key()), None)
+    opener = NoiseTransport(None, CipherState(ctx.read_key()))
+    rekeyed = CipherState(ctx.read_key())
+    notice = _NOTICE
+    ctx.send_public(sender.encrypt(notice))
+    ctx.checkpoint("encrypted")
+    ctx.send_public(opener.decrypt(_read_chunk(ctx)))
+    ctx.checkpoint("opened_public")
+    rekeyed.rekey()
+    ctx.checkpoint("rekeyed")
+    ctx.send_public(rekeyed.encrypt_with_ad(b"", notice))
+    ctx.checkpoint("encrypted_after_rekey")
+    rekeyed.close()
+    for transport in (ordered, lossy, sender, opener):
         transport.close()
     for out in held:
         out.secure_purge()
