@@ -9,7 +9,8 @@ time is ever asserted; the script exits 0 unless it fails itself):
    vs ``cryptography``'s ``ChaCha20Poly1305(key).encrypt`` (object built once)  target <= 1.1x
    Beside it (information, no target): the bare compiled libsodium call (``nacl._sodium.lib``,
    key and output pointers prepared once) vs the same reference: the floor any binding of this
-   libsodium can reach on this machine.
+   libsodium can reach on this machine. And the scrub alone (``crypto._scrub.WIPE``, which
+   follows every libsodium call that reads a secret) vs ``hmac.digest``: its share of both ratios.
 3. 10,000 live ``SecureKeyBuffer``s: growth of VmLck and of /proc/self/maps lines
    (target <= 1 MiB, <= 50 mappings), next to 10,000 ``sodium_malloc(32)`` from the
    same libsodium. Each side runs in its own subprocess so both start clean.
@@ -272,6 +273,20 @@ def bench_aead_floor(rounds: int, number: int) -> Timing:
         key.secure_purge()
 
 
+def bench_scrub(rounds: int, number: int) -> Timing | None:
+    """The scrub that follows every libsodium call that reads a secret, alone, vs hmac.digest: its
+    share of both ratios above (None where the wipe is unavailable and the fallback runs)."""
+    from cortex_sal.crypto._scrub import WIPE
+
+    if WIPE is None:
+        return None
+    key_bytes, msg = os.urandom(32), os.urandom(MSG_LEN)
+    env = {"wipe": WIPE, "hmac": hmac, "key_bytes": key_bytes, "msg": msg}
+    ours = timeit.Timer("wipe()", globals=env)
+    ref = timeit.Timer("hmac.digest(key_bytes, msg, 'sha256')", globals=env)
+    return interleaved(ours, ref, rounds, number)
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -308,6 +323,7 @@ def main() -> int:
     h = bench_hmac(rounds, number)
     a = bench_aead(rounds, number)
     floor = bench_aead_floor(rounds, number)
+    scrub = bench_scrub(rounds, number)
     ours_mem = run_child("ours")
     sod_mem = run_child("sodium")
 
@@ -343,6 +359,16 @@ def main() -> int:
         "(floor)",
         "",
     )
+
+    if scrub is not None:
+        table.add_row(
+            "(info) the scrub after each call\n(crypto._scrub.WIPE alone) vs hmac.digest",
+            f"{min(scrub.ours_us):.2f} us",
+            f"{min(scrub.ref_us):.2f} us",
+            f"{scrub.min_ratio:.2f}x (min)\n{scrub.median_ratio:.2f}x (median)",
+            "(share)",
+            "",
+        )
 
     def grew(r: dict[str, object], key: str) -> int:
         return int(r[f"{key}_live"]) - int(r[f"{key}_before"])  # type: ignore[call-overload]
