@@ -254,9 +254,8 @@ class Arena:
             return slot
 
     def _take(self, span: int) -> tuple[Region, int]:
-        free = self._free.get(span)
-        if free:
-            return free.pop()
+        """A new ``span`` (the caller has found no freed one of that size): the bump of a shared
+        region with room, or a new region."""
         for region in reversed(list(self._regions)):
             if not region.dedicated and region.size - region.bump >= span:
                 offset = region.bump
