@@ -209,12 +209,13 @@ def aead_decrypt_into(
     n = len(ct) - TAG_SIZE
     if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0 or offset + n > len(out):
         raise WrongLengthError(f"a {n}-byte plaintext at offset {offset!r} does not fit a {len(out)}-byte buffer")
-    if _decrypt(address(out) + offset, None, None, ct, len(ct), aad_b, len(aad_b), nonce_b, address(k)) != 0:
-        raise DecryptionError("AEAD tag did not verify (wrong key, nonce or associated data, or tampered ciphertext)")
-    if WIPE is not None:  # the scrub, from this same function: the same C stack pointer
+    failed = _decrypt(address(out) + offset, None, None, ct, len(ct), aad_b, len(aad_b), nonce_b, address(k))
+    if WIPE is not None:  # the scrub, from this same function (the same C stack pointer), whatever the tag
         WIPE()
     else:
         scrub_fallback(n, compiled=_DEC is not None, encrypt=False)
+    if failed:
+        raise DecryptionError("AEAD tag did not verify (wrong key, nonce or associated data, or tampered ciphertext)")
     return n
 
 
@@ -223,8 +224,8 @@ def decrypt_unchecked(
 ) -> bool:
     """The bare libsodium decrypt of ``ciphertext || tag`` into ``out`` at ``offset``, for hot paths
     (the v1 frame channel) whose public arguments are already checked: ``bytes`` of exact sizes, a
-    12-byte nonce. True if the tag verified (then the scrub of the module doc runs); False
-    if not (libsodium has zeroed the target region). A dead key or buffer raises, and a plaintext
+    12-byte nonce. True if the tag verified, False if not (libsodium has zeroed the target region);
+    the scrub of the module doc runs either way. A dead key or buffer raises, and a plaintext
     that would not fit ``out`` at ``offset`` raises ``WrongLengthError`` before any C call."""
     size = len(ciphertext) - TAG_SIZE
     base, room = span(out)
@@ -232,21 +233,19 @@ def decrypt_unchecked(
         raise WrongLengthError(f"a {size}-byte plaintext at offset {offset!r} does not fit a {room}-byte buffer")
     if _DEC is not None:  # the compiled call, and the scrub from this same function
         target = PTR[base] + offset if offset else PTR[base]
-        if _DEC(target, NULL, NULL, ciphertext, size + TAG_SIZE, aad, len(aad), nonce, PTR[address(key)]):
-            return False
-        if WIPE is not None:
+        failed = _DEC(target, NULL, NULL, ciphertext, size + TAG_SIZE, aad, len(aad), nonce, PTR[address(key)])
+        if WIPE is not None:  # whatever the tag: the Poly1305 key came from the secret key
             WIPE()
         else:
             scrub_fallback(size, compiled=True, encrypt=False)
-        return True
-    if _decrypt_bytes(base + offset, None, None, ciphertext, len(ciphertext), aad, len(aad), nonce,
-                      address(key)):  # fmt: skip
-        return False
+        return not failed
+    failed = _decrypt_bytes(base + offset, None, None, ciphertext, len(ciphertext), aad, len(aad), nonce,
+                            address(key))  # fmt: skip
     if WIPE is not None:
         WIPE()
     else:
         scrub_fallback(size, compiled=False, encrypt=False)
-    return True
+    return not failed
 
 
 def aead_decrypt(key: SecureKeyBuffer, nonce: bytes, ciphertext: bytes, aad: bytes = b"") -> SecureBuffer:

@@ -292,16 +292,15 @@ class CipherKey:
                         return -1
                     if n == MAX_NONCE:  # reserved for REKEY
                         return -1
-                    if _DECRYPT_FAST(
+                    failed = _DECRYPT_FAST(
                         ctypes.c_void_p(base + offset), None, None, ciphertext, _LENS[plain + TAG_SIZE], ad,
                         _LENS[len(ad)], nonce, pointer(self._key),
-                    ):  # fmt: skip
-                        return -1
+                    )  # fmt: skip
                     if WIPE is not None:  # the scrub after every use of a secret key, from this same function
                         WIPE()
                     else:
                         scrub_fallback(plain, compiled=False, encrypt=False)
-                    return plain
+                    return -1 if failed else plain
         return -1
 
     if _COMPILED:  # the same four fast paths through the compiled cffi functions
@@ -385,14 +384,13 @@ class CipherKey:
                         if n == MAX_NONCE:  # reserved for REKEY
                             return -1
                         target = PTR[base] + offset if offset else PTR[base]
-                        if _DEC(target, NULL, NULL, ciphertext, plain + TAG_SIZE, ad, len(ad), nonce,
-                                PTR[address(self._key)]):  # fmt: skip
-                            return -1
+                        failed = _DEC(target, NULL, NULL, ciphertext, plain + TAG_SIZE, ad, len(ad), nonce,
+                                      PTR[address(self._key)])  # fmt: skip
                         if WIPE is not None:  # the scrub after every use of a secret key, from this same function
                             WIPE()
                         else:
                             scrub_fallback(plain, compiled=True, encrypt=False)
-                        return plain
+                        return -1 if failed else plain
             return -1
 
     # -- the checked paths -------------------------------------------------------------------------
@@ -463,13 +461,12 @@ class CipherKey:
             raise WrongLengthError(f"a {plain}-byte plaintext at offset {offset} does not fit a {len(out)}-byte buffer")
         key = address(self._key)
         target = address(out) + offset
-        if _DECRYPT(target, None, None, ct, size, ad_b, len(ad_b), _nonce(nonce), key) != 0:
-            return -1
+        failed = _DECRYPT(target, None, None, ct, size, ad_b, len(ad_b), _nonce(nonce), key)
         if WIPE is not None:  # the scrub after every use of a secret key, from this same function
             WIPE()
         else:
             scrub_fallback(plain, compiled=_COMPILED, encrypt=False)
-        return plain
+        return -1 if failed else plain
 
     # -- refusals -------------------------------------------------------------------------------
 
