@@ -247,10 +247,11 @@ class CryptoBackend:
 
 def backend_info() -> CryptoBackend:
     """The loaded crypto library: its name, version, file, and each primitive's binding (the note
-    also says when the decrypt scrub cannot use its wipe, :mod:`cortex_sal.crypto._scrub`)."""
+    also says when the scrub after each call that reads a secret cannot use its wipe,
+    :mod:`cortex_sal.crypto._scrub`)."""
     notes = [CFFI_UNAVAILABLE] if CFFI_UNAVAILABLE else []
-    if NO_WIPE:  # the decrypt scrub falls back to a dummy decrypt (slower, as sound)
-        notes.append(f"decrypt scrub by dummy decrypt: {NO_WIPE}")
+    if NO_WIPE:  # the scrub falls back to dummy calls on public data (slower, as sound)
+        notes.append(f"scrub by dummy calls: {NO_WIPE}")
     if FORCED:
         notes.append(f"CORTEX_SAL_FORCE_CTYPES: {', '.join(sorted(FORCED))}")
     return CryptoBackend("libsodium", sodium.version, sodium.path, tuple(BINDINGS.items()), "; ".join(notes))
